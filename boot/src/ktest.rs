@@ -1,0 +1,309 @@
+//! The host half of the kernel test protocol (`docs/protocol.md`): boots the kernel in mode
+//! `test`, follows its serial output test by test, and boots again to resume after any test
+//! that ended the machine (a failure, or a test that expects a fault), so that one failing
+//! test never hides the others.
+
+use std::io;
+
+use crate::image;
+use crate::qemu::{self, Machine};
+
+/// The outcome of one kernel test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The kernel printed `... ok`.
+    Passed,
+    /// The kernel printed `... FAILED`, or the machine died while the test ran.
+    Failed,
+}
+
+/// One kernel test's result, with the console lines it printed.
+#[derive(Debug, Clone)]
+pub struct TestResult {
+    /// The kernel's name for the test.
+    pub name: String,
+    /// Passed or failed.
+    pub outcome: Outcome,
+    /// Duration the kernel measured, in microseconds (0 if it never finished).
+    pub micros: u64,
+    /// What the console printed while the test ran, and why it failed if the machine died.
+    pub output: String,
+}
+
+/// Everything a suite run produced.
+#[derive(Debug, Clone, Default)]
+pub struct SuiteReport {
+    /// Results in the order the tests ran.
+    pub results: Vec<TestResult>,
+    /// Names the kernel planned to run (from the first boot).
+    pub planned: Vec<String>,
+    /// How many times QEMU was booted.
+    pub boots: usize,
+    /// Problems outside any one test (a boot that never reached the tests, a bad filter).
+    pub problems: Vec<String>,
+}
+
+impl SuiteReport {
+    /// True if every planned test passed and nothing else went wrong.
+    pub fn all_passed(&self) -> bool {
+        self.problems.is_empty()
+            && self.results.len() == self.planned.len()
+            && self.results.iter().all(|r| r.outcome == Outcome::Passed)
+    }
+
+    /// `N passed, N failed` over the whole suite.
+    pub fn summary(&self) -> String {
+        let passed = self.results.iter().filter(|r| r.outcome == Outcome::Passed).count();
+        format!("{passed} passed, {} failed", self.results.len() - passed)
+    }
+}
+
+/// What one line of kernel output means to the harness.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line<'a> {
+    /// `ktest: plan N`
+    Plan(usize),
+    /// `ktest: test NAME[ (ends the machine)]` (mode `test --list`)
+    Listed(&'a str),
+    /// `ktest: start NAME`
+    Start(&'a str),
+    /// `test NAME ... ok (N us)` or `... FAILED (N us)`
+    Result {
+        /// The test's name.
+        name: &'a str,
+        /// `ok` (true) or `FAILED` (false).
+        passed: bool,
+        /// The duration the kernel measured.
+        micros: u64,
+    },
+    /// `ktest: resume-after NAME (...)`
+    ResumeAfter(&'a str),
+    /// `ktest: complete`
+    Complete,
+    /// Anything else.
+    Other,
+}
+
+/// Classifies one console line.
+pub fn parse_line(line: &str) -> Line<'_> {
+    if let Some(n) = line.strip_prefix("ktest: plan ") {
+        return n.trim().parse().map(Line::Plan).unwrap_or(Line::Other);
+    }
+    if let Some(rest) = line.strip_prefix("ktest: test ") {
+        return Line::Listed(rest.strip_suffix(" (ends the machine)").unwrap_or(rest));
+    }
+    if let Some(name) = line.strip_prefix("ktest: start ") {
+        return Line::Start(name);
+    }
+    if let Some(rest) = line.strip_prefix("ktest: resume-after ") {
+        return Line::ResumeAfter(rest.split(" (").next().unwrap_or(rest));
+    }
+    if line == "ktest: complete" {
+        return Line::Complete;
+    }
+    if let Some(rest) = line.strip_prefix("test ") {
+        for (marker, passed) in [(" ... ok (", true), (" ... FAILED (", false)] {
+            if let Some((name, tail)) = rest.split_once(marker) {
+                if let Some(micros) = tail.strip_suffix(" us)").and_then(|n| n.parse().ok()) {
+                    return Line::Result { name, passed, micros };
+                }
+            }
+        }
+    }
+    Line::Other
+}
+
+/// Lists the kernel's tests (one boot in mode `test --list`).
+pub fn list(machine: &Machine, test_args: &[String]) -> io::Result<Vec<String>> {
+    let mut args = vec!["test".to_string()];
+    args.extend(test_args.iter().cloned());
+    args.push("--list".into());
+    let run = boot(machine, &args, &mut |_| {})?;
+    if !run.ending.is_success() {
+        return Err(io::Error::other(format!(
+            "listing the kernel tests failed: {}\n{}",
+            run.ending,
+            run.lines.join("\n")
+        )));
+    }
+    let names = run
+        .lines
+        .iter()
+        .filter_map(|l| match parse_line(l) {
+            Line::Listed(name) => Some(name.to_string()),
+            _ => None,
+        })
+        .collect();
+    Ok(names)
+}
+
+fn boot(machine: &Machine, args: &[String], on_line: &mut dyn FnMut(&str)) -> io::Result<qemu::Run> {
+    let ramdisk = image::encode_ramdisk(args, &[]).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.0))?;
+    let img = image::build(crate::kernel_elf(), ramdisk, machine.firmware)?;
+    qemu::run(machine, img.path(), on_line)
+}
+
+/// Runs the kernel tests selected by `test_args` (`[FILTER] [--exact]`), booting as often as
+/// needed, and calls `on_line` for every console line.
+pub fn run_suite(machine: &Machine, test_args: &[String], on_line: &mut dyn FnMut(&str)) -> io::Result<SuiteReport> {
+    let mut report = SuiteReport::default();
+    let mut resume_after: Option<String> = None;
+    loop {
+        let mut args = vec!["test".to_string()];
+        args.extend(test_args.iter().cloned());
+        if let Some(name) = &resume_after {
+            args.push("--after".into());
+            args.push(name.clone());
+        }
+        report.boots += 1;
+        let run = boot(machine, &args, on_line)?;
+        let boot_view = follow(&run, &mut report);
+        match boot_view {
+            BootEnd::Complete => break,
+            BootEnd::Resume(name) => resume_after = Some(name),
+            BootEnd::Died { during: Some((name, lines)) } => {
+                let mut output = lines.join("\n");
+                output.push_str(&format!("\nthe machine ended while this test ran: {}", run.ending));
+                report.results.push(TestResult { name: name.clone(), outcome: Outcome::Failed, micros: 0, output });
+                if report.results.len() >= report.planned.len() {
+                    break;
+                }
+                resume_after = Some(name);
+            }
+            BootEnd::Died { during: None } => {
+                report.problems.push(format!(
+                    "boot {} ended outside any test: {}\n{}",
+                    report.boots,
+                    run.ending,
+                    tail(&run.lines, 30)
+                ));
+                break;
+            }
+        }
+        if report.boots > report.planned.len() + 1 {
+            report.problems.push("the suite kept ending the machine without progress; giving up".into());
+            break;
+        }
+    }
+    let missing: Vec<&String> =
+        report.planned.iter().filter(|p| !report.results.iter().any(|r| &&r.name == p)).collect();
+    if !missing.is_empty() {
+        report.problems.push(format!("planned tests that never reported: {missing:?}"));
+    }
+    Ok(report)
+}
+
+enum BootEnd {
+    Complete,
+    Resume(String),
+    /// The boot ended without `complete` or `resume-after`; the test that was running (with
+    /// its output so far), if any.
+    Died { during: Option<(String, Vec<String>)> },
+}
+
+/// Folds one boot's output into the report.
+fn follow(run: &qemu::Run, report: &mut SuiteReport) -> BootEnd {
+    let mut current: Option<(String, Vec<String>)> = None;
+    let mut end = None;
+    let first_boot = report.boots == 1;
+    for line in &run.lines {
+        match parse_line(line) {
+            Line::Plan(_) => {}
+            Line::Listed(name) if first_boot && current.is_none() => report.planned.push(name.to_string()),
+            Line::Start(name) => current = Some((name.to_string(), Vec::new())),
+            Line::Result { name, passed, micros } => {
+                let output = match current.take() {
+                    Some((n, lines)) if n == name => lines.join("\n"),
+                    _ => String::new(),
+                };
+                let outcome = if passed { Outcome::Passed } else { Outcome::Failed };
+                report.results.push(TestResult { name: name.to_string(), outcome, micros, output });
+            }
+            Line::ResumeAfter(name) => end = Some(BootEnd::Resume(name.to_string())),
+            Line::Complete => end = Some(BootEnd::Complete),
+            Line::Listed(_) | Line::Other => {
+                if let Some((_, lines)) = current.as_mut() {
+                    lines.push(line.clone());
+                }
+            }
+        }
+    }
+    if let Some(end) = end {
+        return end;
+    }
+    BootEnd::Died { during: current }
+}
+
+fn tail(lines: &[String], n: usize) -> String {
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::qemu::Ending;
+
+    #[test]
+    fn parses_every_protocol_line() {
+        assert_eq!(parse_line("ktest: plan 12"), Line::Plan(12));
+        assert_eq!(parse_line("ktest: test a::b"), Line::Listed("a::b"));
+        assert_eq!(parse_line("ktest: test a::c (ends the machine)"), Line::Listed("a::c"));
+        assert_eq!(parse_line("ktest: start a::b"), Line::Start("a::b"));
+        assert_eq!(
+            parse_line("test a::b ... ok (17 us)"),
+            Line::Result { name: "a::b", passed: true, micros: 17 }
+        );
+        assert_eq!(
+            parse_line("test a::b ... FAILED (3 us)"),
+            Line::Result { name: "a::b", passed: false, micros: 3 }
+        );
+        assert_eq!(parse_line("ktest: resume-after a::b (4 not run in this boot)"), Line::ResumeAfter("a::b"));
+        assert_eq!(parse_line("ktest: complete"), Line::Complete);
+        assert_eq!(parse_line("test a::b ... maybe"), Line::Other);
+        assert_eq!(parse_line("hello"), Line::Other);
+    }
+
+    fn fake_run(ending: Ending, lines: &[&str]) -> qemu::Run {
+        qemu::Run { ending, lines: lines.iter().map(|s| s.to_string()).collect(), wall: Default::default() }
+    }
+
+    #[test]
+    fn a_test_that_kills_the_machine_fails_with_its_output_and_resumes_after_it() {
+        let mut report = SuiteReport { boots: 1, ..Default::default() };
+        let run = fake_run(
+            Ending::NoVerdict(Some(0)),
+            &["ktest: plan 2", "ktest: test a", "ktest: test b", "ktest: start a", "oops"],
+        );
+        match follow(&run, &mut report) {
+            BootEnd::Died { during: Some((name, lines)) } => {
+                assert_eq!(name, "a");
+                assert_eq!(lines, vec!["oops".to_string()]);
+            }
+            _ => panic!("expected the boot to have died during test a"),
+        }
+        assert_eq!(report.planned, vec!["a".to_string(), "b".to_string()]);
+    }
+
+    #[test]
+    fn results_and_resume_points_are_collected() {
+        let mut report = SuiteReport { boots: 1, ..Default::default() };
+        let run = fake_run(
+            Ending::KernelSuccess,
+            &[
+                "ktest: plan 2",
+                "ktest: test a",
+                "ktest: test b",
+                "ktest: start a",
+                "line from a",
+                "test a ... ok (5 us)",
+                "ktest: start b",
+                "test b ... ok (6 us)",
+                "ktest: resume-after b (1 not run in this boot)",
+            ],
+        );
+        assert!(matches!(follow(&run, &mut report), BootEnd::Resume(ref n) if n == "b"));
+        assert_eq!(report.results.len(), 2);
+        assert_eq!(report.results[0].output, "line from a");
+        assert_eq!(report.summary(), "2 passed, 0 failed");
+    }
+}

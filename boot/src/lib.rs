@@ -1,0 +1,22 @@
+//! Host side of zsos: turns the kernel ELF into bootable BIOS/UEFI disk images, passes the
+//! kernel its command line through the boot ramdisk, runs QEMU under a timeout, streams the
+//! serial console, and reads the kernel's verdict from QEMU's exit status.
+//!
+//! Used by the `boot` binary (what `cargo run` starts) and by the integration tests in
+//! `tests/`, which boot the kernel's test suite and report each kernel test on its own.
+
+#![warn(missing_docs)]
+
+pub mod image;
+pub mod ktest;
+pub mod qemu;
+
+use std::path::Path;
+
+/// The kernel ELF, built for `x86_64-unknown-none` by cargo (artifact dependency).
+pub fn kernel_elf() -> &'static Path {
+    Path::new(env!("CARGO_BIN_FILE_KERNEL_kernel"))
+}
+
+/// Virtual address the kernel is loaded at; must equal `KERNEL_BASE` in `kernel/src/main.rs`.
+pub const KERNEL_BASE: u64 = 0xffff_ffff_8000_0000;

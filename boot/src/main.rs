@@ -1,0 +1,223 @@
+//! `cargo run -- [OPTIONS] [MODE [ARGS...]]`: build a zsos disk image, boot it under QEMU,
+//! stream the serial console, and exit with the kernel's verdict.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use boot::image::{self, Firmware};
+use boot::ktest;
+use boot::qemu::{self, Machine};
+
+const USAGE: &str = "\
+usage: cargo run -- [OPTIONS] [MODE [ARGS...]]
+
+Builds a zsos disk image, boots it under QEMU (TCG), streams the serial console and exits
+0 only if the kernel reports success.
+
+Options (before the mode):
+  --uefi            boot with UEFI firmware (OVMF; the default)
+  --bios            boot with legacy BIOS
+  --smp N           number of CPUs, 1 to 64 (default 1)
+  --memory SIZE     guest memory, e.g. 256M or 2G (default 512M)
+  --timeout SECS    kill QEMU after SECS seconds (default 300; 3600 with --gdb)
+  --gdb             start halted with a gdb server on localhost:1234 and print the gdb command
+  -h, --help        show this help
+
+Modes (passed to the kernel; everything after the mode goes to it unchanged):
+  run               the default demo
+  test [FILTER] [--exact]
+                    run the in-kernel tests whose names contain FILTER (libtest style lines,
+                    then 'N passed, N failed'); --list only lists them
+  bench             run the benchmarks; one 'BENCH name=... value=... unit=...' line per figure
+  crash KIND        end in a chosen failure (panic, page-fault, gp, ud) to see its diagnostic
+
+Exit status: 0 kernel success, 1 kernel failure, 2 usage error, 3 timeout or no verdict.";
+
+/// Exit status for a bad command line.
+const EXIT_USAGE: u8 = 2;
+/// Exit status for a run that ended without the kernel's verdict.
+const EXIT_NO_VERDICT: u8 = 3;
+
+struct Options {
+    machine: Machine,
+    timeout_given: bool,
+    kernel_args: Vec<String>,
+}
+
+fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
+    let mut machine = Machine { timeout: Duration::from_secs(300), ..Machine::default() };
+    let mut timeout_given = false;
+    let mut it = args.iter();
+    let mut kernel_args = Vec::new();
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--uefi" => machine.firmware = Firmware::Uefi,
+            "--bios" => machine.firmware = Firmware::Bios,
+            "--gdb" => machine.gdb = true,
+            "--smp" => {
+                let v = value("--smp")?;
+                machine.smp = match v.parse::<u32>() {
+                    Ok(n) if (1..=64).contains(&n) => n,
+                    _ => return Err(format!("--smp takes a number of CPUs from 1 to 64, not '{v}'")),
+                };
+            }
+            "--memory" => {
+                let v = value("--memory")?;
+                machine.memory = parse_memory(&v)?;
+            }
+            "--timeout" => {
+                let v = value("--timeout")?;
+                machine.timeout = match v.parse::<u64>() {
+                    Ok(s) if s > 0 => Duration::from_secs(s),
+                    _ => return Err(format!("--timeout takes a positive number of seconds, not '{v}'")),
+                };
+                timeout_given = true;
+            }
+            flag if flag.starts_with('-') => return Err(format!("unknown option '{flag}'")),
+            _ => {
+                kernel_args.push(arg.clone());
+                kernel_args.extend(it.cloned());
+                break;
+            }
+        }
+    }
+    Ok(Some(Options { machine, timeout_given, kernel_args }))
+}
+
+/// Accepts QEMU's memory sizes that make sense for zsos: a number with an optional K/M/G
+/// suffix, at least 64 MiB.
+fn parse_memory(v: &str) -> Result<String, String> {
+    let bad = || format!("--memory takes a size like 256M or 2G (at least 64M), not '{v}'");
+    let (digits, unit) = match v.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => v.split_at(i),
+        None => (v, "M"),
+    };
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let mib = match unit {
+        "K" | "k" => n / 1024,
+        "M" | "m" => n,
+        "G" | "g" => n * 1024,
+        _ => return Err(bad()),
+    };
+    if mib < 64 {
+        return Err(bad());
+    }
+    Ok(format!("{mib}M"))
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut opts = match parse_args(&args) {
+        Ok(Some(opts)) => opts,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(msg) => {
+            eprintln!("zsos: error: {msg}\n(run with --help for usage)");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    if opts.machine.gdb {
+        if !opts.timeout_given {
+            opts.machine.timeout = Duration::from_secs(3600);
+        }
+        eprintln!(
+            "zsos: QEMU waits for gdb on localhost:1234. In another terminal:\n  \
+             gdb -ex 'symbol-file -o {:#x} {}' -ex 'target remote localhost:1234'",
+            boot::KERNEL_BASE,
+            boot::kernel_elf().display()
+        );
+    }
+    let is_test = opts.kernel_args.first().map(String::as_str) == Some("test");
+    let is_list = opts.kernel_args.iter().any(|a| a == "--list");
+    let result = if is_test && !is_list {
+        run_tests(&opts)
+    } else {
+        run_once(&opts)
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("zsos: error: {e}");
+            ExitCode::from(EXIT_NO_VERDICT)
+        }
+    }
+}
+
+fn print_line(line: &str) {
+    println!("{line}");
+}
+
+fn run_once(opts: &Options) -> std::io::Result<ExitCode> {
+    let ramdisk = image::encode_ramdisk(&opts.kernel_args, &[])
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.0))?;
+    let img = image::build(boot::kernel_elf(), ramdisk, opts.machine.firmware)?;
+    let run = qemu::run(&opts.machine, img.path(), &mut print_line)?;
+    eprintln!("zsos: {} ({:.1} s)", run.ending, run.wall.as_secs_f64());
+    Ok(match run.ending {
+        qemu::Ending::KernelSuccess => ExitCode::SUCCESS,
+        qemu::Ending::KernelFailure => ExitCode::FAILURE,
+        _ => ExitCode::from(EXIT_NO_VERDICT),
+    })
+}
+
+fn run_tests(opts: &Options) -> std::io::Result<ExitCode> {
+    let report = ktest::run_suite(&opts.machine, &opts.kernel_args[1..], &mut print_line)?;
+    for problem in &report.problems {
+        eprintln!("zsos: problem: {problem}");
+    }
+    let failed: Vec<&str> = report
+        .results
+        .iter()
+        .filter(|r| r.outcome == ktest::Outcome::Failed)
+        .map(|r| r.name.as_str())
+        .collect();
+    if !failed.is_empty() {
+        eprintln!("zsos: failed kernel tests: {}", failed.join(", "));
+    }
+    eprintln!("zsos: kernel tests: {} in {} boot(s)", report.summary(), report.boots);
+    Ok(if report.all_passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn options_before_the_mode_configure_the_machine_and_the_rest_goes_to_the_kernel() {
+        let o = parse_args(&strings(&["--bios", "--smp", "4", "--memory", "2G", "test", "--exact", "x"]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(o.machine.firmware, Firmware::Bios);
+        assert_eq!(o.machine.smp, 4);
+        assert_eq!(o.machine.memory, "2048M");
+        assert_eq!(o.kernel_args, strings(&["test", "--exact", "x"]));
+    }
+
+    #[test]
+    fn bad_options_are_errors_naming_the_problem() {
+        for (args, needle) in [
+            (&["--frob"][..], "unknown option '--frob'"),
+            (&["--smp", "0"][..], "--smp"),
+            (&["--smp"][..], "needs a value"),
+            (&["--memory", "12"][..], "at least 64M"),
+            (&["--memory", "1T"][..], "--memory"),
+            (&["--timeout", "-3"][..], "--timeout"),
+        ] {
+            let err = parse_args(&strings(args)).err().unwrap_or_else(|| panic!("{args:?} accepted"));
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn help_is_recognised() {
+        assert!(parse_args(&strings(&["--help"])).unwrap().is_none());
+    }
+}

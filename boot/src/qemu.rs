@@ -1,0 +1,286 @@
+//! Running an image under QEMU: the command line, the timeout, the serial stream and the
+//! verdict.
+//!
+//! Only the kernel's own success code counts as success: the kernel writes 0x10 (success)
+//! or 0x11 (failure) to the `isa-debug-exit` device, which makes QEMU exit with 33 or 35.
+//! Every other ending (QEMU's own errors exit 1, a triple fault resets and, with
+//! `-no-reboot`, exits 0, a hang hits the timeout) is reported as such, never as success.
+
+use std::io::{self, BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::image::Firmware;
+
+/// QEMU exit status when the kernel reports success (`(0x10 << 1) | 1`).
+pub const EXIT_KERNEL_SUCCESS: i32 = 33;
+/// QEMU exit status when the kernel reports failure (`(0x11 << 1) | 1`).
+pub const EXIT_KERNEL_FAILURE: i32 = 35;
+
+/// The emulated machine.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    /// BIOS or UEFI.
+    pub firmware: Firmware,
+    /// Number of CPUs (`-smp`).
+    pub smp: u32,
+    /// Guest memory, in QEMU's syntax (`512M`, `2G`).
+    pub memory: String,
+    /// QEMU is killed after this long.
+    pub timeout: Duration,
+    /// Start QEMU halted with a gdb server on localhost:1234.
+    pub gdb: bool,
+}
+
+impl Default for Machine {
+    fn default() -> Self {
+        Machine {
+            firmware: Firmware::Uefi,
+            smp: 1,
+            memory: "512M".into(),
+            timeout: Duration::from_secs(120),
+            gdb: false,
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// The kernel reported success.
+    KernelSuccess,
+    /// The kernel reported failure.
+    KernelFailure,
+    /// QEMU was killed at the timeout.
+    TimedOut(Duration),
+    /// QEMU ended without the kernel's verdict (exit status, if any): a QEMU error, a
+    /// triple fault, or a kill from outside.
+    NoVerdict(Option<i32>),
+}
+
+impl Ending {
+    /// True only for the kernel's explicit success.
+    pub fn is_success(&self) -> bool {
+        *self == Ending::KernelSuccess
+    }
+}
+
+impl std::fmt::Display for Ending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ending::KernelSuccess => write!(f, "the kernel reported success"),
+            Ending::KernelFailure => write!(f, "the kernel reported FAILURE"),
+            Ending::TimedOut(t) => write!(f, "TIMED OUT after {} s (QEMU killed)", t.as_secs()),
+            Ending::NoVerdict(Some(1)) => {
+                write!(f, "QEMU exited with status 1 without a verdict from the kernel (a QEMU error?)")
+            }
+            Ending::NoVerdict(Some(code)) => write!(
+                f,
+                "QEMU exited with status {code} without a verdict from the kernel (triple fault or reset?)"
+            ),
+            Ending::NoVerdict(None) => write!(f, "QEMU was killed by a signal"),
+        }
+    }
+}
+
+/// The result of one boot.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// How it ended.
+    pub ending: Ending,
+    /// Every line the serial console printed, ANSI escapes and `\r` removed.
+    pub lines: Vec<String>,
+    /// Wall-clock time QEMU ran.
+    pub wall: Duration,
+}
+
+fn find_first(candidates: &[&str]) -> Option<PathBuf> {
+    candidates.iter().map(PathBuf::from).find(|p| p.exists())
+}
+
+/// The QEMU binary, or an error telling the user how to install it.
+pub fn qemu_binary() -> io::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("ZSOS_QEMU") {
+        return Ok(PathBuf::from(p));
+    }
+    find_first(&["/usr/bin/qemu-system-x86_64", "/usr/local/bin/qemu-system-x86_64"]).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            "qemu-system-x86_64 not found: run scripts/setup (or apt-get install qemu-system-x86 ovmf)",
+        )
+    })
+}
+
+/// OVMF code and variable-store images from Debian's `ovmf` package.
+fn ovmf_files() -> io::Result<(PathBuf, PathBuf)> {
+    let code = find_first(&["/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_CODE.fd"]);
+    let vars = find_first(&["/usr/share/OVMF/OVMF_VARS_4M.fd", "/usr/share/OVMF/OVMF_VARS.fd"]);
+    match (code, vars) {
+        (Some(c), Some(v)) => Ok((c, v)),
+        _ => Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "UEFI firmware (OVMF) not found in /usr/share/OVMF: run scripts/setup \
+             (or apt-get install ovmf), or boot with --bios",
+        )),
+    }
+}
+
+/// The full QEMU command for `image` on `machine`.
+pub fn command(machine: &Machine, image: &Path) -> io::Result<Command> {
+    let ovmf = match machine.firmware {
+        Firmware::Uefi => Some(ovmf_files()?),
+        Firmware::Bios => None,
+    };
+    Ok(command_with(&qemu_binary()?, machine, image, ovmf))
+}
+
+/// The QEMU command, given where QEMU and (for UEFI) OVMF's code and variables are.
+fn command_with(qemu: &Path, machine: &Machine, image: &Path, ovmf: Option<(PathBuf, PathBuf)>) -> Command {
+    let mut cmd = Command::new(qemu);
+    // TCG always: KVM hangs on these machines. Multi-threaded TCG so that each guest CPU
+    // gets its own host thread.
+    cmd.args(["-machine", "q35", "-accel", "tcg,thread=multi", "-cpu", "max"]);
+    cmd.args(["-m", &machine.memory, "-smp", &machine.smp.to_string()]);
+    cmd.args(["-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot"]);
+    cmd.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+    cmd.arg("-drive").arg(format!("format=raw,file={}", image.display()));
+    if let Some((code, vars)) = ovmf {
+        cmd.arg("-drive").arg(format!("if=pflash,format=raw,readonly=on,file={}", code.display()));
+        // snapshot=on: UEFI may write its variables, but never to the package's file.
+        cmd.arg("-drive").arg(format!("if=pflash,format=raw,snapshot=on,file={}", vars.display()));
+    }
+    if machine.gdb {
+        cmd.args(["-s", "-S"]);
+    }
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    cmd
+}
+
+/// Removes ANSI escape sequences (firmware draws with them) and carriage returns.
+pub fn clean_line(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => {
+                // CSI: ESC [ params final-byte(0x40..=0x7e); other escapes: ESC + one char.
+                if chars.peek() == Some(&'[') {
+                    chars.next();
+                    for c in chars.by_ref() {
+                        if ('\u{40}'..='\u{7e}').contains(&c) {
+                            break;
+                        }
+                    }
+                } else {
+                    chars.next();
+                }
+            }
+            '\r' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Boots `image` on `machine`, calling `on_line` for every console line as it arrives, and
+/// waits for the end (or the timeout).
+pub fn run(machine: &Machine, image: &Path, on_line: &mut dyn FnMut(&str)) -> io::Result<Run> {
+    let mut child = command(machine, image)?
+        .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot start QEMU: {e}")))?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut buf = Vec::new();
+        // Lines may not be UTF-8 (firmware noise): read bytes, convert lossily.
+        while let Ok(n) = reader.read_until(b'\n', &mut buf) {
+            if n == 0 {
+                break;
+            }
+            let text = String::from_utf8_lossy(&buf);
+            let line = text.strip_suffix('\n').unwrap_or(&text);
+            if tx.send(clean_line(line)).is_err() {
+                break;
+            }
+            buf.clear();
+        }
+    });
+
+    let start = Instant::now();
+    let deadline = start + machine.timeout;
+    let mut lines = Vec::new();
+    let ending = loop {
+        match rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(line) => {
+                on_line(&line);
+                lines.push(line);
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) | Err(mpsc::RecvTimeoutError::Disconnected) => {}
+        }
+        if let Some(status) = child.try_wait()? {
+            break classify(status.code());
+        }
+        if Instant::now() >= deadline {
+            kill(&mut child);
+            break Ending::TimedOut(machine.timeout);
+        }
+    };
+    let _ = reader.join();
+    for line in rx.try_iter() {
+        on_line(&line);
+        lines.push(line);
+    }
+    Ok(Run { ending, lines, wall: start.elapsed() })
+}
+
+fn classify(code: Option<i32>) -> Ending {
+    match code {
+        Some(EXIT_KERNEL_SUCCESS) => Ending::KernelSuccess,
+        Some(EXIT_KERNEL_FAILURE) => Ending::KernelFailure,
+        other => Ending::NoVerdict(other),
+    }
+}
+
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_kernels_success_code_is_success() {
+        assert_eq!(classify(Some(33)), Ending::KernelSuccess);
+        assert_eq!(classify(Some(35)), Ending::KernelFailure);
+        for code in [Some(0), Some(1), Some(2), Some(34), None] {
+            assert!(!classify(code).is_success(), "{code:?} must not count as success");
+        }
+    }
+
+    #[test]
+    fn clean_line_strips_escapes_and_carriage_returns() {
+        assert_eq!(clean_line("\u{1b}[2J\u{1b}[01;01Hhello\r"), "hello");
+        assert_eq!(clean_line("a\u{1b}cb"), "ab");
+        assert_eq!(clean_line("plain"), "plain");
+    }
+
+    #[test]
+    fn qemu_command_never_enables_kvm_and_has_the_exit_device() {
+        let m = Machine::default();
+        let ovmf = Some((PathBuf::from("/code.fd"), PathBuf::from("/vars.fd")));
+        let cmd = command_with(Path::new("/q"), &m, Path::new("/tmp/x.img"), ovmf);
+        let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let joined = args.join(" ");
+        assert!(!joined.contains("kvm"), "{joined}");
+        assert!(joined.contains("isa-debug-exit,iobase=0xf4"), "{joined}");
+        assert!(joined.contains("tcg"), "{joined}");
+        assert!(joined.contains("if=pflash,format=raw,readonly=on,file=/code.fd"), "{joined}");
+        assert!(joined.contains("snapshot=on,file=/vars.fd"), "{joined}");
+    }
+}

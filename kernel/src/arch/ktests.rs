@@ -1,0 +1,115 @@
+//! Tests of the machine layer: exception handlers, probes, TSS, cycle counter.
+
+use super::idt::{Fault, FaultKind};
+use super::{gdt, idt, probe, tsc};
+use crate::ktest::{self, Expect};
+
+fn breakpoint_handler_returns() {
+    let before = idt::breakpoint_count();
+    x86_64::instructions::interrupts::int3();
+    x86_64::instructions::interrupts::int3();
+    assert_eq!(idt::breakpoint_count(), before + 2);
+}
+
+fn probe_read_of_null_page_faults_with_address() {
+    let fault = probe::read_u8(0x10).expect_err("page 0 must not be mapped");
+    assert_eq!(fault.kind, FaultKind::PageFault);
+    assert_eq!(fault.address, Some(0x10));
+    // Error code bit 0 clear: the page is not present (rather than protected).
+    assert_eq!(fault.error_code.map(|c| c & 1), Some(0));
+}
+
+fn probe_write_to_kernel_code_faults_as_protection_violation() {
+    let code = breakpoint_handler_returns as *const () as u64;
+    let before = probe::read_u8(code).expect("kernel code is readable");
+    // SAFETY: the write must fault (code pages are read-only); if it did not, we write back
+    // the byte that was already there.
+    let fault = unsafe { probe::write_u8(code, before) }.expect_err("kernel code must be read-only");
+    assert_eq!(fault.kind, FaultKind::PageFault);
+    assert_eq!(fault.address, Some(code));
+    // Bits 0 (present) and 1 (write) set.
+    assert_eq!(fault.error_code.map(|c| c & 3), Some(3));
+}
+
+fn probe_read_of_non_canonical_address_is_general_protection() {
+    let fault = probe::read_u8(0x8000_0000_0000_0000).expect_err("non-canonical must fault");
+    assert_eq!(fault.kind, FaultKind::GeneralProtection);
+    assert_eq!(fault.address, None);
+}
+
+fn ud2_raises_invalid_opcode() {
+    let fault = probe::invalid_opcode().expect_err("ud2 must fault");
+    assert_eq!(fault.kind, FaultKind::InvalidOpcode);
+}
+
+fn probe_reads_mapped_memory() {
+    let x: u8 = 0xa5;
+    assert_eq!(probe::read_u8(&raw const x as u64), Ok(0xa5));
+}
+
+fn task_register_holds_our_tss() {
+    let tr: u16;
+    // SAFETY: `str` only reads the task register.
+    unsafe { core::arch::asm!("str {0:x}", out(reg) tr, options(nomem, nostack, preserves_flags)) };
+    let expected = gdt::expected_tss_selector().expect("GDT initialised at boot");
+    assert_eq!(tr, expected.0);
+}
+
+fn tsc_is_calibrated_and_advances() {
+    let hz = tsc::hz();
+    assert!((100_000_000..20_000_000_000).contains(&hz), "implausible TSC rate {hz} Hz");
+    let a = tsc::start();
+    let b = tsc::stop();
+    assert!(b > a, "TSC did not advance: {a} then {b}");
+    // 1 ms of PIT time must be close to hz/1000 cycles (within 25%, TCG is noisy).
+    let measured = super::pit::measure_tsc_hz(1);
+    let ratio = measured as f64 / hz as f64;
+    assert!((0.75..1.25).contains(&ratio), "1 ms window gave {measured} Hz against {hz} Hz");
+}
+
+/// Overflows the kernel stack on purpose: the page fault on the guard page cannot be
+/// delivered on the dead stack, so the CPU raises a double fault, which must run on its own
+/// IST stack and be reported (this test passes only then).
+fn stack_overflow_is_a_double_fault_on_its_own_stack() {
+    #[inline(never)]
+    #[allow(unconditional_recursion)]
+    fn recurse(depth: u64) -> u64 {
+        let frame = core::hint::black_box([depth; 64]);
+        recurse(depth + 1) + frame[depth as usize % 64]
+    }
+    core::hint::black_box(recurse(0));
+}
+
+fn ran_on_double_fault_stack(fault: &Fault) -> bool {
+    gdt::double_fault_stack_range().contains(&fault.handler_rsp)
+}
+
+/// A stray write to the page under the kernel stack (its guard page) must fault at exactly
+/// that address.
+fn write_to_kernel_stack_guard_page_faults() {
+    let guard = crate::boot_facts().kernel_stack_bottom - 8;
+    ktest::expect_fault_address(guard);
+    // SAFETY: `guard` lies in the unmapped guard page below the kernel stack, so the write
+    // touches no live object: it faults, which ends the machine as this test expects.
+    unsafe { core::ptr::write_volatile(guard as *mut u64, 0xdead) };
+}
+
+/// The tests of this module.
+pub const TESTS: &[ktest::Test] = crate::ktests![
+    breakpoint_handler_returns,
+    probe_read_of_null_page_faults_with_address,
+    probe_write_to_kernel_code_faults_as_protection_violation,
+    probe_read_of_non_canonical_address_is_general_protection,
+    ud2_raises_invalid_opcode,
+    probe_reads_mapped_memory,
+    task_register_holds_our_tss,
+    tsc_is_calibrated_and_advances,
+    stack_overflow_is_a_double_fault_on_its_own_stack => Expect::Fault {
+        kind: FaultKind::DoubleFault,
+        check: Some(ran_on_double_fault_stack),
+    },
+    write_to_kernel_stack_guard_page_faults => Expect::Fault {
+        kind: FaultKind::PageFault,
+        check: None,
+    },
+];

@@ -1,0 +1,35 @@
+//! Mode `crash`: ends the machine in a chosen failure so that users (and the host tests) can
+//! see each diagnostic and check that it fails the run.
+
+use crate::arch::qemu::ExitCode;
+use crate::println;
+
+/// Provokes the failure named by the first argument.
+pub fn run(rest: &[&str]) -> ExitCode {
+    match rest {
+        ["panic"] => panic!("crash requested from the command line"),
+        ["page-fault"] => {
+            // SAFETY: deliberately invalid: page 0 is never mapped, so this read faults and
+            // the page-fault handler ends the machine; nothing is ever read.
+            let v = unsafe { core::ptr::read_volatile(0x18 as *const u64) };
+            println!("zsos: read {v:#x} from page 0, which should have faulted");
+            ExitCode::Failure
+        }
+        ["gp"] => {
+            // SAFETY: deliberately invalid: a non-canonical address raises #GP before any
+            // memory is touched; the handler ends the machine.
+            let v = unsafe { core::ptr::read_volatile(0x8000_0000_0000_0000 as *const u64) };
+            println!("zsos: read {v:#x} from a non-canonical address, which should have faulted");
+            ExitCode::Failure
+        }
+        ["ud"] => {
+            // SAFETY: `ud2` raises #UD; the handler ends the machine, nothing else happens.
+            unsafe { core::arch::asm!("ud2", options(nomem, nostack)) };
+            ExitCode::Failure
+        }
+        _ => {
+            println!("zsos: error: usage: crash panic|page-fault|gp|ud");
+            ExitCode::Failure
+        }
+    }
+}

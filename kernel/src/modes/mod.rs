@@ -1,0 +1,50 @@
+//! The kernel's modes: what it does once booted, chosen by the first argument.
+
+use crate::arch::qemu::ExitCode;
+use crate::args::BootArgs;
+use crate::println;
+
+mod bench;
+mod crash;
+mod run;
+
+/// The modes, with a one-line description each (printed on a bad mode).
+pub const MODES: &[(&str, &str)] = &[
+    ("run", "the default demo"),
+    ("test", "run the in-kernel tests: test [FILTER] [--exact] [--after NAME] [--list]"),
+    ("bench", "run the benchmarks and print BENCH lines"),
+    ("crash", "end in a chosen failure to show its diagnostic: crash panic|page-fault|gp|ud"),
+];
+
+/// Runs the mode named by the first argument (`run` if there is none).
+pub fn dispatch(args: &BootArgs) -> ExitCode {
+    let argv = args.as_slice();
+    let (mode, rest) = match argv.split_first() {
+        Some((mode, rest)) => (*mode, rest),
+        None => ("run", &[][..]),
+    };
+    match mode {
+        "run" => run::run(rest),
+        "test" => crate::ktest::run_mode(rest),
+        "bench" => bench::run(rest),
+        "crash" => crash::run(rest),
+        unknown => {
+            println!("zsos: error: unknown mode '{unknown}'. Modes:");
+            for (name, what) in MODES {
+                println!("  {name:<6} {what}");
+            }
+            ExitCode::Failure
+        }
+    }
+}
+
+/// Rejects arguments for a mode that takes none.
+fn no_args(mode: &str, rest: &[&str]) -> Result<(), ExitCode> {
+    match rest.first() {
+        None => Ok(()),
+        Some(extra) => {
+            println!("zsos: error: mode '{mode}' takes no arguments, got '{extra}'");
+            Err(ExitCode::Failure)
+        }
+    }
+}
