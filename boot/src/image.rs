@@ -33,14 +33,19 @@ impl std::fmt::Display for BadArgument {
 /// ramdisk the kernel parses: the magic line, one argument per line, an empty line, payload.
 pub fn encode_ramdisk(args: &[String], payload: &[u8]) -> Result<Vec<u8>, BadArgument> {
     if args.len() > 32 {
-        return Err(BadArgument(format!("too many kernel arguments ({}; at most 32)", args.len())));
+        return Err(BadArgument(format!(
+            "too many kernel arguments ({}; at most 32)",
+            args.len()
+        )));
     }
     let mut out = Vec::with_capacity(64 + payload.len());
     out.extend_from_slice(ARGS_MAGIC_LINE.as_bytes());
     out.push(b'\n');
     for arg in args {
         if arg.is_empty() || arg.contains('\n') {
-            return Err(BadArgument(format!("kernel argument {arg:?} is empty or contains a newline")));
+            return Err(BadArgument(format!(
+                "kernel argument {arg:?} is empty or contains a newline"
+            )));
         }
         out.extend_from_slice(arg.as_bytes());
         out.push(b'\n');
@@ -74,7 +79,14 @@ pub fn build(kernel: &Path, ramdisk: Vec<u8>, firmware: Firmware) -> io::Result<
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let dir = std::env::temp_dir();
     let stem = format!("zsos-{}-{n}", std::process::id());
-    let path = dir.join(format!("{stem}.{}", if firmware == Firmware::Bios { "mbr" } else { "gpt" }));
+    let path = dir.join(format!(
+        "{stem}.{}",
+        if firmware == Firmware::Bios {
+            "mbr"
+        } else {
+            "gpt"
+        }
+    ));
 
     let ramdisk_path = dir.join(format!("{stem}.ramdisk"));
     std::fs::write(&ramdisk_path, ramdisk)?;
@@ -92,6 +104,8 @@ pub fn build(kernel: &Path, ramdisk: Vec<u8>, firmware: Firmware) -> io::Result<
         Firmware::Uefi => builder.create_uefi_image(&path),
     };
     let _ = std::fs::remove_file(&ramdisk_path);
-    result.map_err(|e| io::Error::other(format!("cannot build the {firmware:?} disk image: {e:#}")))?;
+    result.map_err(|e| {
+        io::Error::other(format!("cannot build the {firmware:?} disk image: {e:#}"))
+    })?;
     Ok(DiskImage { path })
 }

@@ -53,7 +53,11 @@ impl SuiteReport {
 
     /// `N passed, N failed` over the whole suite.
     pub fn summary(&self) -> String {
-        let passed = self.results.iter().filter(|r| r.outcome == Outcome::Passed).count();
+        let passed = self
+            .results
+            .iter()
+            .filter(|r| r.outcome == Outcome::Passed)
+            .count();
         format!("{passed} passed, {} failed", self.results.len() - passed)
     }
 }
@@ -103,10 +107,14 @@ pub fn parse_line(line: &str) -> Line<'_> {
     }
     if let Some(rest) = line.strip_prefix("test ") {
         for (marker, passed) in [(" ... ok (", true), (" ... FAILED (", false)] {
-            if let Some((name, tail)) = rest.split_once(marker) {
-                if let Some(micros) = tail.strip_suffix(" us)").and_then(|n| n.parse().ok()) {
-                    return Line::Result { name, passed, micros };
-                }
+            if let Some((name, tail)) = rest.split_once(marker)
+                && let Some(micros) = tail.strip_suffix(" us)").and_then(|n| n.parse().ok())
+            {
+                return Line::Result {
+                    name,
+                    passed,
+                    micros,
+                };
             }
         }
     }
@@ -137,15 +145,24 @@ pub fn list(machine: &Machine, test_args: &[String]) -> io::Result<Vec<String>> 
     Ok(names)
 }
 
-fn boot(machine: &Machine, args: &[String], on_line: &mut dyn FnMut(&str)) -> io::Result<qemu::Run> {
-    let ramdisk = image::encode_ramdisk(args, &[]).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.0))?;
+fn boot(
+    machine: &Machine,
+    args: &[String],
+    on_line: &mut dyn FnMut(&str),
+) -> io::Result<qemu::Run> {
+    let ramdisk = image::encode_ramdisk(args, &[])
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.0))?;
     let img = image::build(crate::kernel_elf(), ramdisk, machine.firmware)?;
     qemu::run(machine, img.path(), on_line)
 }
 
 /// Runs the kernel tests selected by `test_args` (`[FILTER] [--exact]`), booting as often as
 /// needed, and calls `on_line` for every console line.
-pub fn run_suite(machine: &Machine, test_args: &[String], on_line: &mut dyn FnMut(&str)) -> io::Result<SuiteReport> {
+pub fn run_suite(
+    machine: &Machine,
+    test_args: &[String],
+    on_line: &mut dyn FnMut(&str),
+) -> io::Result<SuiteReport> {
     let mut report = SuiteReport::default();
     let mut resume_after: Option<String> = None;
     loop {
@@ -161,10 +178,20 @@ pub fn run_suite(machine: &Machine, test_args: &[String], on_line: &mut dyn FnMu
         match boot_view {
             BootEnd::Complete => break,
             BootEnd::Resume(name) => resume_after = Some(name),
-            BootEnd::Died { during: Some((name, lines)) } => {
+            BootEnd::Died {
+                during: Some((name, lines)),
+            } => {
                 let mut output = lines.join("\n");
-                output.push_str(&format!("\nthe machine ended while this test ran: {}", run.ending));
-                report.results.push(TestResult { name: name.clone(), outcome: Outcome::Failed, micros: 0, output });
+                output.push_str(&format!(
+                    "\nthe machine ended while this test ran: {}",
+                    run.ending
+                ));
+                report.results.push(TestResult {
+                    name: name.clone(),
+                    outcome: Outcome::Failed,
+                    micros: 0,
+                    output,
+                });
                 if report.results.len() >= report.planned.len() {
                     break;
                 }
@@ -181,14 +208,21 @@ pub fn run_suite(machine: &Machine, test_args: &[String], on_line: &mut dyn FnMu
             }
         }
         if report.boots > report.planned.len() + 1 {
-            report.problems.push("the suite kept ending the machine without progress; giving up".into());
+            report
+                .problems
+                .push("the suite kept ending the machine without progress; giving up".into());
             break;
         }
     }
-    let missing: Vec<&String> =
-        report.planned.iter().filter(|p| !report.results.iter().any(|r| &&r.name == p)).collect();
+    let missing: Vec<&String> = report
+        .planned
+        .iter()
+        .filter(|p| !report.results.iter().any(|r| &&r.name == p))
+        .collect();
     if !missing.is_empty() {
-        report.problems.push(format!("planned tests that never reported: {missing:?}"));
+        report
+            .problems
+            .push(format!("planned tests that never reported: {missing:?}"));
     }
     Ok(report)
 }
@@ -198,7 +232,9 @@ enum BootEnd {
     Resume(String),
     /// The boot ended without `complete` or `resume-after`; the test that was running (with
     /// its output so far), if any.
-    Died { during: Option<(String, Vec<String>)> },
+    Died {
+        during: Option<(String, Vec<String>)>,
+    },
 }
 
 /// Folds one boot's output into the report.
@@ -209,15 +245,30 @@ fn follow(run: &qemu::Run, report: &mut SuiteReport) -> BootEnd {
     for line in &run.lines {
         match parse_line(line) {
             Line::Plan(_) => {}
-            Line::Listed(name) if first_boot && current.is_none() => report.planned.push(name.to_string()),
+            Line::Listed(name) if first_boot && current.is_none() => {
+                report.planned.push(name.to_string())
+            }
             Line::Start(name) => current = Some((name.to_string(), Vec::new())),
-            Line::Result { name, passed, micros } => {
+            Line::Result {
+                name,
+                passed,
+                micros,
+            } => {
                 let output = match current.take() {
                     Some((n, lines)) if n == name => lines.join("\n"),
                     _ => String::new(),
                 };
-                let outcome = if passed { Outcome::Passed } else { Outcome::Failed };
-                report.results.push(TestResult { name: name.to_string(), outcome, micros, output });
+                let outcome = if passed {
+                    Outcome::Passed
+                } else {
+                    Outcome::Failed
+                };
+                report.results.push(TestResult {
+                    name: name.to_string(),
+                    outcome,
+                    micros,
+                    output,
+                });
             }
             Line::ResumeAfter(name) => end = Some(BootEnd::Resume(name.to_string())),
             Line::Complete => end = Some(BootEnd::Complete),
@@ -247,35 +298,64 @@ mod tests {
     fn parses_every_protocol_line() {
         assert_eq!(parse_line("ktest: plan 12"), Line::Plan(12));
         assert_eq!(parse_line("ktest: test a::b"), Line::Listed("a::b"));
-        assert_eq!(parse_line("ktest: test a::c (ends the machine)"), Line::Listed("a::c"));
+        assert_eq!(
+            parse_line("ktest: test a::c (ends the machine)"),
+            Line::Listed("a::c")
+        );
         assert_eq!(parse_line("ktest: start a::b"), Line::Start("a::b"));
         assert_eq!(
             parse_line("test a::b ... ok (17 us)"),
-            Line::Result { name: "a::b", passed: true, micros: 17 }
+            Line::Result {
+                name: "a::b",
+                passed: true,
+                micros: 17
+            }
         );
         assert_eq!(
             parse_line("test a::b ... FAILED (3 us)"),
-            Line::Result { name: "a::b", passed: false, micros: 3 }
+            Line::Result {
+                name: "a::b",
+                passed: false,
+                micros: 3
+            }
         );
-        assert_eq!(parse_line("ktest: resume-after a::b (4 not run in this boot)"), Line::ResumeAfter("a::b"));
+        assert_eq!(
+            parse_line("ktest: resume-after a::b (4 not run in this boot)"),
+            Line::ResumeAfter("a::b")
+        );
         assert_eq!(parse_line("ktest: complete"), Line::Complete);
         assert_eq!(parse_line("test a::b ... maybe"), Line::Other);
         assert_eq!(parse_line("hello"), Line::Other);
     }
 
     fn fake_run(ending: Ending, lines: &[&str]) -> qemu::Run {
-        qemu::Run { ending, lines: lines.iter().map(|s| s.to_string()).collect(), wall: Default::default() }
+        qemu::Run {
+            ending,
+            lines: lines.iter().map(|s| s.to_string()).collect(),
+            wall: Default::default(),
+        }
     }
 
     #[test]
     fn a_test_that_kills_the_machine_fails_with_its_output_and_resumes_after_it() {
-        let mut report = SuiteReport { boots: 1, ..Default::default() };
+        let mut report = SuiteReport {
+            boots: 1,
+            ..Default::default()
+        };
         let run = fake_run(
             Ending::NoVerdict(Some(0)),
-            &["ktest: plan 2", "ktest: test a", "ktest: test b", "ktest: start a", "oops"],
+            &[
+                "ktest: plan 2",
+                "ktest: test a",
+                "ktest: test b",
+                "ktest: start a",
+                "oops",
+            ],
         );
         match follow(&run, &mut report) {
-            BootEnd::Died { during: Some((name, lines)) } => {
+            BootEnd::Died {
+                during: Some((name, lines)),
+            } => {
                 assert_eq!(name, "a");
                 assert_eq!(lines, vec!["oops".to_string()]);
             }
@@ -286,7 +366,10 @@ mod tests {
 
     #[test]
     fn results_and_resume_points_are_collected() {
-        let mut report = SuiteReport { boots: 1, ..Default::default() };
+        let mut report = SuiteReport {
+            boots: 1,
+            ..Default::default()
+        };
         let run = fake_run(
             Ending::KernelSuccess,
             &[

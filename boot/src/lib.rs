@@ -20,3 +20,6 @@ pub fn kernel_elf() -> &'static Path {
 
 /// Virtual address the kernel is loaded at; must equal `KERNEL_BASE` in `kernel/src/main.rs`.
 pub const KERNEL_BASE: u64 = 0xffff_ffff_8000_0000;
+
+/// The first line the kernel prints; everything before it is firmware and bootloader output.
+pub const KERNEL_BANNER: &str = "zsos: kernel started";

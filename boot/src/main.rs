@@ -45,12 +45,19 @@ struct Options {
 }
 
 fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
-    let mut machine = Machine { timeout: Duration::from_secs(300), ..Machine::default() };
+    let mut machine = Machine {
+        timeout: Duration::from_secs(300),
+        ..Machine::default()
+    };
     let mut timeout_given = false;
     let mut it = args.iter();
     let mut kernel_args = Vec::new();
     while let Some(arg) = it.next() {
-        let mut value = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value"));
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
         match arg.as_str() {
             "-h" | "--help" => return Ok(None),
             "--uefi" => machine.firmware = Firmware::Uefi,
@@ -60,7 +67,11 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
                 let v = value("--smp")?;
                 machine.smp = match v.parse::<u32>() {
                     Ok(n) if (1..=64).contains(&n) => n,
-                    _ => return Err(format!("--smp takes a number of CPUs from 1 to 64, not '{v}'")),
+                    _ => {
+                        return Err(format!(
+                            "--smp takes a number of CPUs from 1 to 64, not '{v}'"
+                        ));
+                    }
                 };
             }
             "--memory" => {
@@ -71,7 +82,11 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
                 let v = value("--timeout")?;
                 machine.timeout = match v.parse::<u64>() {
                     Ok(s) if s > 0 => Duration::from_secs(s),
-                    _ => return Err(format!("--timeout takes a positive number of seconds, not '{v}'")),
+                    _ => {
+                        return Err(format!(
+                            "--timeout takes a positive number of seconds, not '{v}'"
+                        ));
+                    }
                 };
                 timeout_given = true;
             }
@@ -83,7 +98,11 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
             }
         }
     }
-    Ok(Some(Options { machine, timeout_given, kernel_args }))
+    Ok(Some(Options {
+        machine,
+        timeout_given,
+        kernel_args,
+    }))
 }
 
 /// Accepts QEMU's memory sizes that make sense for zsos: a number with an optional K/M/G
@@ -112,7 +131,7 @@ fn main() -> ExitCode {
     let mut opts = match parse_args(&args) {
         Ok(Some(opts)) => opts,
         Ok(None) => {
-            println!("{USAGE}");
+            out(USAGE);
             return ExitCode::SUCCESS;
         }
         Err(msg) => {
@@ -147,15 +166,49 @@ fn main() -> ExitCode {
     }
 }
 
-fn print_line(line: &str) {
-    println!("{line}");
+/// Writes a line to stdout; a closed pipe (`cargo run | head`) is not an error worth a panic.
+fn out(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+/// Prints the console as it arrives, but holds back the firmware's own lines until the
+/// kernel's banner: they are shown only if the kernel never starts (that is when they help).
+#[derive(Default)]
+struct Console {
+    kernel_started: bool,
+    held: Vec<String>,
+}
+
+impl Console {
+    fn line(&mut self, line: &str) {
+        if !self.kernel_started && line == boot::KERNEL_BANNER {
+            self.kernel_started = true;
+        }
+        if self.kernel_started {
+            out(line);
+        } else {
+            self.held.push(line.to_string());
+        }
+    }
+
+    fn finish(&mut self) {
+        if !self.kernel_started {
+            eprintln!("zsos: the kernel never started; firmware output follows:");
+            for line in self.held.drain(..) {
+                out(&line);
+            }
+        }
+    }
 }
 
 fn run_once(opts: &Options) -> std::io::Result<ExitCode> {
     let ramdisk = image::encode_ramdisk(&opts.kernel_args, &[])
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.0))?;
     let img = image::build(boot::kernel_elf(), ramdisk, opts.machine.firmware)?;
-    let run = qemu::run(&opts.machine, img.path(), &mut print_line)?;
+    let mut console = Console::default();
+    let run = qemu::run(&opts.machine, img.path(), &mut |l| console.line(l))?;
+    console.finish();
     eprintln!("zsos: {} ({:.1} s)", run.ending, run.wall.as_secs_f64());
     Ok(match run.ending {
         qemu::Ending::KernelSuccess => ExitCode::SUCCESS,
@@ -165,7 +218,18 @@ fn run_once(opts: &Options) -> std::io::Result<ExitCode> {
 }
 
 fn run_tests(opts: &Options) -> std::io::Result<ExitCode> {
-    let report = ktest::run_suite(&opts.machine, &opts.kernel_args[1..], &mut print_line)?;
+    let mut console = Console::default();
+    let report = ktest::run_suite(&opts.machine, &opts.kernel_args[1..], &mut |l| {
+        // Each boot starts with firmware output again: hold it back once more.
+        if l == boot::KERNEL_BANNER {
+            console.held.clear();
+        }
+        console.line(l);
+        if l.starts_with("ktest: resume-after") {
+            console.kernel_started = false;
+        }
+    })?;
+    console.finish();
     for problem in &report.problems {
         eprintln!("zsos: problem: {problem}");
     }
@@ -178,8 +242,16 @@ fn run_tests(opts: &Options) -> std::io::Result<ExitCode> {
     if !failed.is_empty() {
         eprintln!("zsos: failed kernel tests: {}", failed.join(", "));
     }
-    eprintln!("zsos: kernel tests: {} in {} boot(s)", report.summary(), report.boots);
-    Ok(if report.all_passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    eprintln!(
+        "zsos: kernel tests: {} in {} boot(s)",
+        report.summary(),
+        report.boots
+    );
+    Ok(if report.all_passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 #[cfg(test)]
@@ -192,9 +264,11 @@ mod tests {
 
     #[test]
     fn options_before_the_mode_configure_the_machine_and_the_rest_goes_to_the_kernel() {
-        let o = parse_args(&strings(&["--bios", "--smp", "4", "--memory", "2G", "test", "--exact", "x"]))
-            .unwrap()
-            .unwrap();
+        let o = parse_args(&strings(&[
+            "--bios", "--smp", "4", "--memory", "2G", "test", "--exact", "x",
+        ]))
+        .unwrap()
+        .unwrap();
         assert_eq!(o.machine.firmware, Firmware::Bios);
         assert_eq!(o.machine.smp, 4);
         assert_eq!(o.machine.memory, "2048M");
@@ -211,7 +285,9 @@ mod tests {
             (&["--memory", "1T"][..], "--memory"),
             (&["--timeout", "-3"][..], "--timeout"),
         ] {
-            let err = parse_args(&strings(args)).err().unwrap_or_else(|| panic!("{args:?} accepted"));
+            let err = parse_args(&strings(args))
+                .err()
+                .unwrap_or_else(|| panic!("{args:?} accepted"));
             assert!(err.contains(needle), "{args:?}: {err}");
         }
     }

@@ -74,7 +74,10 @@ impl std::fmt::Display for Ending {
             Ending::KernelFailure => write!(f, "the kernel reported FAILURE"),
             Ending::TimedOut(t) => write!(f, "TIMED OUT after {} s (QEMU killed)", t.as_secs()),
             Ending::NoVerdict(Some(1)) => {
-                write!(f, "QEMU exited with status 1 without a verdict from the kernel (a QEMU error?)")
+                write!(
+                    f,
+                    "QEMU exited with status 1 without a verdict from the kernel (a QEMU error?)"
+                )
             }
             Ending::NoVerdict(Some(code)) => write!(
                 f,
@@ -115,8 +118,14 @@ pub fn qemu_binary() -> io::Result<PathBuf> {
 
 /// OVMF code and variable-store images from Debian's `ovmf` package.
 fn ovmf_files() -> io::Result<(PathBuf, PathBuf)> {
-    let code = find_first(&["/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_CODE.fd"]);
-    let vars = find_first(&["/usr/share/OVMF/OVMF_VARS_4M.fd", "/usr/share/OVMF/OVMF_VARS.fd"]);
+    let code = find_first(&[
+        "/usr/share/OVMF/OVMF_CODE_4M.fd",
+        "/usr/share/OVMF/OVMF_CODE.fd",
+    ]);
+    let vars = find_first(&[
+        "/usr/share/OVMF/OVMF_VARS_4M.fd",
+        "/usr/share/OVMF/OVMF_VARS.fd",
+    ]);
     match (code, vars) {
         (Some(c), Some(v)) => Ok((c, v)),
         _ => Err(io::Error::new(
@@ -137,24 +146,57 @@ pub fn command(machine: &Machine, image: &Path) -> io::Result<Command> {
 }
 
 /// The QEMU command, given where QEMU and (for UEFI) OVMF's code and variables are.
-fn command_with(qemu: &Path, machine: &Machine, image: &Path, ovmf: Option<(PathBuf, PathBuf)>) -> Command {
+fn command_with(
+    qemu: &Path,
+    machine: &Machine,
+    image: &Path,
+    ovmf: Option<(PathBuf, PathBuf)>,
+) -> Command {
     let mut cmd = Command::new(qemu);
     // TCG always: KVM hangs on these machines. Multi-threaded TCG so that each guest CPU
     // gets its own host thread.
-    cmd.args(["-machine", "q35", "-accel", "tcg,thread=multi", "-cpu", "max"]);
+    cmd.args([
+        "-machine",
+        "q35",
+        "-accel",
+        "tcg,thread=multi",
+        "-cpu",
+        "max",
+    ]);
     cmd.args(["-m", &machine.memory, "-smp", &machine.smp.to_string()]);
-    cmd.args(["-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot"]);
+    // -nodefaults: no NIC (no PXE attempts, no option ROMs needed), no CD-ROM, no VGA.
+    cmd.args([
+        "-nodefaults",
+        "-display",
+        "none",
+        "-serial",
+        "stdio",
+        "-no-reboot",
+    ]);
     cmd.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
-    cmd.arg("-drive").arg(format!("format=raw,file={}", image.display()));
+    cmd.arg("-drive")
+        .arg(format!("format=raw,file={}", image.display()));
+    if machine.firmware == Firmware::Bios {
+        // The BIOS stages of the bootloader set a VESA mode and stall without a VGA card.
+        cmd.args(["-vga", "std"]);
+    }
     if let Some((code, vars)) = ovmf {
-        cmd.arg("-drive").arg(format!("if=pflash,format=raw,readonly=on,file={}", code.display()));
+        cmd.arg("-drive").arg(format!(
+            "if=pflash,format=raw,readonly=on,file={}",
+            code.display()
+        ));
         // snapshot=on: UEFI may write its variables, but never to the package's file.
-        cmd.arg("-drive").arg(format!("if=pflash,format=raw,snapshot=on,file={}", vars.display()));
+        cmd.arg("-drive").arg(format!(
+            "if=pflash,format=raw,snapshot=on,file={}",
+            vars.display()
+        ));
     }
     if machine.gdb {
         cmd.args(["-s", "-S"]);
     }
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
     cmd
 }
 
@@ -234,7 +276,11 @@ pub fn run(machine: &Machine, image: &Path, on_line: &mut dyn FnMut(&str)) -> io
         on_line(&line);
         lines.push(line);
     }
-    Ok(Run { ending, lines, wall: start.elapsed() })
+    Ok(Run {
+        ending,
+        lines,
+        wall: start.elapsed(),
+    })
 }
 
 fn classify(code: Option<i32>) -> Ending {
@@ -259,7 +305,10 @@ mod tests {
         assert_eq!(classify(Some(33)), Ending::KernelSuccess);
         assert_eq!(classify(Some(35)), Ending::KernelFailure);
         for code in [Some(0), Some(1), Some(2), Some(34), None] {
-            assert!(!classify(code).is_success(), "{code:?} must not count as success");
+            assert!(
+                !classify(code).is_success(),
+                "{code:?} must not count as success"
+            );
         }
     }
 
@@ -275,12 +324,18 @@ mod tests {
         let m = Machine::default();
         let ovmf = Some((PathBuf::from("/code.fd"), PathBuf::from("/vars.fd")));
         let cmd = command_with(Path::new("/q"), &m, Path::new("/tmp/x.img"), ovmf);
-        let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         let joined = args.join(" ");
         assert!(!joined.contains("kvm"), "{joined}");
         assert!(joined.contains("isa-debug-exit,iobase=0xf4"), "{joined}");
         assert!(joined.contains("tcg"), "{joined}");
-        assert!(joined.contains("if=pflash,format=raw,readonly=on,file=/code.fd"), "{joined}");
+        assert!(
+            joined.contains("if=pflash,format=raw,readonly=on,file=/code.fd"),
+            "{joined}"
+        );
         assert!(joined.contains("snapshot=on,file=/vars.fd"), "{joined}");
     }
 }

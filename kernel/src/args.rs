@@ -53,7 +53,11 @@ impl core::fmt::Display for ArgsError {
 impl<'a> BootArgs<'a> {
     /// No arguments at all: what the kernel uses when booted without a ramdisk.
     pub const fn empty() -> Self {
-        BootArgs { args: [""; MAX_ARGS], len: 0, payload: &[] }
+        BootArgs {
+            args: [""; MAX_ARGS],
+            len: 0,
+            payload: &[],
+        }
     }
 
     /// Parses a ramdisk image.
@@ -105,9 +109,18 @@ pub mod ktests {
 
     fn rejects_bad_input() {
         assert_eq!(BootArgs::parse(b"").unwrap_err(), ArgsError::BadMagic);
-        assert_eq!(BootArgs::parse(b"hello\n\n").unwrap_err(), ArgsError::BadMagic);
-        assert_eq!(BootArgs::parse(b"ZSOS-ARGS 1\nrun\n").unwrap_err(), ArgsError::Unterminated);
-        assert_eq!(BootArgs::parse(b"ZSOS-ARGS 1\n\xff\n\n").unwrap_err(), ArgsError::NotUtf8);
+        assert_eq!(
+            BootArgs::parse(b"hello\n\n").unwrap_err(),
+            ArgsError::BadMagic
+        );
+        assert_eq!(
+            BootArgs::parse(b"ZSOS-ARGS 1\nrun\n").unwrap_err(),
+            ArgsError::Unterminated
+        );
+        assert_eq!(
+            BootArgs::parse(b"ZSOS-ARGS 1\n\xff\n\n").unwrap_err(),
+            ArgsError::NotUtf8
+        );
         let mut img = [0u8; 128];
         let head = MAGIC_LINE.as_bytes();
         img[..head.len()].copy_from_slice(head);

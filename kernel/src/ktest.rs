@@ -97,7 +97,10 @@ impl Write for TestName {
 impl Test {
     /// The name tests are listed, filtered and reported by.
     pub fn name(&self) -> TestName {
-        let mut name = TestName { buf: [0; 160], len: 0 };
+        let mut name = TestName {
+            buf: [0; 160],
+            len: 0,
+        };
         let module = self.module.strip_prefix("kernel").unwrap_or(self.module);
         let module = module.strip_prefix("::").unwrap_or(module);
         let module = module.strip_suffix("ktests").unwrap_or(module);
@@ -153,7 +156,9 @@ impl Selection<'_> {
     /// The selected tests in run order: tests that end the machine come last.
     fn plan(&self) -> impl Iterator<Item = &'static Test> + '_ {
         let all = || SUITES.iter().flat_map(|suite| suite.iter());
-        let ordered = all().filter(|t| !t.ends_machine()).chain(all().filter(|t| t.ends_machine()));
+        let ordered = all()
+            .filter(|t| !t.ends_machine())
+            .chain(all().filter(|t| t.ends_machine()));
         let mut started = self.after.is_none();
         ordered.filter(|t| self.selects(t)).filter(move |t| {
             if started {
@@ -171,7 +176,12 @@ const USAGE: &str = "usage: test [FILTER] [--exact] [--after NAME] [--list]";
 
 /// Mode `test`: runs the selected tests and ends the machine with the verdict.
 pub fn run_mode(args: &[&str]) -> ExitCode {
-    let mut sel = Selection { filter: None, exact: false, after: None, list: false };
+    let mut sel = Selection {
+        filter: None,
+        exact: false,
+        after: None,
+        list: false,
+    };
     let mut it = args.iter();
     while let Some(&arg) = it.next() {
         match arg {
@@ -187,7 +197,10 @@ pub fn run_mode(args: &[&str]) -> ExitCode {
         }
     }
     if let Some(after) = sel.after {
-        let known = SUITES.iter().flat_map(|s| s.iter()).any(|t| t.name().as_str() == after);
+        let known = SUITES
+            .iter()
+            .flat_map(|s| s.iter())
+            .any(|t| t.name().as_str() == after);
         if !known {
             return usage_error_arg("--after names no test", after);
         }
@@ -213,11 +226,23 @@ pub fn run_mode(args: &[&str]) -> ExitCode {
     let (passed, failed) = (PASSED.load(Ordering::SeqCst), FAILED.load(Ordering::SeqCst));
     println!("{passed} passed, {failed} failed");
     println!("ktest: complete");
-    if failed == 0 { ExitCode::Success } else { ExitCode::Failure }
+    if failed == 0 {
+        ExitCode::Success
+    } else {
+        ExitCode::Failure
+    }
 }
 
 fn print_listed(t: &Test) {
-    println!("ktest: test {}{}", t.name().as_str(), if t.ends_machine() { " (ends the machine)" } else { "" });
+    println!(
+        "ktest: test {}{}",
+        t.name().as_str(),
+        if t.ends_machine() {
+            " (ends the machine)"
+        } else {
+            ""
+        }
+    );
 }
 
 fn usage_error(msg: &str) -> ExitCode {
@@ -313,7 +338,11 @@ fn end_machine_mid_suite(name: &str) -> ! {
     if remaining == 0 {
         println!("ktest: complete");
     }
-    qemu::exit(if failed == 0 { ExitCode::Success } else { ExitCode::Failure })
+    qemu::exit(if failed == 0 {
+        ExitCode::Success
+    } else {
+        ExitCode::Failure
+    })
 }
 
 /// Tests of the framework's own pure parts.
@@ -322,24 +351,51 @@ pub mod ktests {
 
     fn names_drop_crate_and_ktests_segments() {
         fn f() {}
-        let t = Test { module: "kernel::mm::ktests", func_name: "f", func: f, expect: Expect::Pass };
+        let t = Test {
+            module: "kernel::mm::ktests",
+            func_name: "f",
+            func: f,
+            expect: Expect::Pass,
+        };
         assert_eq!(t.name().as_str(), "mm::f");
-        let t = Test { module: "kernel", func_name: "g", func: f, expect: Expect::Pass };
+        let t = Test {
+            module: "kernel",
+            func_name: "g",
+            func: f,
+            expect: Expect::Pass,
+        };
         assert_eq!(t.name().as_str(), "g");
     }
 
     fn plan_puts_machine_ending_tests_last_and_resumes_after_a_name() {
-        let sel = Selection { filter: None, exact: false, after: None, list: false };
+        let sel = Selection {
+            filter: None,
+            exact: false,
+            after: None,
+            list: false,
+        };
         let mut seen_ending = false;
         for t in sel.plan() {
-            assert!(!(seen_ending && !t.ends_machine()), "a normal test runs after a machine-ending one");
+            assert!(
+                !(seen_ending && !t.ends_machine()),
+                "a normal test runs after a machine-ending one"
+            );
             seen_ending |= t.ends_machine();
         }
         let first = sel.plan().next().expect("at least one test");
         let second = sel.plan().nth(1).expect("at least two tests");
         let first_name = first.name();
-        let resumed = Selection { after: Some(first_name.as_str()), ..sel };
-        assert_eq!(resumed.plan().next().map(|t| t.name().as_str() == second.name().as_str()), Some(true));
+        let resumed = Selection {
+            after: Some(first_name.as_str()),
+            ..sel
+        };
+        assert_eq!(
+            resumed
+                .plan()
+                .next()
+                .map(|t| t.name().as_str() == second.name().as_str()),
+            Some(true)
+        );
         assert_eq!(resumed.plan().count() + 1, sel.plan().count());
     }
 

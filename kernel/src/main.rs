@@ -17,9 +17,9 @@ pub mod console;
 pub mod ktest;
 pub mod modes;
 
+use bootloader_api::BootInfo;
 use bootloader_api::config::{BootloaderConfig, Mapping};
 use bootloader_api::info::MemoryRegionKind;
-use bootloader_api::BootInfo;
 use spin::Once;
 
 /// Virtual address the kernel image is linked to at boot. Fixed (rather than chosen by the
@@ -59,7 +59,9 @@ static BOOT_FACTS: Once<BootFacts> = Once::new();
 
 /// The facts recorded at boot.
 pub fn boot_facts() -> &'static BootFacts {
-    BOOT_FACTS.get().expect("boot facts are recorded before any mode runs")
+    BOOT_FACTS
+        .get()
+        .expect("boot facts are recorded before any mode runs")
 }
 
 fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
@@ -92,7 +94,9 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     let ramdisk: &'static [u8] = match boot_info.ramdisk_addr.into_option() {
         // SAFETY: the bootloader mapped the ramdisk at this address with this length and
         // never reuses that memory; the kernel only ever reads it.
-        Some(addr) => unsafe { core::slice::from_raw_parts(addr as *const u8, boot_info.ramdisk_len as usize) },
+        Some(addr) => unsafe {
+            core::slice::from_raw_parts(addr as *const u8, boot_info.ramdisk_len as usize)
+        },
         None => &[],
     };
     let args = if ramdisk.is_empty() {

@@ -48,7 +48,12 @@ pub fn init() {
         let code = gdt.append(Descriptor::kernel_code_segment());
         let data = gdt.append(Descriptor::kernel_data_segment());
         let tss = gdt.append(Descriptor::tss_segment(tss));
-        Tables { gdt, code, data, tss }
+        Tables {
+            gdt,
+            code,
+            data,
+            tss,
+        }
     });
     tables.gdt.load();
     // SAFETY: the selectors come from the GDT just loaded, which lives in a static for the

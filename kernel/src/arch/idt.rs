@@ -66,9 +66,23 @@ impl core::fmt::Display for Fault {
                 write!(
                     f,
                     " ({}, {}{})",
-                    if present { "protection violation" } else { "page not present" },
-                    if write { "write" } else if fetch { "instruction fetch" } else { "read" },
-                    if bits.contains(PageFaultErrorCode::USER_MODE) { ", user" } else { "" },
+                    if present {
+                        "protection violation"
+                    } else {
+                        "page not present"
+                    },
+                    if write {
+                        "write"
+                    } else if fetch {
+                        "instruction fetch"
+                    } else {
+                        "read"
+                    },
+                    if bits.contains(PageFaultErrorCode::USER_MODE) {
+                        ", user"
+                    } else {
+                        ""
+                    },
                 )?;
             }
         }
@@ -88,12 +102,15 @@ pub fn init() {
         let mut idt = InterruptDescriptorTable::new();
         idt.breakpoint.set_handler_fn(breakpoint);
         idt.page_fault.set_handler_fn(page_fault);
-        idt.general_protection_fault.set_handler_fn(general_protection);
+        idt.general_protection_fault
+            .set_handler_fn(general_protection);
         idt.invalid_opcode.set_handler_fn(invalid_opcode);
         // SAFETY: DOUBLE_FAULT_IST_INDEX names the TSS slot that `gdt::init` filled with a
         // dedicated, otherwise unused stack.
         unsafe {
-            idt.double_fault.set_handler_fn(double_fault).set_stack_index(DOUBLE_FAULT_IST_INDEX);
+            idt.double_fault
+                .set_handler_fn(double_fault)
+                .set_stack_index(DOUBLE_FAULT_IST_INDEX);
         }
         idt
     });
@@ -108,7 +125,9 @@ pub fn breakpoint_count() -> u64 {
 fn current_rsp() -> u64 {
     let rsp: u64;
     // SAFETY: reading the stack pointer has no side effects.
-    unsafe { core::arch::asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack, preserves_flags))
+    };
     rsp
 }
 
@@ -118,7 +137,7 @@ fn fault_from(kind: FaultKind, frame: &InterruptStackFrame, error_code: Option<u
         rip: frame.instruction_pointer.as_u64(),
         rsp: frame.stack_pointer.as_u64(),
         error_code,
-        address: (kind == FaultKind::PageFault).then(|| Cr2::read_raw()),
+        address: (kind == FaultKind::PageFault).then(Cr2::read_raw),
         handler_rsp: current_rsp(),
     }
 }

@@ -24,7 +24,8 @@ fn probe_write_to_kernel_code_faults_as_protection_violation() {
     let before = probe::read_u8(code).expect("kernel code is readable");
     // SAFETY: the write must fault (code pages are read-only); if it did not, we write back
     // the byte that was already there.
-    let fault = unsafe { probe::write_u8(code, before) }.expect_err("kernel code must be read-only");
+    let fault =
+        unsafe { probe::write_u8(code, before) }.expect_err("kernel code must be read-only");
     assert_eq!(fault.kind, FaultKind::PageFault);
     assert_eq!(fault.address, Some(code));
     // Bits 0 (present) and 1 (write) set.
@@ -57,14 +58,20 @@ fn task_register_holds_our_tss() {
 
 fn tsc_is_calibrated_and_advances() {
     let hz = tsc::hz();
-    assert!((100_000_000..20_000_000_000).contains(&hz), "implausible TSC rate {hz} Hz");
+    assert!(
+        (100_000_000..20_000_000_000).contains(&hz),
+        "implausible TSC rate {hz} Hz"
+    );
     let a = tsc::start();
     let b = tsc::stop();
     assert!(b > a, "TSC did not advance: {a} then {b}");
     // 1 ms of PIT time must be close to hz/1000 cycles (within 25%, TCG is noisy).
     let measured = super::pit::measure_tsc_hz(1);
     let ratio = measured as f64 / hz as f64;
-    assert!((0.75..1.25).contains(&ratio), "1 ms window gave {measured} Hz against {hz} Hz");
+    assert!(
+        (0.75..1.25).contains(&ratio),
+        "1 ms window gave {measured} Hz against {hz} Hz"
+    );
 }
 
 /// Overflows the kernel stack on purpose: the page fault on the guard page cannot be

@@ -69,9 +69,18 @@ static LAST_FAULT: Mutex<Option<Fault>> = Mutex::new(None);
 /// Where to resume if the instruction at `rip` faults, if it is a probe instruction.
 pub fn fixup_for(rip: u64) -> Option<u64> {
     let table = [
-        (&raw const zsos_probe_read_u8_insn, &raw const zsos_probe_read_u8_fixup),
-        (&raw const zsos_probe_write_u8_insn, &raw const zsos_probe_write_u8_fixup),
-        (&raw const zsos_probe_ud2_insn, &raw const zsos_probe_ud2_fixup),
+        (
+            &raw const zsos_probe_read_u8_insn,
+            &raw const zsos_probe_read_u8_fixup,
+        ),
+        (
+            &raw const zsos_probe_write_u8_insn,
+            &raw const zsos_probe_write_u8_fixup,
+        ),
+        (
+            &raw const zsos_probe_ud2_insn,
+            &raw const zsos_probe_ud2_fixup,
+        ),
     ];
     table
         .iter()
@@ -101,7 +110,11 @@ pub fn read_u8(addr: u64) -> Result<u8, Fault> {
     // exception handler through the fix-up table and turned into a return value of 1.
     // `value` is a valid local to write the result into.
     let faulted = unsafe { zsos_probe_read_u8(addr as *const u8, &mut value) };
-    if faulted == 0 { Ok(value) } else { Err(take_fault()) }
+    if faulted == 0 {
+        Ok(value)
+    } else {
+        Err(take_fault())
+    }
 }
 
 /// Writes one byte at `addr`, or returns the fault that writing it raised.
@@ -111,12 +124,20 @@ pub fn read_u8(addr: u64) -> Result<u8, Fault> {
 pub unsafe fn write_u8(addr: u64, value: u8) -> Result<(), Fault> {
     // SAFETY: faults are caught as for `read_u8`; the caller owns the byte if it is mapped.
     let faulted = unsafe { zsos_probe_write_u8(addr as *mut u8, value) };
-    if faulted == 0 { Ok(()) } else { Err(take_fault()) }
+    if faulted == 0 {
+        Ok(())
+    } else {
+        Err(take_fault())
+    }
 }
 
 /// Executes `ud2` and returns the invalid-opcode fault it raised (proves the #UD handler).
 pub fn invalid_opcode() -> Result<(), Fault> {
     // SAFETY: the routine's only effect is the #UD, which the handler resumes from.
     let faulted = unsafe { zsos_probe_ud2() };
-    if faulted == 0 { Ok(()) } else { Err(take_fault()) }
+    if faulted == 0 {
+        Ok(())
+    } else {
+        Err(take_fault())
+    }
 }

@@ -21,9 +21,17 @@ pub fn run(rest: &[&str]) -> ExitCode {
     }
     samples.sort_unstable();
     let median = samples[SAMPLES / 2];
-    println!("zsos: bench ({} MHz TSC, medians of {SAMPLES} samples)", tsc::hz() / 1_000_000);
+    println!(
+        "zsos: bench ({} MHz TSC, medians of {SAMPLES} samples)",
+        tsc::hz() / 1_000_000
+    );
     println!("  {:<32} {:>10} {:>10}", "figure", "cycles", "ns");
-    println!("  {:<32} {:>10} {:>10}", "tsc.empty_region", median, tsc::cycles_to_ns(median));
+    println!(
+        "  {:<32} {:>10} {:>10}",
+        "tsc.empty_region",
+        median,
+        tsc::cycles_to_ns(median)
+    );
     println!("BENCH name=tsc.empty_region value={median} unit=cycles");
     ExitCode::Success
 }

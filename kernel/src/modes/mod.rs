@@ -11,9 +11,15 @@ mod run;
 /// The modes, with a one-line description each (printed on a bad mode).
 pub const MODES: &[(&str, &str)] = &[
     ("run", "the default demo"),
-    ("test", "run the in-kernel tests: test [FILTER] [--exact] [--after NAME] [--list]"),
+    (
+        "test",
+        "run the in-kernel tests: test [FILTER] [--exact] [--after NAME] [--list]",
+    ),
     ("bench", "run the benchmarks and print BENCH lines"),
-    ("crash", "end in a chosen failure to show its diagnostic: crash panic|page-fault|gp|ud"),
+    (
+        "crash",
+        "end in a chosen failure to show its diagnostic: crash panic|page-fault|gp|ud",
+    ),
 ];
 
 /// Runs the mode named by the first argument (`run` if there is none).

@@ -11,7 +11,11 @@ pub fn run(rest: &[&str]) -> ExitCode {
     }
     let facts = crate::boot_facts();
     println!("zsos: demo");
-    println!("  usable memory      {} MiB in {} regions", facts.usable_bytes >> 20, facts.region_count);
+    println!(
+        "  usable memory      {} MiB in {} regions",
+        facts.usable_bytes >> 20,
+        facts.region_count
+    );
     println!("  direct map at      {:#x}", facts.physical_memory_offset);
     println!(
         "  kernel stack       {:#x}..{:#x} ({} KiB)",
@@ -19,7 +23,10 @@ pub fn run(rest: &[&str]) -> ExitCode {
         facts.kernel_stack_bottom + facts.kernel_stack_len,
         facts.kernel_stack_len / 1024
     );
-    println!("  TSC                {} MHz", crate::arch::tsc::hz() / 1_000_000);
+    println!(
+        "  TSC                {} MHz",
+        crate::arch::tsc::hz() / 1_000_000
+    );
     println!("zsos: demo done");
     ExitCode::Success
 }
