@@ -21,6 +21,7 @@ pub static SUITES: &[&[Test]] = &[
     crate::args::ktests::TESTS,
     crate::arch::ktests::TESTS,
     crate::ktest::ktests::TESTS,
+    crate::mm::ktests::TESTS,
 ];
 
 /// One registered test.

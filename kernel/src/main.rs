@@ -11,11 +11,16 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
+extern crate alloc;
+
 pub mod arch;
 pub mod args;
 pub mod console;
 pub mod ktest;
+pub mod mm;
 pub mod modes;
+pub mod percpu;
+pub mod rng;
 
 use bootloader_api::BootInfo;
 use bootloader_api::config::{BootloaderConfig, Mapping};
@@ -53,6 +58,8 @@ pub struct BootFacts {
     pub usable_bytes: u64,
     /// Number of memory regions the bootloader reported.
     pub region_count: usize,
+    /// What memory set-up found.
+    pub memory: mm::MemorySummary,
 }
 
 static BOOT_FACTS: Once<BootFacts> = Once::new();
@@ -76,8 +83,14 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         .filter(|r| r.kind == MemoryRegionKind::Usable)
         .map(|r| r.end - r.start)
         .sum();
+    let physical_memory_offset = boot_info
+        .physical_memory_offset
+        .into_option()
+        .expect("the bootloader maps physical memory");
+    let memory = mm::init(&boot_info.memory_regions, physical_memory_offset);
     BOOT_FACTS.call_once(|| BootFacts {
-        physical_memory_offset: boot_info.physical_memory_offset.into_option().unwrap_or(0),
+        physical_memory_offset,
+        memory,
         kernel_stack_bottom: boot_info.kernel_stack_bottom,
         kernel_stack_len: boot_info.kernel_stack_len,
         usable_bytes,
@@ -90,6 +103,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         tsc_hz / 1_000_000,
         boot_info.kernel_image_offset,
     );
+    memory.log();
 
     let ramdisk: &'static [u8] = match boot_info.ramdisk_addr.into_option() {
         // SAFETY: the bootloader mapped the ramdisk at this address with this length and

@@ -4,6 +4,7 @@
 
 pub mod gdt;
 pub mod idt;
+pub mod pic;
 pub mod pit;
 pub mod probe;
 pub mod qemu;
@@ -15,6 +16,7 @@ pub mod ktests;
 pub fn init() {
     gdt::init();
     idt::init();
+    pic::remap_and_mask();
 }
 
 /// Stops this CPU for good (interrupts off, `hlt` forever).

@@ -1,0 +1,332 @@
+//! The buddy frame allocator over the memmap (orders 0 to 10, 4 KiB to 4 MiB).
+//!
+//! Free blocks are kept in one doubly-linked list per order, linked through their head
+//! frame's descriptor (`lru_next`/`lru_prev` hold pfns), so allocation and free touch only
+//! descriptors and never allocate. A free block's head has `flags::BUDDY` and its order in
+//! `page_type`; an allocated frame has refcount 1. Order-0 allocation pops a list head in
+//! O(1); free merges a block with its buddy while the buddy is free and of the same order
+//! (at most 10 steps). Bad frees (twice, reserved, outside memory, misaligned) are refused
+//! with an error naming the pfn, before any list is touched.
+
+use core::sync::atomic::Ordering;
+
+use spin::Mutex;
+
+use super::memmap::{self, Memmap, NO_PFN, PageDesc, flags};
+
+/// Largest block order (2^10 frames = 4 MiB).
+pub const MAX_ORDER: usize = 10;
+/// Number of orders.
+pub const ORDERS: usize = MAX_ORDER + 1;
+
+/// Why the frame allocator refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameError {
+    /// No free block of the requested order (or larger) remains.
+    OutOfMemory {
+        /// The order that was asked for.
+        order: usize,
+    },
+    /// The order is above [`MAX_ORDER`].
+    BadOrder(usize),
+    /// The pfn is outside the memmap.
+    OutOfRange(u64),
+    /// The frame is reserved (firmware, kernel, memmap, ...), never the allocator's.
+    Reserved(u64),
+    /// The frame is already free.
+    DoubleFree(u64),
+    /// The pfn is not aligned to the block order being freed.
+    Misaligned {
+        /// The pfn.
+        pfn: u64,
+        /// The order.
+        order: usize,
+    },
+}
+
+impl core::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            FrameError::OutOfMemory { order } => {
+                write!(f, "out of memory (no free block of order {order})")
+            }
+            FrameError::BadOrder(o) => write!(f, "order {o} is above the maximum {MAX_ORDER}"),
+            FrameError::OutOfRange(p) => write!(f, "pfn {p:#x} is outside physical memory"),
+            FrameError::Reserved(p) => write!(f, "pfn {p:#x} is reserved, not allocator memory"),
+            FrameError::DoubleFree(p) => write!(f, "pfn {p:#x} is already free (double free)"),
+            FrameError::Misaligned { pfn, order } => {
+                write!(f, "pfn {pfn:#x} is not aligned to order {order}")
+            }
+        }
+    }
+}
+
+/// Counters of the allocator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BuddyStats {
+    /// Free blocks per order.
+    pub free_blocks: [u64; ORDERS],
+    /// Free frames in total.
+    pub free_frames: u64,
+    /// Frames handed out and not yet freed.
+    pub allocated_frames: u64,
+}
+
+/// The allocator's state: list heads per order, and counters.
+pub struct Buddy {
+    heads: [u64; ORDERS],
+    stats: BuddyStats,
+    memmap: &'static Memmap,
+}
+
+impl Buddy {
+    fn desc(&self, pfn: u64) -> &'static PageDesc {
+        self.memmap
+            .desc(pfn)
+            .expect("buddy lists only hold pfns inside the memmap")
+    }
+
+    fn push(&mut self, pfn: u64, order: usize) {
+        let d = self.desc(pfn);
+        let head = self.heads[order];
+        d.lru_prev.store(NO_PFN, Ordering::Relaxed);
+        d.lru_next.store(head, Ordering::Relaxed);
+        if head != NO_PFN {
+            self.desc(head).lru_prev.store(pfn, Ordering::Relaxed);
+        }
+        self.heads[order] = pfn;
+        d.page_type.store(order as u32, Ordering::Relaxed);
+        d.refcount.store(0, Ordering::Relaxed);
+        d.set(flags::BUDDY);
+        self.stats.free_blocks[order] += 1;
+        self.stats.free_frames += 1 << order;
+    }
+
+    fn unlink(&mut self, pfn: u64, order: usize) {
+        let d = self.desc(pfn);
+        let (prev, next) = (
+            d.lru_prev.load(Ordering::Relaxed),
+            d.lru_next.load(Ordering::Relaxed),
+        );
+        if prev == NO_PFN {
+            self.heads[order] = next;
+        } else {
+            self.desc(prev).lru_next.store(next, Ordering::Relaxed);
+        }
+        if next != NO_PFN {
+            self.desc(next).lru_prev.store(prev, Ordering::Relaxed);
+        }
+        d.clear(flags::BUDDY);
+        d.lru_next.store(NO_PFN, Ordering::Relaxed);
+        d.lru_prev.store(NO_PFN, Ordering::Relaxed);
+        self.stats.free_blocks[order] -= 1;
+        self.stats.free_frames -= 1 << order;
+    }
+
+    /// Allocates a block of 2^`order` frames; returns its first pfn.
+    pub fn alloc(&mut self, order: usize) -> Result<u64, FrameError> {
+        if order > MAX_ORDER {
+            return Err(FrameError::BadOrder(order));
+        }
+        let from = (order..ORDERS)
+            .find(|&o| self.heads[o] != NO_PFN)
+            .ok_or(FrameError::OutOfMemory { order })?;
+        let pfn = self.heads[from];
+        self.unlink(pfn, from);
+        // Split: give back the upper halves until the block has the requested order.
+        for o in (order..from).rev() {
+            self.push(pfn + (1 << o), o);
+        }
+        let d = self.desc(pfn);
+        d.refcount.store(1, Ordering::Relaxed);
+        d.page_type.store(0, Ordering::Relaxed);
+        self.stats.allocated_frames += 1 << order;
+        Ok(pfn)
+    }
+
+    /// Checks that `pfn` can be freed as a block of `order`, without changing anything.
+    fn check_free(&self, pfn: u64, order: usize) -> Result<(), FrameError> {
+        if order > MAX_ORDER {
+            return Err(FrameError::BadOrder(order));
+        }
+        let end = pfn
+            .checked_add(1 << order)
+            .ok_or(FrameError::OutOfRange(pfn))?;
+        if end > self.memmap.frames() {
+            return Err(FrameError::OutOfRange(pfn));
+        }
+        if pfn & ((1 << order) - 1) != 0 {
+            return Err(FrameError::Misaligned { pfn, order });
+        }
+        let d = self.desc(pfn);
+        if d.has(flags::RESERVED) {
+            return Err(FrameError::Reserved(pfn));
+        }
+        if d.has(flags::BUDDY) || d.refcount.load(Ordering::Relaxed) == 0 {
+            return Err(FrameError::DoubleFree(pfn));
+        }
+        Ok(())
+    }
+
+    /// Frees the block of 2^`order` frames at `pfn`, merging it with free buddies.
+    pub fn free(&mut self, pfn: u64, order: usize) -> Result<(), FrameError> {
+        self.check_free(pfn, order)?;
+        let d = self.desc(pfn);
+        d.reset_owner_fields();
+        d.clear(flags::PAGE_TABLE | flags::HEAP | flags::PRIVATE | flags::MOVABLE | flags::LOCKED);
+        d.refcount.store(0, Ordering::Relaxed);
+        self.stats.allocated_frames -= 1 << order;
+        self.insert_merging(pfn, order);
+        Ok(())
+    }
+
+    fn insert_merging(&mut self, mut pfn: u64, mut order: usize) {
+        while order < MAX_ORDER {
+            let buddy = pfn ^ (1 << order);
+            let Some(bd) = self.memmap.desc(buddy) else {
+                break;
+            };
+            if !bd.has(flags::BUDDY) || bd.page_type.load(Ordering::Relaxed) as usize != order {
+                break;
+            }
+            self.unlink(buddy, order);
+            pfn = pfn.min(buddy);
+            order += 1;
+        }
+        self.push(pfn, order);
+    }
+
+    /// Hands the frames `[start, end)` to the allocator at boot (they were reserved).
+    fn add_range(&mut self, start: u64, end: u64) {
+        let mut pfn = start;
+        while pfn < end {
+            // The largest block that is aligned at `pfn` and fits before `end`.
+            let align = if pfn == 0 {
+                MAX_ORDER
+            } else {
+                (pfn.trailing_zeros() as usize).min(MAX_ORDER)
+            };
+            let order = (0..=align)
+                .rev()
+                .find(|&o| pfn + (1 << o) <= end)
+                .unwrap_or(0);
+            for f in pfn..pfn + (1 << order) {
+                let d = self.desc(f);
+                d.clear(flags::RESERVED);
+                d.refcount.store(0, Ordering::Relaxed);
+            }
+            self.insert_merging(pfn, order);
+            pfn += 1 << order;
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> BuddyStats {
+        self.stats
+    }
+}
+
+static BUDDY: Mutex<Option<Buddy>> = Mutex::new(None);
+
+/// Builds the allocator from the memmap and the bootloader's usable regions; returns the
+/// number of frames it manages (every other frame stays reserved).
+pub fn init(regions: &bootloader_api::info::MemoryRegions) -> u64 {
+    let mut buddy = Buddy {
+        heads: [NO_PFN; ORDERS],
+        stats: BuddyStats::default(),
+        memmap: memmap::get(),
+    };
+    for (start, end) in memmap::usable_ranges(regions) {
+        buddy.add_range(start, end);
+    }
+    let managed = buddy.stats.free_frames;
+    *BUDDY.lock() = Some(buddy);
+    managed
+}
+
+/// Runs `f` with the allocator locked (interrupts masked, so no handler can deadlock on it).
+pub fn with<R>(f: impl FnOnce(&mut Buddy) -> R) -> R {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let mut guard = BUDDY.lock();
+        f(guard
+            .as_mut()
+            .expect("frame allocator is initialised at boot"))
+    })
+}
+
+/// The allocator's counters.
+pub fn stats() -> BuddyStats {
+    with(|b| b.stats())
+}
+
+/// An owned block of 2^order physical frames; freed when dropped.
+#[must_use = "dropping a FrameBlock frees its frames"]
+#[derive(Debug)]
+pub struct FrameBlock {
+    pfn: u64,
+    order: usize,
+}
+
+impl FrameBlock {
+    /// Allocates a block of 2^`order` frames.
+    pub fn alloc(order: usize) -> Result<FrameBlock, FrameError> {
+        with(|b| b.alloc(order)).map(|pfn| FrameBlock { pfn, order })
+    }
+
+    /// Allocates one frame.
+    pub fn alloc_frame() -> Result<FrameBlock, FrameError> {
+        Self::alloc(0)
+    }
+
+    /// First frame of the block.
+    pub fn pfn(&self) -> u64 {
+        self.pfn
+    }
+
+    /// Order of the block.
+    pub fn order(&self) -> usize {
+        self.order
+    }
+
+    /// Virtual address of the block in the direct map.
+    pub fn addr(&self) -> u64 {
+        memmap::get().frame_addr(self.pfn)
+    }
+
+    /// Gives up ownership without freeing; the frames stay allocated until [`free_raw`].
+    pub fn into_raw(self) -> (u64, usize) {
+        let raw = (self.pfn, self.order);
+        core::mem::forget(self);
+        raw
+    }
+}
+
+impl Drop for FrameBlock {
+    fn drop(&mut self) {
+        // A FrameBlock always owns an allocated, aligned block, so this cannot fail.
+        with(|b| b.free(self.pfn, self.order)).expect("a FrameBlock frees a block it owns");
+    }
+}
+
+/// Frees a block given up with [`FrameBlock::into_raw`] (or any pfn a caller claims to own):
+/// a bad pfn is refused with an error, and nothing changes.
+pub fn free_raw(pfn: u64, order: usize) -> Result<(), FrameError> {
+    with(|b| b.free(pfn, order))
+}
+
+/// Lets the `x86_64` crate's mapper take page-table frames from the buddy allocator.
+pub struct PageTableFrames;
+
+// SAFETY: every frame returned comes from the buddy allocator, which hands out each free
+// frame once; it is marked PAGE_TABLE and never freed (page tables live forever here).
+unsafe impl x86_64::structures::paging::FrameAllocator<x86_64::structures::paging::Size4KiB>
+    for PageTableFrames
+{
+    fn allocate_frame(&mut self) -> Option<x86_64::structures::paging::PhysFrame> {
+        let (pfn, _) = FrameBlock::alloc_frame().ok()?.into_raw();
+        memmap::get().desc(pfn)?.set(flags::PAGE_TABLE);
+        Some(x86_64::structures::paging::PhysFrame::containing_address(
+            x86_64::PhysAddr::new(pfn * memmap::FRAME_SIZE),
+        ))
+    }
+}

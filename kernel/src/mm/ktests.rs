@@ -1,0 +1,381 @@
+//! Tests of physical memory: memmap, buddy allocator, heap and the PTE window.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::buddy::{self, FrameBlock, FrameError, MAX_ORDER};
+use super::memmap::{self, FRAME_SIZE, flags};
+use super::window::{self, Access, WindowError};
+use crate::arch::idt::FaultKind;
+use crate::arch::probe;
+use crate::ktest::Test;
+use crate::percpu;
+use crate::rng::Rng;
+
+fn memmap_maps_pfn_to_descriptor_and_back() {
+    let mm = memmap::get();
+    for pfn in [0, 1, mm.frames() / 2, mm.frames() - 1] {
+        let d = mm.desc(pfn).expect("pfn inside the memmap");
+        assert_eq!(mm.pfn_of(d), pfn);
+    }
+    assert!(mm.desc(mm.frames()).is_none());
+    assert!(
+        mm.desc(0).unwrap().has(flags::RESERVED),
+        "frame 0 is never handed out"
+    );
+    for pfn in mm.self_pfn..mm.self_pfn + mm.self_frames {
+        assert!(
+            mm.desc(pfn).unwrap().has(flags::RESERVED),
+            "memmap frame {pfn:#x} must be reserved"
+        );
+    }
+}
+
+fn kernel_image_and_stack_frames_are_reserved() {
+    use x86_64::structures::paging::Translate;
+    let code = kernel_image_and_stack_frames_are_reserved as *const () as u64;
+    let stack = &raw const code as u64;
+    for va in [code, stack] {
+        let pa = super::paging::with_mapper(|m| m.translate_addr(x86_64::VirtAddr::new(va)))
+            .expect("mapped");
+        let pfn = pa.as_u64() / FRAME_SIZE;
+        assert!(
+            memmap::get().desc(pfn).unwrap().has(flags::RESERVED),
+            "frame of {va:#x} is not reserved"
+        );
+    }
+}
+
+fn allocating_every_frame_then_freeing_in_random_order_restores_the_boot_state() {
+    let before = buddy::stats();
+    let mut pfns: Vec<u64> = Vec::with_capacity(before.free_frames as usize + 16);
+    let oom = loop {
+        match buddy::with(|b| b.alloc(0)) {
+            Ok(pfn) => pfns.push(pfn),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(oom, FrameError::OutOfMemory { order: 0 });
+    assert_eq!(pfns.len() as u64, before.free_frames);
+    assert_eq!(buddy::stats().free_frames, 0);
+    Rng::new(0x5eed_0001).shuffle(&mut pfns);
+    for &pfn in &pfns {
+        buddy::free_raw(pfn, 0).expect("freeing an allocated frame");
+    }
+    assert_eq!(
+        buddy::stats(),
+        before,
+        "free lists differ from the boot state after a full cycle"
+    );
+}
+
+fn random_mixed_orders_never_overlap_a_shadow_bitmap() {
+    let before = buddy::stats();
+    let frames = memmap::get().frames() as usize;
+    let mut shadow = vec![0u64; frames.div_ceil(64)];
+    let mut held: Vec<(u64, usize)> = Vec::new();
+    let mut rng = Rng::new(0x5eed_0002);
+    for step in 0..4000 {
+        if held.is_empty() || rng.below(100) < 55 {
+            // Low orders are common, high orders rare (as in real use).
+            let order = (rng.below(64).trailing_zeros() as usize).min(MAX_ORDER);
+            let Ok(pfn) = buddy::with(|b| b.alloc(order)) else {
+                continue;
+            };
+            assert_eq!(
+                pfn % (1 << order),
+                0,
+                "step {step}: block {pfn:#x} not aligned to order {order}"
+            );
+            for f in pfn..pfn + (1 << order) {
+                let (w, bit) = (f as usize / 64, f % 64);
+                assert_eq!(
+                    shadow[w] >> bit & 1,
+                    0,
+                    "step {step}: frame {f:#x} handed out twice"
+                );
+                shadow[w] |= 1 << bit;
+            }
+            held.push((pfn, order));
+        } else {
+            let i = rng.below(held.len() as u64) as usize;
+            let (pfn, order) = held.swap_remove(i);
+            buddy::free_raw(pfn, order).expect("freeing a held block");
+            for f in pfn..pfn + (1 << order) {
+                shadow[f as usize / 64] &= !(1 << (f % 64));
+            }
+        }
+    }
+    for (pfn, order) in held {
+        buddy::free_raw(pfn, order).expect("freeing a held block");
+    }
+    assert_eq!(buddy::stats(), before);
+}
+
+fn bad_frees_are_refused_and_change_nothing() {
+    let frames = memmap::get().frames();
+    let block = FrameBlock::alloc(1).expect("an order-1 block");
+    let (pfn, _) = block.into_raw();
+    let snapshot = buddy::stats();
+    assert_eq!(
+        buddy::free_raw(pfn + 1, 1),
+        Err(FrameError::Misaligned {
+            pfn: pfn + 1,
+            order: 1
+        })
+    );
+    assert_eq!(buddy::free_raw(0, 0), Err(FrameError::Reserved(0)));
+    assert_eq!(
+        buddy::free_raw(frames + 5, 0),
+        Err(FrameError::OutOfRange(frames + 5))
+    );
+    assert_eq!(
+        buddy::free_raw(u64::MAX - 1, 3),
+        Err(FrameError::OutOfRange(u64::MAX - 1))
+    );
+    assert_eq!(
+        buddy::free_raw(pfn, MAX_ORDER + 1),
+        Err(FrameError::BadOrder(MAX_ORDER + 1))
+    );
+    assert_eq!(
+        buddy::stats(),
+        snapshot,
+        "a refused free changed the allocator"
+    );
+    buddy::free_raw(pfn, 1).expect("the real free works");
+    let after_free = buddy::stats();
+    assert_eq!(buddy::free_raw(pfn, 1), Err(FrameError::DoubleFree(pfn)));
+    assert_eq!(buddy::free_raw(pfn, 0), Err(FrameError::DoubleFree(pfn)));
+    assert_eq!(
+        buddy::stats(),
+        after_free,
+        "a refused double free changed the allocator"
+    );
+}
+
+fn heap_grows_beyond_its_initial_size() {
+    let before = super::heap::stats();
+    let n = 4 << 20;
+    let mut v: Vec<u8> = Vec::with_capacity(n);
+    v.extend((0..n).map(|i| (i * 7) as u8));
+    assert!(v.iter().enumerate().all(|(i, &b)| b == (i * 7) as u8));
+    let after = super::heap::stats();
+    assert!(
+        after.mapped > before.mapped,
+        "heap did not grow: {} -> {}",
+        before.mapped,
+        after.mapped
+    );
+    let addr = v.as_ptr() as u64;
+    use x86_64::structures::paging::Translate;
+    let pa = super::paging::with_mapper(|m| m.translate_addr(x86_64::VirtAddr::new(addr))).unwrap();
+    assert!(
+        memmap::get()
+            .desc(pa.as_u64() / FRAME_SIZE)
+            .unwrap()
+            .has(flags::HEAP)
+    );
+}
+
+/// Two allocated frames that are not physically adjacent, filled with `a_byte` / `b_byte`.
+fn two_separate_frames(a_byte: u8, b_byte: u8) -> (FrameBlock, FrameBlock) {
+    let a = FrameBlock::alloc_frame().unwrap();
+    let _gap = FrameBlock::alloc_frame().unwrap();
+    let mut b = FrameBlock::alloc_frame().unwrap();
+    while b.pfn().abs_diff(a.pfn()) == 1 {
+        b = FrameBlock::alloc_frame().unwrap();
+    }
+    fill(&a, a_byte);
+    fill(&b, b_byte);
+    (a, b)
+}
+
+fn fill(f: &FrameBlock, byte: u8) {
+    // SAFETY: the test owns the frame; its direct-map address is valid for FRAME_SIZE bytes.
+    unsafe { core::ptr::write_bytes(f.addr() as *mut u8, byte, FRAME_SIZE as usize) };
+}
+
+fn direct_bytes(f: &FrameBlock) -> &[u8] {
+    // SAFETY: the test owns the frame for the duration of the borrow.
+    unsafe { core::slice::from_raw_parts(f.addr() as *const u8, FRAME_SIZE as usize) }
+}
+
+fn window_shows_two_separate_frames_as_one_run() {
+    let (a, b) = two_separate_frames(0xaa, 0xbb);
+    let window = &percpu::current().window;
+    {
+        let mut m = window.map(a.pfn(), b.pfn(), Access::ReadWrite).unwrap();
+        // SAFETY: the test owns both frames and touches them only through this mapping here.
+        let bytes = unsafe { m.bytes_mut() };
+        assert_eq!(&bytes[4094..4098], &[0xaa, 0xaa, 0xbb, 0xbb]);
+        for (i, byte) in bytes[4090..4102].iter_mut().enumerate() {
+            *byte = i as u8;
+        }
+    }
+    assert_eq!(&direct_bytes(&a)[4090..], &[0, 1, 2, 3, 4, 5]);
+    assert_eq!(&direct_bytes(&b)[..6], &[6, 7, 8, 9, 10, 11]);
+    assert_eq!(direct_bytes(&b)[6], 0xbb);
+}
+
+fn remapping_the_window_shows_the_new_frames() {
+    let (a, b) = two_separate_frames(0x11, 0x22);
+    let (c, d) = two_separate_frames(0x33, 0x44);
+    let window = &percpu::current().window;
+    let first = window.map(a.pfn(), b.pfn(), Access::ReadOnly).unwrap();
+    // SAFETY: nobody writes the test's frames while mapped.
+    assert_eq!(unsafe { first.bytes() }[0..1], [0x11]);
+    drop(first);
+    let second = window.map(c.pfn(), d.pfn(), Access::ReadOnly).unwrap();
+    // SAFETY: as above.
+    let bytes = unsafe { second.bytes() };
+    assert_eq!(
+        (bytes[0], bytes[4096]),
+        (0x33, 0x44),
+        "the window still shows the old frames"
+    );
+}
+
+/// Proves the flush matters (and that the test above would catch its absence): skip the
+/// `invlpg` once, and the window keeps showing the frames it no longer maps.
+fn without_invlpg_the_window_shows_stale_frames() {
+    let (a, b) = two_separate_frames(0x55, 0x66);
+    let (c, d) = two_separate_frames(0x77, 0x88);
+    let window = &percpu::current().window;
+    let m = window.map(a.pfn(), b.pfn(), Access::ReadOnly).unwrap();
+    // SAFETY: nobody writes the test's frames while mapped.
+    assert_eq!(unsafe { (m.bytes()[0], m.bytes()[4096]) }, (0x55, 0x66));
+    window.skip_flush_once_for_test();
+    drop(m);
+    let stale = window.map(c.pfn(), d.pfn(), Access::ReadOnly).unwrap();
+    // SAFETY: as above (the stale translation still points at frames the test owns).
+    let seen = unsafe { (stale.bytes()[0], stale.bytes()[4096]) };
+    drop(stale);
+    assert_eq!(
+        seen,
+        (0x55, 0x66),
+        "without invlpg the TLB should still have served the old frames"
+    );
+    // With the flush back, the same remap is correct.
+    let fresh = window.map(c.pfn(), d.pfn(), Access::ReadOnly).unwrap();
+    // SAFETY: as above.
+    let seen_fresh = unsafe { (fresh.bytes()[0], fresh.bytes()[4096]) };
+    assert_eq!(seen_fresh, (0x77, 0x88));
+}
+
+fn unmapped_window_and_guard_pages_fault() {
+    let (a, b) = two_separate_frames(0, 0);
+    let window = &percpu::current().window;
+    let base = window.base();
+    for addr in [base, base + FRAME_SIZE] {
+        let fault = probe::read_u8(addr).expect_err("an unmapped window page must fault");
+        assert_eq!(
+            (fault.kind, fault.address),
+            (FaultKind::PageFault, Some(addr))
+        );
+    }
+    let m = window.map(a.pfn(), b.pfn(), Access::ReadWrite).unwrap();
+    for guard in window.guard_pages() {
+        let fault = probe::read_u8(guard).expect_err("a guard page must fault, even while mapped");
+        assert_eq!(
+            (fault.kind, fault.address),
+            (FaultKind::PageFault, Some(guard))
+        );
+        assert_eq!(
+            fault.error_code.map(|c| c & 1),
+            Some(0),
+            "guard page must be not-present"
+        );
+    }
+    drop(m);
+    let fault = probe::read_u8(base + 100).expect_err("unmap must remove the mapping");
+    assert_eq!(fault.address, Some(base + 100));
+}
+
+fn read_only_window_faults_on_write() {
+    let (a, b) = two_separate_frames(0x5a, 0xa5);
+    let window = &percpu::current().window;
+    let m = window.map(a.pfn(), b.pfn(), Access::ReadOnly).unwrap();
+    assert_eq!(probe::read_u8(m.addr() + 4096), Ok(0xa5));
+    // SAFETY: the target is the test's own frame; the write must fault (read-only PTE).
+    let fault = unsafe { probe::write_u8(m.addr() + 4095, 1) }
+        .expect_err("read-only mapping accepted a write");
+    assert_eq!(
+        (fault.kind, fault.address),
+        (FaultKind::PageFault, Some(m.addr() + 4095))
+    );
+    assert_eq!(
+        fault.error_code.map(|c| c & 3),
+        Some(3),
+        "expected present + write"
+    );
+    drop(m);
+    assert_eq!(direct_bytes(&a)[4095], 0x5a);
+}
+
+fn nested_mapping_is_refused_and_interrupts_stay_off_until_unmap() {
+    let (a, b) = two_separate_frames(1, 2);
+    let window = &percpu::current().window;
+    x86_64::instructions::interrupts::enable();
+    let m = window.map(a.pfn(), b.pfn(), Access::ReadWrite).unwrap();
+    let interrupts_while_mapped = x86_64::instructions::interrupts::are_enabled();
+    let nested = window.map(b.pfn(), a.pfn(), Access::ReadOnly).err();
+    drop(m);
+    let interrupts_after = x86_64::instructions::interrupts::are_enabled();
+    x86_64::instructions::interrupts::disable();
+    assert!(
+        !interrupts_while_mapped,
+        "interrupts were on while the window was mapped"
+    );
+    assert_eq!(nested, Some(WindowError::Busy));
+    assert!(interrupts_after, "unmap did not restore interrupts");
+    window
+        .map(a.pfn(), b.pfn(), Access::ReadOnly)
+        .expect("the window is free again after unmap");
+}
+
+fn window_refuses_frames_outside_memory_or_reserved() {
+    let window = &percpu::current().window;
+    let frames = memmap::get().frames();
+    let ok = FrameBlock::alloc_frame().unwrap();
+    assert_eq!(
+        window.map(ok.pfn(), frames, Access::ReadOnly).err(),
+        Some(WindowError::OutOfRange(frames))
+    );
+    assert_eq!(
+        window.map(0, ok.pfn(), Access::ReadOnly).err(),
+        Some(WindowError::Reserved(0))
+    );
+    assert_eq!(
+        window::direct(frames).err(),
+        Some(WindowError::OutOfRange(frames))
+    );
+    // A refusal leaves the window free.
+    window
+        .map(ok.pfn(), ok.pfn(), Access::ReadOnly)
+        .expect("window free after refusals");
+}
+
+fn direct_path_serves_a_single_frame() {
+    let (a, _) = two_separate_frames(0x42, 0);
+    let addr = window::direct(a.pfn()).unwrap();
+    assert_eq!(addr, a.addr());
+    assert_eq!(probe::read_u8(addr + 17), Ok(0x42));
+}
+
+/// The tests of this module.
+pub const TESTS: &[Test] = crate::ktests![
+    memmap_maps_pfn_to_descriptor_and_back,
+    kernel_image_and_stack_frames_are_reserved,
+    allocating_every_frame_then_freeing_in_random_order_restores_the_boot_state,
+    random_mixed_orders_never_overlap_a_shadow_bitmap,
+    bad_frees_are_refused_and_change_nothing,
+    heap_grows_beyond_its_initial_size,
+    window_shows_two_separate_frames_as_one_run,
+    remapping_the_window_shows_the_new_frames,
+    without_invlpg_the_window_shows_stale_frames,
+    unmapped_window_and_guard_pages_fault,
+    read_only_window_faults_on_write,
+    nested_mapping_is_refused_and_interrupts_stay_off_until_unmap,
+    window_refuses_frames_outside_memory_or_reserved,
+    direct_path_serves_a_single_frame,
+];

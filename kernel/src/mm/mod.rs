@@ -1,0 +1,64 @@
+//! Physical memory: the memmap of page descriptors, the buddy frame allocator, the kernel
+//! heap, kernel page tables, and the per-CPU two-page PTE window.
+//!
+//! Boot order: memmap (needs only the direct map) → buddy (frees the usable frames into its
+//! lists) → paging (takes over the bootloader's tables) → heap (claims a region, maps frames)
+//! → window region → the boot CPU's per-CPU area and window.
+
+pub mod buddy;
+pub mod heap;
+pub mod memmap;
+pub mod paging;
+pub mod window;
+
+pub mod ktests;
+
+use bootloader_api::info::MemoryRegions;
+
+/// What memory set-up found, for the boot summary and the demo.
+#[derive(Debug, Clone, Copy)]
+pub struct MemorySummary {
+    /// The memmap.
+    pub memmap: memmap::MemmapSummary,
+    /// Frames the buddy allocator manages (all others are reserved).
+    pub managed_frames: u64,
+    /// Frames free in the buddy allocator once boot set-up is done.
+    pub free_frames: u64,
+}
+
+/// Sets up physical memory and the boot CPU's per-CPU area.
+pub fn init(regions: &MemoryRegions, phys_offset: u64) -> MemorySummary {
+    let memmap = memmap::build(regions, phys_offset);
+    let managed_frames = buddy::init(regions);
+    paging::init(phys_offset);
+    heap::init();
+    window::init_region();
+    crate::percpu::init_this_cpu(0);
+    MemorySummary {
+        memmap,
+        managed_frames,
+        free_frames: buddy::stats().free_frames,
+    }
+}
+
+impl MemorySummary {
+    /// Prints the boot summary: frames total / usable / reserved, memmap size and build time.
+    pub fn log(&self) {
+        let m = &self.memmap;
+        log::info!(
+            "memmap: {} frames ({} MiB), {} usable, {} reserved; {} KiB of descriptors, built in {} us",
+            m.frames,
+            (m.frames * memmap::FRAME_SIZE) >> 20,
+            m.usable,
+            m.frames - self.managed_frames,
+            m.bytes / 1024,
+            crate::arch::tsc::cycles_to_us(m.build_cycles)
+        );
+        log::info!(
+            "buddy: {} frames managed, {} free ({} MiB) after the heap and page tables took theirs",
+            self.managed_frames,
+            self.free_frames,
+            (self.free_frames * memmap::FRAME_SIZE) >> 20
+        );
+    }
+}

@@ -1,0 +1,244 @@
+//! The per-CPU two-page PTE window: two virtually contiguous pages into which any two
+//! physical frames can be mapped, so that an object spanning two discontiguous frames reads
+//! as one run of bytes (seed 2012; zsmalloc's `CONFIG_PGTABLE_MAPPING`).
+//!
+//! Layout per CPU: `[guard][page 0][page 1][guard]`, the guards never mapped. Every page-table
+//! level down to the two leaf entries is built at boot, so mapping only writes two PTEs: it
+//! never allocates, sleeps, takes a lock, or fails for lack of memory (seed 2012: "mapping
+//! must never fail"). Upstream dropped this path in 5.10 after an unmap that could reschedule
+//! corrupted data; here map and unmap are a handful of instructions with interrupts off.
+//!
+//! What must be flushed: only the unmap invalidates (`invlpg` on both pages). After that the
+//! entries are not present, and x86 never caches a not-present translation, so the next map
+//! can write its PTEs without a flush. A window is used only by its own CPU (no other CPU
+//! ever touches these addresses), so a CPU-local `invlpg` is enough; no shootdown is needed.
+
+use core::marker::PhantomData;
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+
+use x86_64::PhysAddr;
+use x86_64::instructions::{interrupts, tlb};
+use x86_64::structures::paging::PageTableFlags;
+use x86_64::structures::paging::page_table::PageTableEntry;
+
+use super::memmap::{self, FRAME_SIZE, flags};
+
+/// Pages of virtual space per CPU: guard, two window pages, guard.
+const SLOT_PAGES: u64 = 4;
+
+/// How a mapping may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Readable only: the PTEs are not writable, so a write faults.
+    ReadOnly,
+    /// Writable (the window does not copy, so write-only maps like read-write).
+    WriteOnly,
+    /// Readable and writable.
+    ReadWrite,
+}
+
+/// Why a window mapping was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowError {
+    /// This CPU's window is already mapped (nested mapping).
+    Busy,
+    /// The frame is outside physical memory.
+    OutOfRange(u64),
+    /// The frame is reserved (firmware, kernel, ...) and never mapped through the window.
+    Reserved(u64),
+}
+
+/// The virtual region holding every CPU's window slot (claimed once at boot).
+static REGION_BASE: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Claims the virtual region for all windows. Call once before any CPU builds its window.
+pub fn init_region() {
+    let base = super::paging::claim_l4_slot();
+    REGION_BASE.store(base as *mut u8, Ordering::SeqCst);
+}
+
+/// One CPU's window.
+pub struct Window {
+    base: u64,
+    ptes: [AtomicPtr<PageTableEntry>; 2],
+    in_use: AtomicBool,
+    /// Test hook: skip the unmap flush once, to show what a missing `invlpg` does.
+    skip_next_flush: AtomicBool,
+}
+
+impl Window {
+    /// Builds CPU `index`'s window: places it in the region and prebuilds its page tables.
+    pub fn new(index: usize) -> Window {
+        let region = REGION_BASE.load(Ordering::SeqCst) as u64;
+        assert!(
+            region != 0,
+            "window region is claimed before windows are built"
+        );
+        // Page 0 of the slot is the lower guard.
+        let base = region + (index as u64 * SLOT_PAGES + 1) * FRAME_SIZE;
+        let p0 = super::paging::prebuild_leaf_entry(base);
+        let p1 = super::paging::prebuild_leaf_entry(base + FRAME_SIZE);
+        Window {
+            base,
+            ptes: [AtomicPtr::new(p0), AtomicPtr::new(p1)],
+            in_use: AtomicBool::new(false),
+            skip_next_flush: AtomicBool::new(false),
+        }
+    }
+
+    /// Virtual address of the window's first page.
+    pub fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// Addresses of the two guard pages (below and above the window).
+    pub fn guard_pages(&self) -> [u64; 2] {
+        [self.base - FRAME_SIZE, self.base + 2 * FRAME_SIZE]
+    }
+
+    fn check_frame(pfn: u64) -> Result<PhysAddr, WindowError> {
+        let desc = memmap::get()
+            .desc(pfn)
+            .ok_or(WindowError::OutOfRange(pfn))?;
+        if desc.has(flags::RESERVED) {
+            return Err(WindowError::Reserved(pfn));
+        }
+        Ok(PhysAddr::new(pfn * FRAME_SIZE))
+    }
+
+    /// Maps frame `pfn_a` at the window's first page and `pfn_b` right after it. Interrupts
+    /// stay off on this CPU until the returned mapping is dropped. Refused if this CPU's
+    /// window is already mapped, or a frame is outside memory or reserved.
+    ///
+    /// Must be called on this window's own CPU (use `percpu::current().window`).
+    pub fn map(
+        &self,
+        pfn_a: u64,
+        pfn_b: u64,
+        access: Access,
+    ) -> Result<WindowMapping<'_>, WindowError> {
+        let irq_guard = IrqGuard::new();
+        if self.in_use.swap(true, Ordering::Acquire) {
+            return Err(WindowError::Busy);
+        }
+        let frames = match (Self::check_frame(pfn_a), Self::check_frame(pfn_b)) {
+            (Ok(a), Ok(b)) => [a, b],
+            (Err(e), _) | (_, Err(e)) => {
+                self.in_use.store(false, Ordering::Release);
+                return Err(e);
+            }
+        };
+        let mut pte_flags = PageTableFlags::PRESENT | PageTableFlags::NO_EXECUTE;
+        if access != Access::ReadOnly {
+            pte_flags |= PageTableFlags::WRITABLE;
+        }
+        for (pte, frame) in self.ptes.iter().zip(frames) {
+            // SAFETY: the pointer is this window's prebuilt leaf entry, which only this CPU
+            // touches, with interrupts off and `in_use` held; the entry was not present (no
+            // stale translation can exist, see the module doc), so no flush is needed here.
+            unsafe { (*pte.load(Ordering::Relaxed)).set_addr(frame, pte_flags) };
+        }
+        Ok(WindowMapping {
+            window: self,
+            writable: access != Access::ReadOnly,
+            _irq: irq_guard,
+            _not_send: PhantomData,
+        })
+    }
+
+    fn unmap(&self) {
+        let flush = !self.skip_next_flush.swap(false, Ordering::Relaxed);
+        for (i, pte) in self.ptes.iter().enumerate() {
+            // SAFETY: as in `map`: this CPU's own prebuilt entry, interrupts off.
+            unsafe { (*pte.load(Ordering::Relaxed)).set_unused() };
+            if flush {
+                tlb::flush(x86_64::VirtAddr::new(self.base + i as u64 * FRAME_SIZE));
+            }
+        }
+        self.in_use.store(false, Ordering::Release);
+    }
+
+    /// Test hook: the next unmap clears the PTEs but skips `invlpg`, leaving stale
+    /// translations behind. Only the test that proves the flush matters uses it.
+    #[doc(hidden)]
+    pub fn skip_flush_once_for_test(&self) {
+        self.skip_next_flush.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Interrupts off for as long as it lives; restores the previous state on drop.
+struct IrqGuard {
+    were_enabled: bool,
+}
+
+impl IrqGuard {
+    fn new() -> Self {
+        let were_enabled = interrupts::are_enabled();
+        interrupts::disable();
+        IrqGuard { were_enabled }
+    }
+}
+
+impl Drop for IrqGuard {
+    fn drop(&mut self) {
+        if self.were_enabled {
+            interrupts::enable();
+        }
+    }
+}
+
+/// A live window mapping; dropping it unmaps (clears both PTEs, `invlpg` both pages) and
+/// then lets interrupts back on. Not `Send`: it belongs to the CPU that made it.
+pub struct WindowMapping<'w> {
+    window: &'w Window,
+    writable: bool,
+    // Field order matters: `Drop for WindowMapping` unmaps first, then this restores IF.
+    _irq: IrqGuard,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl WindowMapping<'_> {
+    /// Address of the first mapped byte (the start of frame `pfn_a`).
+    pub fn addr(&self) -> u64 {
+        self.window.base
+    }
+
+    /// The two mapped frames as one run of 8192 bytes.
+    ///
+    /// # Safety
+    /// Nobody may write the two frames (through the direct map or otherwise) while the
+    /// slice lives.
+    pub unsafe fn bytes(&self) -> &[u8] {
+        // SAFETY: both pages are mapped (present) for as long as `self` lives; the caller
+        // guarantees no concurrent writer.
+        unsafe {
+            core::slice::from_raw_parts(self.window.base as *const u8, 2 * FRAME_SIZE as usize)
+        }
+    }
+
+    /// The two mapped frames as one writable run of 8192 bytes. Panics on a read-only map.
+    ///
+    /// # Safety
+    /// Nobody else may access the two frames while the slice lives.
+    pub unsafe fn bytes_mut(&mut self) -> &mut [u8] {
+        assert!(self.writable, "bytes_mut on a read-only window mapping");
+        // SAFETY: both pages are mapped writable while `self` lives; the caller guarantees
+        // exclusive access to the frames.
+        unsafe {
+            core::slice::from_raw_parts_mut(self.window.base as *mut u8, 2 * FRAME_SIZE as usize)
+        }
+    }
+}
+
+impl Drop for WindowMapping<'_> {
+    fn drop(&mut self) {
+        self.window.unmap();
+    }
+}
+
+/// The single-frame fast path: an object inside one frame needs no window, the direct map
+/// already shows it. Returns the frame's address in the direct map.
+pub fn direct(pfn: u64) -> Result<u64, WindowError> {
+    Window::check_frame(pfn)?;
+    Ok(memmap::get().frame_addr(pfn))
+}
