@@ -106,6 +106,10 @@ impl GrowingHeap {
         if mapped + bytes > self.limit.load(Ordering::Relaxed) {
             return Err("the heap's virtual region is full");
         }
+        // Refuse up front rather than map frames one by one and strand them when they run out.
+        if bytes / FRAME_SIZE > super::buddy::stats().free_frames {
+            return Err("out of physical frames");
+        }
         map_more(self.start.load(Ordering::Relaxed) + mapped, bytes)?;
         self.mapped.store(mapped + bytes, Ordering::Relaxed);
         // SAFETY: the `bytes` just mapped directly follow the heap's current top.

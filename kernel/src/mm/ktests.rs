@@ -177,6 +177,24 @@ fn heap_grows_beyond_its_initial_size() {
     );
 }
 
+fn heap_refuses_impossible_allocations_cleanly_and_keeps_working() {
+    let frames_before = buddy::stats().free_frames;
+    let mut v: Vec<u8> = Vec::new();
+    // More than the heap's whole virtual region, then more than all free memory.
+    assert!(v.try_reserve(1 << 40).is_err());
+    assert!(
+        v.try_reserve((frames_before as usize + 1) * FRAME_SIZE as usize)
+            .is_err()
+    );
+    assert_eq!(
+        buddy::stats().free_frames,
+        frames_before,
+        "a refused allocation consumed frames"
+    );
+    v.extend_from_slice(b"still works");
+    assert_eq!(&v[..], b"still works");
+}
+
 /// Two allocated frames that are not physically adjacent, filled with `a_byte` / `b_byte`.
 fn two_separate_frames(a_byte: u8, b_byte: u8) -> (FrameBlock, FrameBlock) {
     let a = FrameBlock::alloc_frame().unwrap();
@@ -370,6 +388,7 @@ pub const TESTS: &[Test] = crate::ktests![
     random_mixed_orders_never_overlap_a_shadow_bitmap,
     bad_frees_are_refused_and_change_nothing,
     heap_grows_beyond_its_initial_size,
+    heap_refuses_impossible_allocations_cleanly_and_keeps_working,
     window_shows_two_separate_frames_as_one_run,
     remapping_the_window_shows_the_new_frames,
     without_invlpg_the_window_shows_stale_frames,
