@@ -1,1 +1,35 @@
+//! A faithful reimplementation of Linux's zsmalloc, `no_std` + `alloc`.
+//!
+//! zsmalloc stores many small objects (compressed pages, typically) densely: objects of
+//! similar size share a *size class*; a class packs its objects into *zspages*, chains of up
+//! to 8 (configurable 4..16) order-0 pages in which objects may span page boundaries; a user
+//! gets a [`Handle`], not a pointer, and maps it to reach the bytes. See
+//! `docs/architecture.md` for the way of one allocation.
+//!
+//! Rooms: [`class`] (size classes), [`handle`] (handles and locations), [`zsdesc`] (the page
+//! descriptor overlay, the only code that touches descriptor fields), `zspage` (zspages,
+//! fullness groups, freelists, slots), [`pool`] (the API), [`stats`], and [`backend`] (the
+//! trait through which the allocator reaches the machine).
 #![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
+
+extern crate alloc;
+
+pub mod backend;
+pub mod class;
+pub mod handle;
+pub mod pool;
+pub mod stats;
+pub mod zsdesc;
+mod zspage;
+
+#[cfg(test)]
+mod host;
+#[cfg(test)]
+mod tests;
+
+pub use backend::{Backend, PairMapping, Pfn};
+pub use handle::Handle;
+pub use pool::{Error, MapMode, MapPath, Mapping, Pool, PoolConfig, ReadGuard};
+pub use stats::{ClassStats, PoolStats};

@@ -1,0 +1,66 @@
+//! The only way zsmalloc reaches the machine: frames, their descriptors, and mappings of
+//! one or two frames. The kernel implements it over its memmap, buddy allocator and per-CPU
+//! PTE window; the crate's tests implement it on the host heap.
+
+use core::fmt;
+
+use crate::zsdesc::ZsDesc;
+
+/// A physical frame number.
+pub type Pfn = u64;
+
+/// Two frames mapped at consecutive virtual pages (the PTE window). Dropping it unmaps.
+pub trait PairMapping {
+    /// Address of the first byte of the first frame; the second frame follows at +4096.
+    fn ptr(&self) -> *mut u8;
+}
+
+/// What zsmalloc needs from the machine.
+///
+/// # Safety
+/// Implementations promise that:
+/// * `alloc_page` returns frames nobody else uses until they are given back to `free_page`,
+///   each distinct from every other frame the pool holds;
+/// * `page_ptr(pfn)` is valid for reads and writes of 4096 bytes for as long as the pool
+///   holds the frame, and `desc(pfn)` is that frame's descriptor, stable at that address;
+/// * `map_pair(a, b)` returns a mapping whose `ptr()` shows frame `a` then frame `b` as 8192
+///   contiguous bytes (writable if asked) until dropped, or `None` if this CPU's mapping
+///   resource is in use;
+/// * `pin_cpu` returns the current CPU's index (below `possible_cpus()`) and a guard that
+///   keeps the caller on that CPU, with nothing else on it using the pool's per-CPU state,
+///   until dropped.
+pub unsafe trait Backend {
+    /// A live two-frame mapping.
+    type PairMap<'a>: PairMapping
+    where
+        Self: 'a;
+    /// Keeps the caller on its CPU until dropped.
+    type CpuPin;
+
+    /// A free order-0 frame, or `None` when out of memory.
+    fn alloc_page(&self) -> Option<Pfn>;
+
+    /// Gives back a frame from `alloc_page`.
+    ///
+    /// # Safety
+    /// `pfn` came from `alloc_page`, is not used any more, and was not freed already.
+    unsafe fn free_page(&self, pfn: Pfn);
+
+    /// The frame's zsmalloc descriptor.
+    fn desc(&self, pfn: Pfn) -> &ZsDesc;
+
+    /// The frame's bytes (the direct map, on the kernel).
+    fn page_ptr(&self, pfn: Pfn) -> *mut u8;
+
+    /// Maps `first` and `second` contiguously; `None` if this CPU's window is busy.
+    fn map_pair(&self, first: Pfn, second: Pfn, writable: bool) -> Option<Self::PairMap<'_>>;
+
+    /// The current CPU's index and a guard that keeps the caller on it.
+    fn pin_cpu(&self) -> (usize, Self::CpuPin);
+
+    /// How many CPUs may ever call into the pool (sizes per-CPU state).
+    fn possible_cpus(&self) -> usize;
+
+    /// Reports something worth a user's attention (a pool dropped with live objects).
+    fn report(&self, message: fmt::Arguments);
+}

@@ -1,0 +1,202 @@
+//! A host backend for the crate's tests (and Miri): frames are page-aligned heap blocks,
+//! descriptors a plain array, and the "window" a copy that writes back only what changed.
+//! It can be told to run out of frames from the k-th allocation on, and poisons frames on
+//! allocation and free so that use of stale bytes shows.
+
+extern crate std;
+
+use alloc::boxed::Box;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::cell::UnsafeCell;
+use core::fmt;
+use core::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use crate::backend::{Backend, PairMapping, Pfn};
+use crate::class::PAGE_SIZE;
+use crate::zsdesc::ZsDesc;
+
+#[repr(C, align(4096))]
+struct Frame(UnsafeCell<[u8; PAGE_SIZE]>);
+
+/// Lowest pfn handed out (so that pfn 0 is never used).
+const BASE_PFN: Pfn = 0x100;
+/// Byte written over a frame when it is handed out and when it is given back.
+pub const POISON_ALLOC: u8 = 0xa5;
+/// Byte written over a frame when it is given back.
+pub const POISON_FREE: u8 = 0x6b;
+
+struct State {
+    free: Vec<Pfn>,
+    allocated: Vec<bool>,
+    allocations: u64,
+    fail_from: Option<u64>,
+}
+
+/// The host backend.
+pub struct HostBackend {
+    frames: Box<[Frame]>,
+    descs: Box<[ZsDesc]>,
+    state: Mutex<State>,
+    window_busy: AtomicBool,
+    reports: Mutex<Vec<String>>,
+}
+
+// SAFETY: frame bytes are only reached through raw pointers handed to the pool, which
+// coordinates access; all other state is behind locks or atomic.
+unsafe impl Sync for HostBackend {}
+// SAFETY: as above.
+unsafe impl Send for HostBackend {}
+
+impl HostBackend {
+    /// A backend with `frames` frames, handed out in an order shuffled by `seed` (so that
+    /// consecutive allocations are rarely adjacent, as on a real machine).
+    pub fn new(frames: usize, seed: u64) -> HostBackend {
+        let mut free: Vec<Pfn> = (0..frames as u64).map(|i| BASE_PFN + i).collect();
+        let mut x = seed | 1;
+        for i in (1..free.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            free.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        HostBackend {
+            frames: (0..frames).map(|_| Frame(UnsafeCell::new([0; PAGE_SIZE]))).collect(),
+            descs: (0..frames).map(|_| ZsDesc::new()).collect(),
+            state: Mutex::new(State { free, allocated: alloc::vec![false; frames], allocations: 0, fail_from: None }),
+            window_busy: AtomicBool::new(false),
+            reports: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn index(&self, pfn: Pfn) -> usize {
+        let i = pfn.checked_sub(BASE_PFN).expect("pfn below the host backend's frames") as usize;
+        assert!(i < self.frames.len(), "pfn {pfn:#x} beyond the host backend's frames");
+        i
+    }
+
+    /// From now on, the `k`-th allocation (0 = the next one) and every later one fail.
+    pub fn fail_from(&self, k: u64) {
+        let mut s = self.state.lock().unwrap();
+        s.fail_from = Some(s.allocations + k);
+    }
+
+    /// Allocations succeed again.
+    pub fn stop_failing(&self) {
+        self.state.lock().unwrap().fail_from = None;
+    }
+
+    /// Frames handed out and not given back.
+    pub fn frames_in_use(&self) -> usize {
+        self.state.lock().unwrap().allocated.iter().filter(|&&a| a).count()
+    }
+
+    /// Messages the pool reported.
+    pub fn reports(&self) -> Vec<String> {
+        self.reports.lock().unwrap().clone()
+    }
+}
+
+/// The emulated window: a copy of both frames, written back (only the bytes that changed)
+/// when dropped.
+pub struct HostPair<'a> {
+    backend: &'a HostBackend,
+    pfns: [Pfn; 2],
+    writable: bool,
+    snapshot: Box<[u8; 2 * PAGE_SIZE]>,
+    view: Box<UnsafeCell<[u8; 2 * PAGE_SIZE]>>,
+}
+
+impl PairMapping for HostPair<'_> {
+    fn ptr(&self) -> *mut u8 {
+        self.view.get().cast()
+    }
+}
+
+impl Drop for HostPair<'_> {
+    fn drop(&mut self) {
+        if self.writable {
+            // SAFETY: the view is ours; the frames are valid for their page each.
+            let view = unsafe { &*self.view.get() };
+            for (half, &pfn) in self.pfns.iter().enumerate() {
+                let page = self.backend.page_ptr(pfn);
+                for i in 0..PAGE_SIZE {
+                    let at = half * PAGE_SIZE + i;
+                    if view[at] != self.snapshot[at] {
+                        // SAFETY: `i` is inside the frame.
+                        unsafe { page.add(i).write(view[at]) };
+                    }
+                }
+            }
+        }
+        self.backend.window_busy.store(false, Ordering::Release);
+    }
+}
+
+// SAFETY: frames are distinct page-aligned blocks owned by the backend, handed out once until
+// freed; descriptors live as long as the backend; the pair mapping shows both frames (as a
+// copy written back on drop); there is one "CPU", index 0.
+unsafe impl Backend for HostBackend {
+    type PairMap<'a> = HostPair<'a>;
+    type CpuPin = ();
+
+    fn alloc_page(&self) -> Option<Pfn> {
+        let mut s = self.state.lock().unwrap();
+        if s.fail_from.is_some_and(|k| s.allocations >= k) {
+            return None;
+        }
+        let pfn = s.free.pop()?;
+        s.allocations += 1;
+        let i = self.index(pfn);
+        s.allocated[i] = true;
+        drop(s);
+        // SAFETY: the frame was free, so nobody else has a pointer into it.
+        unsafe { (*self.frames[i].0.get()).fill(POISON_ALLOC) };
+        Some(pfn)
+    }
+
+    unsafe fn free_page(&self, pfn: Pfn) {
+        let i = self.index(pfn);
+        let mut s = self.state.lock().unwrap();
+        assert!(s.allocated[i], "the pool freed frame {pfn:#x} twice");
+        s.allocated[i] = false;
+        s.free.push(pfn);
+        // SAFETY: the caller gave the frame back; nobody uses it any more.
+        unsafe { (*self.frames[i].0.get()).fill(POISON_FREE) };
+    }
+
+    fn desc(&self, pfn: Pfn) -> &ZsDesc {
+        &self.descs[self.index(pfn)]
+    }
+
+    fn page_ptr(&self, pfn: Pfn) -> *mut u8 {
+        self.frames[self.index(pfn)].0.get().cast()
+    }
+
+    fn map_pair(&self, first: Pfn, second: Pfn, writable: bool) -> Option<HostPair<'_>> {
+        if self.window_busy.swap(true, Ordering::Acquire) {
+            return None;
+        }
+        let mut snapshot = Box::new([0u8; 2 * PAGE_SIZE]);
+        for (half, pfn) in [first, second].into_iter().enumerate() {
+            // SAFETY: both frames are valid for a page; we only read them.
+            let page = unsafe { core::slice::from_raw_parts(self.page_ptr(pfn), PAGE_SIZE) };
+            snapshot[half * PAGE_SIZE..][..PAGE_SIZE].copy_from_slice(page);
+        }
+        let view = Box::new(UnsafeCell::new(*snapshot));
+        Some(HostPair { backend: self, pfns: [first, second], writable, snapshot, view })
+    }
+
+    fn pin_cpu(&self) -> (usize, ()) {
+        (0, ())
+    }
+
+    fn possible_cpus(&self) -> usize {
+        1
+    }
+
+    fn report(&self, message: fmt::Arguments) {
+        self.reports.lock().unwrap().push(message.to_string());
+    }
+}

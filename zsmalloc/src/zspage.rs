@@ -1,0 +1,398 @@
+//! A size class's state: its zspages (metadata in an arena, pages linked through their
+//! zsdescs), the fullness groups that order them, the in-place freelists, and the handle
+//! slots of its objects. Everything here is protected by the class's lock.
+
+use alloc::vec::Vec;
+
+use crate::backend::{Backend, Pfn};
+use crate::class::{ClassLayout, PAGE_SIZE};
+use crate::handle::{self, GEN_MASK};
+use crate::zsdesc::{self, ZsPageRef};
+
+/// Fullness groups, as Linux since 6.4: 0 = empty, 1..=10 = in-use ratio 0-9%, 10-19%, ...,
+/// 90-99% (rounded down, 1 object of many lands in group 1), 11 = full.
+pub const NR_GROUPS: usize = 12;
+/// Group of empty zspages (never kept: an empty zspage is freed at once).
+pub const GROUP_EMPTY: usize = 0;
+/// Group of full zspages.
+pub const GROUP_FULL: usize = NR_GROUPS - 1;
+const NIL: u32 = u32::MAX;
+/// `Slot::maps` value while the object is mapped for writing.
+pub const WRITE_MAPPED: u16 = u16::MAX;
+
+/// The fullness group of a zspage with `inuse` of `objs` objects allocated.
+pub fn fullness_group(inuse: u32, objs: u32) -> usize {
+    if inuse == 0 {
+        GROUP_EMPTY
+    } else if inuse == objs {
+        GROUP_FULL
+    } else {
+        (100 * inuse / objs) as usize / 10 + 1
+    }
+}
+
+/// One zspage's metadata (Linux: `struct zspage`).
+#[derive(Debug, Clone)]
+pub struct ZsPage {
+    /// First page of the chain.
+    pub first: Pfn,
+    /// Objects allocated.
+    pub inuse: u32,
+    /// Head of the in-place freelist.
+    pub freeobj: Option<u32>,
+    /// Current fullness group.
+    pub group: u8,
+    prev: u32,
+    next: u32,
+    /// Live mappings and reads of objects in this zspage: while non-zero, nothing may move
+    /// its objects (compaction, migration).
+    pub pins: u32,
+    /// False once freed (its id waits for reuse).
+    pub live: bool,
+}
+
+/// One handle's slot: where its object is, and what it is doing.
+#[derive(Debug, Clone, Copy)]
+pub struct Slot {
+    /// Encoded location (`pfn << 24 | index`).
+    pub obj: u64,
+    /// The object's size as the user asked for it.
+    pub size: u16,
+    /// Changes on each reuse of the slot.
+    pub generation: u16,
+    /// True while the object is allocated.
+    pub live: bool,
+    /// Readers mapping the object, or [`WRITE_MAPPED`].
+    pub maps: u16,
+}
+
+/// A size class and everything in it.
+pub struct ClassState {
+    /// The class's geometry.
+    pub layout: ClassLayout,
+    /// Position of the class in the pool's table.
+    pub pos: u8,
+    zspages: Vec<ZsPage>,
+    free_ids: Vec<u32>,
+    heads: [u32; NR_GROUPS],
+    /// zspages per fullness group.
+    pub group_counts: [u64; NR_GROUPS],
+    /// Handle slots of this class.
+    pub slots: Vec<Slot>,
+    free_slots: Vec<u32>,
+    /// Object slots in all zspages of the class.
+    pub objs_allocated: u64,
+    /// Objects allocated by users.
+    pub objs_inuse: u64,
+}
+
+/// Reads the 8-byte word at `off` in page `pfn`.
+///
+/// # Safety
+/// The pool holds `pfn`, `off` is 8-aligned and at most 4088, and nobody writes the word now.
+unsafe fn read_word<B: Backend>(b: &B, pfn: Pfn, off: usize) -> u64 {
+    debug_assert!(off % 8 == 0 && off + 8 <= PAGE_SIZE);
+    // SAFETY: the backend guarantees page_ptr is valid for the page; the caller the rest.
+    unsafe { b.page_ptr(pfn).add(off).cast::<u64>().read() }
+}
+
+/// Writes the 8-byte word at `off` in page `pfn`.
+///
+/// # Safety
+/// As for [`read_word`], and nobody else accesses the word now.
+unsafe fn write_word<B: Backend>(b: &B, pfn: Pfn, off: usize, value: u64) {
+    debug_assert!(off % 8 == 0 && off + 8 <= PAGE_SIZE);
+    // SAFETY: as for read_word.
+    unsafe { b.page_ptr(pfn).add(off).cast::<u64>().write(value) }
+}
+
+impl ClassState {
+    /// An empty class.
+    pub fn new(layout: ClassLayout, pos: u8) -> ClassState {
+        ClassState {
+            layout,
+            pos,
+            zspages: Vec::new(),
+            free_ids: Vec::new(),
+            heads: [NIL; NR_GROUPS],
+            group_counts: [0; NR_GROUPS],
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            objs_allocated: 0,
+            objs_inuse: 0,
+        }
+    }
+
+    /// The zspage with this id.
+    pub fn zspage(&self, id: u32) -> &ZsPage {
+        &self.zspages[id as usize]
+    }
+
+    /// The zspage with this id, mutably.
+    pub fn zspage_mut(&mut self, id: u32) -> &mut ZsPage {
+        &mut self.zspages[id as usize]
+    }
+
+    /// Ids of the live zspages.
+    pub fn live_zspages(&self) -> impl Iterator<Item = u32> + '_ {
+        self.zspages.iter().enumerate().filter(|(_, z)| z.live).map(|(i, _)| i as u32)
+    }
+
+    /// Ids of the zspages in one fullness group, in list order.
+    pub fn group_members(&self, group: usize) -> impl Iterator<Item = u32> + '_ {
+        let mut cur = self.heads[group];
+        core::iter::from_fn(move || {
+            (cur != NIL).then(|| {
+                let id = cur;
+                cur = self.zspages[id as usize].next;
+                id
+            })
+        })
+    }
+
+    fn insert(&mut self, id: u32, group: usize) {
+        let head = self.heads[group];
+        let z = &mut self.zspages[id as usize];
+        z.group = group as u8;
+        z.prev = NIL;
+        z.next = head;
+        if head != NIL {
+            self.zspages[head as usize].prev = id;
+        }
+        self.heads[group] = id;
+        self.group_counts[group] += 1;
+    }
+
+    fn remove(&mut self, id: u32) {
+        let (prev, next, group) = {
+            let z = &self.zspages[id as usize];
+            (z.prev, z.next, z.group as usize)
+        };
+        if prev == NIL {
+            self.heads[group] = next;
+        } else {
+            self.zspages[prev as usize].next = next;
+        }
+        if next != NIL {
+            self.zspages[next as usize].prev = prev;
+        }
+        self.group_counts[group] -= 1;
+    }
+
+    /// Moves a zspage to the group its in-use count now calls for; returns the group.
+    pub fn fix_group(&mut self, id: u32) -> usize {
+        let z = &self.zspages[id as usize];
+        let group = fullness_group(z.inuse, self.layout.objs_per_zspage as u32);
+        if group != z.group as usize {
+            self.remove(id);
+            self.insert(id, group);
+        }
+        group
+    }
+
+    /// The fullest zspage that still has room (Linux's `find_get_zspage`).
+    pub fn find_zspage(&self) -> Option<u32> {
+        (GROUP_EMPTY..GROUP_FULL).rev().find_map(|g| (self.heads[g] != NIL).then_some(self.heads[g]))
+    }
+
+    /// The `n`-th page of a zspage's chain.
+    pub fn nth_page<B: Backend>(&self, b: &B, first: Pfn, n: usize) -> Pfn {
+        let mut pfn = first;
+        for _ in 0..n {
+            pfn = zsdesc::next(b.desc(pfn)).expect("the chain is as long as the class says");
+        }
+        pfn
+    }
+
+    /// Where object `idx` of a zspage starts: (page, offset in page).
+    pub fn locate<B: Backend>(&self, b: &B, first: Pfn, idx: u32) -> (Pfn, usize) {
+        let offset = idx as usize * self.layout.size;
+        (self.nth_page(b, first, offset / PAGE_SIZE), offset % PAGE_SIZE)
+    }
+
+    /// Allocates and initialises a new zspage: its pages from the backend, the chain through
+    /// their zsdescs, each page's first object offset, and the freelist through every object.
+    /// On failure every page taken so far is given back.
+    pub fn alloc_zspage<B: Backend>(&mut self, b: &B) -> Option<u32> {
+        let pages = self.layout.pages_per_zspage;
+        let mut pfns = [0 as Pfn; 16];
+        for i in 0..pages {
+            match b.alloc_page() {
+                Some(pfn) => pfns[i] = pfn,
+                None => {
+                    for &pfn in &pfns[..i] {
+                        // SAFETY: these frames were just allocated and nothing uses them.
+                        unsafe { b.free_page(pfn) };
+                    }
+                    return None;
+                }
+            }
+        }
+        let id = self.free_ids.pop().unwrap_or_else(|| {
+            self.zspages.push(ZsPage {
+                first: 0,
+                inuse: 0,
+                freeobj: None,
+                group: 0,
+                prev: NIL,
+                next: NIL,
+                pins: 0,
+                live: false,
+            });
+            (self.zspages.len() - 1) as u32
+        });
+        let owner = ZsPageRef { class: self.pos, id };
+        let size = self.layout.size;
+        for (i, &pfn) in pfns[..pages].iter().enumerate() {
+            let page_start = i * PAGE_SIZE;
+            // The first object that starts in this page.
+            let first_obj = page_start.div_ceil(size) * size - page_start;
+            let d = b.desc(pfn);
+            zsdesc::init_page(d, owner, i == 0, first_obj as u32);
+            if i + 1 < pages {
+                zsdesc::set_next(d, pfns[i + 1]);
+            }
+        }
+        let objs = self.layout.objs_per_zspage as u32;
+        if self.layout.huge {
+            zsdesc::set_huge_slot(b.desc(pfns[0]), None);
+        } else {
+            for idx in 0..objs {
+                let offset = idx as usize * size;
+                let next = (idx + 1 < objs).then_some(idx + 1);
+                // SAFETY: the pages are fresh and ours; the link word of an object is 8-aligned
+                // (class sizes are multiples of 16) and never crosses a page.
+                unsafe { write_word(b, pfns[offset / PAGE_SIZE], offset % PAGE_SIZE, handle::link_word(next)) };
+            }
+        }
+        let z = &mut self.zspages[id as usize];
+        *z = ZsPage { first: pfns[0], inuse: 0, freeobj: Some(0), group: 0, prev: NIL, next: NIL, pins: 0, live: true };
+        self.insert(id, GROUP_EMPTY);
+        self.objs_allocated += objs as u64;
+        Some(id)
+    }
+
+    /// Frees an empty zspage: resets its zsdescs and gives its pages back. Returns how many.
+    pub fn free_zspage<B: Backend>(&mut self, b: &B, id: u32) -> usize {
+        let (first, inuse, pins) = {
+            let z = &self.zspages[id as usize];
+            (z.first, z.inuse, z.pins)
+        };
+        assert!(inuse == 0 && pins == 0, "freeing a zspage that is in use");
+        self.remove(id);
+        let mut pfn = Some(first);
+        let mut freed = 0;
+        while let Some(p) = pfn {
+            let d = b.desc(p);
+            pfn = if self.layout.huge { None } else { zsdesc::next(d) };
+            zsdesc::reset(d);
+            // SAFETY: the page belonged to this empty zspage, which nothing references now.
+            unsafe { b.free_page(p) };
+            freed += 1;
+        }
+        self.zspages[id as usize].live = false;
+        self.free_ids.push(id);
+        self.objs_allocated -= self.layout.objs_per_zspage as u64;
+        freed
+    }
+
+    /// Takes a free object from a zspage for `slot`; returns its encoded location.
+    pub fn obj_malloc<B: Backend>(&mut self, b: &B, id: u32, slot: u32) -> u64 {
+        let (first, idx) = {
+            let z = &self.zspages[id as usize];
+            (z.first, z.freeobj.expect("the zspage has a free object"))
+        };
+        let (pfn, off) = self.locate(b, first, idx);
+        let next = if self.layout.huge {
+            zsdesc::set_huge_slot(b.desc(pfn), Some(slot));
+            None
+        } else {
+            // SAFETY: the object is free and ours; its first word is its freelist link, which
+            // the header replaces.
+            unsafe {
+                let next = handle::link_target(read_word(b, pfn, off));
+                write_word(b, pfn, off, handle::header_for_slot(slot));
+                next
+            }
+        };
+        let z = &mut self.zspages[id as usize];
+        z.freeobj = next;
+        z.inuse += 1;
+        self.objs_inuse += 1;
+        handle::encode_obj(pfn, idx)
+    }
+
+    /// Returns object `idx` (starting in page `pfn`) of a zspage to its freelist.
+    pub fn obj_free<B: Backend>(&mut self, b: &B, id: u32, pfn: Pfn, idx: u32) {
+        let off = idx as usize * self.layout.size % PAGE_SIZE;
+        let head = self.zspages[id as usize].freeobj;
+        if self.layout.huge {
+            zsdesc::set_huge_slot(b.desc(pfn), None);
+        } else {
+            // SAFETY: the object is allocated and being freed by its owner; its header word
+            // becomes the freelist link.
+            unsafe { write_word(b, pfn, off, handle::link_word(head)) };
+        }
+        let z = &mut self.zspages[id as usize];
+        z.freeobj = Some(idx);
+        z.inuse -= 1;
+        self.objs_inuse -= 1;
+    }
+
+    /// A slot for a new object.
+    pub fn alloc_slot(&mut self, size: u16) -> (u32, u16) {
+        match self.free_slots.pop() {
+            Some(i) => {
+                let s = &mut self.slots[i as usize];
+                s.generation = (s.generation + 1) & GEN_MASK;
+                s.live = true;
+                s.size = size;
+                s.maps = 0;
+                (i, s.generation)
+            }
+            None => {
+                self.slots.push(Slot { obj: 0, size, generation: 0, live: true, maps: 0 });
+                ((self.slots.len() - 1) as u32, 0)
+            }
+        }
+    }
+
+    /// Gives a slot back for reuse.
+    pub fn release_slot(&mut self, slot: u32) {
+        self.slots[slot as usize].live = false;
+        self.free_slots.push(slot);
+    }
+
+    /// Walks a zspage's freelist (for checks): the free object indices.
+    pub fn freelist<B: Backend>(&self, b: &B, id: u32) -> Vec<u32> {
+        let z = &self.zspages[id as usize];
+        let mut out = Vec::new();
+        let mut cur = z.freeobj;
+        while let Some(idx) = cur {
+            out.push(idx);
+            if out.len() > self.layout.objs_per_zspage {
+                break; // a cycle: the checker reports the length
+            }
+            cur = if self.layout.huge {
+                None
+            } else {
+                let (pfn, off) = self.locate(b, z.first, idx);
+                // SAFETY: reading the link word of a free object of a live zspage we hold
+                // the class lock for.
+                handle::link_target(unsafe { read_word(b, pfn, off) })
+            };
+        }
+        out
+    }
+
+    /// The slot recorded in an allocated object's header (or, for huge, its descriptor).
+    pub fn header_slot<B: Backend>(&self, b: &B, pfn: Pfn, idx: u32) -> Option<u32> {
+        if self.layout.huge {
+            zsdesc::huge_slot(b.desc(pfn))
+        } else {
+            let off = idx as usize * self.layout.size % PAGE_SIZE;
+            // SAFETY: reading the first word of an object of a live zspage under the lock.
+            handle::slot_from_header(unsafe { read_word(b, pfn, off) })
+        }
+    }
+}
