@@ -22,6 +22,7 @@ pub static SUITES: &[&[Test]] = &[
     crate::arch::ktests::TESTS,
     crate::ktest::ktests::TESTS,
     crate::mm::ktests::TESTS,
+    crate::zs_backend::ktests::TESTS,
 ];
 
 /// One registered test.

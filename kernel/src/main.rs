@@ -21,6 +21,8 @@ pub mod mm;
 pub mod modes;
 pub mod percpu;
 pub mod rng;
+pub mod workload;
+pub mod zs_backend;
 
 use bootloader_api::BootInfo;
 use bootloader_api::config::{BootloaderConfig, Mapping};

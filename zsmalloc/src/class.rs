@@ -91,7 +91,10 @@ impl ClassTable {
     /// Builds the table as Linux's `zs_create_pool` does. `max_chain` must be in
     /// [`CHAIN_RANGE`].
     pub fn new(max_chain: usize) -> ClassTable {
-        assert!(CHAIN_RANGE.contains(&max_chain), "max chain {max_chain} outside {CHAIN_RANGE:?}");
+        assert!(
+            CHAIN_RANGE.contains(&max_chain),
+            "max chain {max_chain} outside {CHAIN_RANGE:?}"
+        );
         let mut distinct_rev: Vec<ClassLayout> = Vec::new();
         let mut alias_rev = [0usize; NUM_CLASSES];
         let mut huge_class_size = 0;
@@ -126,7 +129,12 @@ impl ClassTable {
             *a = (n - 1 - alias_rev[i]) as u8;
         }
         distinct_rev.reverse();
-        ClassTable { alias, classes: distinct_rev, huge_class_size, max_chain }
+        ClassTable {
+            alias,
+            classes: distinct_rev,
+            huge_class_size,
+            max_chain,
+        }
     }
 
     /// Position in `classes` of the class serving a user object of `size` bytes (the header
@@ -137,7 +145,11 @@ impl ClassTable {
 
     /// The largest class that is not huge.
     pub fn largest_normal_class(&self) -> &ClassLayout {
-        self.classes.iter().rev().find(|c| !c.huge).expect("there are normal classes")
+        self.classes
+            .iter()
+            .rev()
+            .find(|c| !c.huge)
+            .expect("there are normal classes")
     }
 }
 
@@ -190,7 +202,11 @@ mod tests {
         for (chain, watermark) in expected {
             let t = ClassTable::new(chain);
             assert_eq!(t.largest_normal_class().size, watermark, "chain {chain}");
-            assert_eq!(t.huge_class_size, watermark - (HANDLE_SIZE - 1), "chain {chain}");
+            assert_eq!(
+                t.huge_class_size,
+                watermark - (HANDLE_SIZE - 1),
+                "chain {chain}"
+            );
         }
     }
 
@@ -208,10 +224,16 @@ mod tests {
     fn class_96_example_from_linux_docs() {
         let t8 = ClassTable::new(8);
         let c = &t8.classes[t8.alias[96] as usize];
-        assert_eq!((c.index, c.size, c.pages_per_zspage, c.objs_per_zspage), (96, 1568, 5, 13));
+        assert_eq!(
+            (c.index, c.size, c.pages_per_zspage, c.objs_per_zspage),
+            (96, 1568, 5, 13)
+        );
         let t4 = ClassTable::new(4);
         let c = &t4.classes[t4.alias[96] as usize];
-        assert_eq!((c.index, c.size, c.pages_per_zspage, c.objs_per_zspage), (100, 1632, 2, 5));
+        assert_eq!(
+            (c.index, c.size, c.pages_per_zspage, c.objs_per_zspage),
+            (100, 1632, 2, 5)
+        );
     }
 
     #[test]
@@ -220,8 +242,14 @@ mod tests {
             let t = ClassTable::new(chain);
             for (pos, c) in t.classes.iter().enumerate() {
                 assert_eq!(c.objs_per_zspage, c.pages_per_zspage * PAGE_SIZE / c.size);
-                assert!(c.waste_per_zspage() < c.size, "a whole object would fit in the waste");
-                assert_eq!(t.alias[c.index] as usize, pos, "a class must serve its own index");
+                assert!(
+                    c.waste_per_zspage() < c.size,
+                    "a whole object would fit in the waste"
+                );
+                assert_eq!(
+                    t.alias[c.index] as usize, pos,
+                    "a class must serve its own index"
+                );
                 assert_eq!(c.size % CLASS_DELTA, 0);
                 // No chain length up to the maximum wastes less (first minimum wins).
                 if !c.size.is_power_of_two() {
@@ -243,8 +271,16 @@ mod tests {
     #[test]
     fn print_class_table() {
         let t = ClassTable::new(DEFAULT_MAX_CHAIN);
-        println!("chain {}: {} classes, huge_class_size {}", t.max_chain, t.classes.len(), t.huge_class_size);
-        println!("{:>5} {:>5} {:>6} {:>5} {:>6} {:>5}", "class", "size", "pages", "objs", "waste", "huge");
+        println!(
+            "chain {}: {} classes, huge_class_size {}",
+            t.max_chain,
+            t.classes.len(),
+            t.huge_class_size
+        );
+        println!(
+            "{:>5} {:>5} {:>6} {:>5} {:>6} {:>5}",
+            "class", "size", "pages", "objs", "waste", "huge"
+        );
         for c in &t.classes {
             println!(
                 "{:>5} {:>5} {:>6} {:>5} {:>6} {:>5}",

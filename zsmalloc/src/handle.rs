@@ -40,7 +40,12 @@ pub(crate) struct HandleParts {
 impl Handle {
     pub(crate) fn new(p: HandleParts) -> Handle {
         debug_assert!(p.tag != 0 && p.tag <= MAX_TAG && p.generation <= GEN_MASK);
-        Handle((p.tag as u64) << 52 | (p.class as u64) << 44 | (p.generation as u64) << 32 | p.slot as u64)
+        Handle(
+            (p.tag as u64) << 52
+                | (p.class as u64) << 44
+                | (p.generation as u64) << 32
+                | p.slot as u64,
+        )
     }
 
     pub(crate) fn parts(self) -> HandleParts {
@@ -108,20 +113,49 @@ mod tests {
     #[test]
     fn handles_round_trip_through_their_parts() {
         for p in [
-            HandleParts { tag: 1, class: 0, generation: 0, slot: 0 },
-            HandleParts { tag: MAX_TAG, class: 255, generation: GEN_MASK, slot: u32::MAX },
-            HandleParts { tag: 77, class: 118, generation: 1234, slot: 987_654 },
+            HandleParts {
+                tag: 1,
+                class: 0,
+                generation: 0,
+                slot: 0,
+            },
+            HandleParts {
+                tag: MAX_TAG,
+                class: 255,
+                generation: GEN_MASK,
+                slot: u32::MAX,
+            },
+            HandleParts {
+                tag: 77,
+                class: 118,
+                generation: 1234,
+                slot: 987_654,
+            },
         ] {
             let h = Handle::new(p);
             assert_eq!(h.parts(), p);
             assert_eq!(Handle::from_raw(h.to_raw()), h);
         }
-        assert_ne!(Handle::new(HandleParts { tag: 1, class: 0, generation: 0, slot: 0 }).to_raw(), 0);
+        assert_ne!(
+            Handle::new(HandleParts {
+                tag: 1,
+                class: 0,
+                generation: 0,
+                slot: 0
+            })
+            .to_raw(),
+            0
+        );
     }
 
     #[test]
     fn locations_round_trip_and_keep_pfn_and_index_apart() {
-        for (pfn, idx) in [(0, 0), (1, 1), ((1 << 40) - 1, (1 << 24) - 1), (0x12345, 2047)] {
+        for (pfn, idx) in [
+            (0, 0),
+            (1, 1),
+            ((1 << 40) - 1, (1 << 24) - 1),
+            (0x12345, 2047),
+        ] {
             assert_eq!(decode_obj(encode_obj(pfn, idx)), (pfn, idx));
         }
     }

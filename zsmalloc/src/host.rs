@@ -62,17 +62,29 @@ impl HostBackend {
             free.swap(i, (x % (i as u64 + 1)) as usize);
         }
         HostBackend {
-            frames: (0..frames).map(|_| Frame(UnsafeCell::new([0; PAGE_SIZE]))).collect(),
+            frames: (0..frames)
+                .map(|_| Frame(UnsafeCell::new([0; PAGE_SIZE])))
+                .collect(),
             descs: (0..frames).map(|_| ZsDesc::new()).collect(),
-            state: Mutex::new(State { free, allocated: alloc::vec![false; frames], allocations: 0, fail_from: None }),
+            state: Mutex::new(State {
+                free,
+                allocated: alloc::vec![false; frames],
+                allocations: 0,
+                fail_from: None,
+            }),
             window_busy: AtomicBool::new(false),
             reports: Mutex::new(Vec::new()),
         }
     }
 
     fn index(&self, pfn: Pfn) -> usize {
-        let i = pfn.checked_sub(BASE_PFN).expect("pfn below the host backend's frames") as usize;
-        assert!(i < self.frames.len(), "pfn {pfn:#x} beyond the host backend's frames");
+        let i = pfn
+            .checked_sub(BASE_PFN)
+            .expect("pfn below the host backend's frames") as usize;
+        assert!(
+            i < self.frames.len(),
+            "pfn {pfn:#x} beyond the host backend's frames"
+        );
         i
     }
 
@@ -89,7 +101,13 @@ impl HostBackend {
 
     /// Frames handed out and not given back.
     pub fn frames_in_use(&self) -> usize {
-        self.state.lock().unwrap().allocated.iter().filter(|&&a| a).count()
+        self.state
+            .lock()
+            .unwrap()
+            .allocated
+            .iter()
+            .filter(|&&a| a)
+            .count()
     }
 
     /// Messages the pool reported.
@@ -105,20 +123,23 @@ pub struct HostPair<'a> {
     pfns: [Pfn; 2],
     writable: bool,
     snapshot: Box<[u8; 2 * PAGE_SIZE]>,
-    view: Box<UnsafeCell<[u8; 2 * PAGE_SIZE]>>,
+    /// A raw heap pointer, not a `Box`: moving a `Box` asserts uniqueness (Miri's Stacked
+    /// Borrows), which would invalidate the pointer the pool holds into the view.
+    view: *mut [u8; 2 * PAGE_SIZE],
 }
 
 impl PairMapping for HostPair<'_> {
     fn ptr(&self) -> *mut u8 {
-        self.view.get().cast()
+        self.view.cast()
     }
 }
 
 impl Drop for HostPair<'_> {
     fn drop(&mut self) {
         if self.writable {
-            // SAFETY: the view is ours; the frames are valid for their page each.
-            let view = unsafe { &*self.view.get() };
+            // SAFETY: the view is ours (from Box::into_raw) and the pool's use of it has ended;
+            // the frames are valid for a page each.
+            let view = unsafe { &*self.view };
             for (half, &pfn) in self.pfns.iter().enumerate() {
                 let page = self.backend.page_ptr(pfn);
                 for i in 0..PAGE_SIZE {
@@ -130,6 +151,8 @@ impl Drop for HostPair<'_> {
                 }
             }
         }
+        // SAFETY: `view` came from Box::into_raw in map_pair and is freed only here.
+        drop(unsafe { Box::from_raw(self.view) });
         self.backend.window_busy.store(false, Ordering::Release);
     }
 }
@@ -184,8 +207,14 @@ unsafe impl Backend for HostBackend {
             let page = unsafe { core::slice::from_raw_parts(self.page_ptr(pfn), PAGE_SIZE) };
             snapshot[half * PAGE_SIZE..][..PAGE_SIZE].copy_from_slice(page);
         }
-        let view = Box::new(UnsafeCell::new(*snapshot));
-        Some(HostPair { backend: self, pfns: [first, second], writable, snapshot, view })
+        let view = Box::into_raw(Box::new(*snapshot));
+        Some(HostPair {
+            backend: self,
+            pfns: [first, second],
+            writable,
+            snapshot,
+            view,
+        })
     }
 
     fn pin_cpu(&self) -> (usize, ()) {

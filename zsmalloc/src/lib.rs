@@ -19,6 +19,7 @@ extern crate alloc;
 pub mod backend;
 pub mod class;
 pub mod handle;
+pub mod model;
 pub mod pool;
 pub mod stats;
 pub mod zsdesc;
@@ -31,5 +32,5 @@ mod tests;
 
 pub use backend::{Backend, PairMapping, Pfn};
 pub use handle::Handle;
-pub use pool::{Error, MapMode, MapPath, Mapping, Pool, PoolConfig, ReadGuard};
+pub use pool::{Error, Location, MapMode, MapPath, Mapping, Pool, PoolConfig, ReadGuard};
 pub use stats::{ClassStats, PoolStats};

@@ -55,7 +55,10 @@ pub struct PoolConfig {
 
 impl Default for PoolConfig {
     fn default() -> Self {
-        PoolConfig { max_chain: class::DEFAULT_MAX_CHAIN, map_path: MapPath::Window }
+        PoolConfig {
+            max_chain: class::DEFAULT_MAX_CHAIN,
+            map_path: MapPath::Window,
+        }
     }
 }
 
@@ -94,13 +97,23 @@ impl fmt::Display for Error {
         match self {
             Error::InvalidSize(s) => write!(f, "invalid size {s} (must be 1..={MAX_ALLOC_SIZE})"),
             Error::OutOfMemory => write!(f, "out of memory"),
-            Error::ForeignHandle(h) => write!(f, "handle {:#x} belongs to another pool", h.to_raw()),
-            Error::InvalidHandle(h) => write!(f, "handle {:#x} was not handed out by this pool", h.to_raw()),
+            Error::ForeignHandle(h) => {
+                write!(f, "handle {:#x} belongs to another pool", h.to_raw())
+            }
+            Error::InvalidHandle(h) => write!(
+                f,
+                "handle {:#x} was not handed out by this pool",
+                h.to_raw()
+            ),
             Error::DoubleFree(h) => write!(f, "handle {:#x} was already freed", h.to_raw()),
-            Error::StaleHandle(h) => write!(f, "handle {:#x} is stale (freed and reused)", h.to_raw()),
+            Error::StaleHandle(h) => {
+                write!(f, "handle {:#x} is stale (freed and reused)", h.to_raw())
+            }
             Error::ObjectBusy(h) => write!(f, "object of handle {:#x} is mapped", h.to_raw()),
             Error::MapBusy => write!(f, "this CPU already has a spanning object mapped"),
-            Error::BufferSize { object, given } => write!(f, "object is {object} bytes, buffer {given}"),
+            Error::BufferSize { object, given } => {
+                write!(f, "object is {object} bytes, buffer {given}")
+            }
         }
     }
 }
@@ -130,6 +143,23 @@ pub struct Pool<B: Backend> {
     pages_allocated: AtomicUsize,
 }
 
+/// Where an object is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    /// The page the object starts in.
+    pub pfn: Pfn,
+    /// The object's index in its zspage.
+    pub index: u32,
+    /// Offset of the object's first user byte in that page (after the header).
+    pub data_offset: usize,
+    /// The next page, if the object's bytes continue there (it spans a page boundary).
+    pub second_page: Option<Pfn>,
+    /// The object's size.
+    pub size: usize,
+    /// Logical index of its class.
+    pub class_index: usize,
+}
+
 /// A handle's object, resolved under its class lock.
 #[derive(Clone, Copy)]
 struct Resolved {
@@ -145,11 +175,19 @@ impl<B: Backend> Pool<B> {
     /// Creates a pool named `name` over `backend` (Linux: `zs_create_pool`).
     pub fn new(name: &str, backend: B, config: PoolConfig) -> Pool<B> {
         let table = ClassTable::new(config.max_chain);
-        let classes = table.classes.iter().enumerate().map(|(pos, l)| Mutex::new(ClassState::new(*l, pos as u8))).collect();
+        let classes = table
+            .classes
+            .iter()
+            .enumerate()
+            .map(|(pos, l)| Mutex::new(ClassState::new(*l, pos as u8)))
+            .collect();
         let tag = NEXT_TAG.fetch_add(1, Ordering::Relaxed) % MAX_TAG + 1;
         let copy_bufs = match config.map_path {
             MapPath::Copy => (0..backend.possible_cpus())
-                .map(|_| CopyBuf { busy: AtomicBool::new(false), bytes: Box::new(UnsafeCell::new([0; PAGE_SIZE])) })
+                .map(|_| CopyBuf {
+                    busy: AtomicBool::new(false),
+                    bytes: Box::new(UnsafeCell::new([0; PAGE_SIZE])),
+                })
                 .collect(),
             MapPath::Window => Vec::new(),
         };
@@ -211,8 +249,11 @@ impl<B: Backend> Pool<B> {
         let id = match class.find_zspage() {
             Some(id) => id,
             None => {
-                let id = class.alloc_zspage(&self.backend).ok_or(Error::OutOfMemory)?;
-                self.pages_allocated.fetch_add(class.layout.pages_per_zspage, Ordering::Relaxed);
+                let id = class
+                    .alloc_zspage(&self.backend)
+                    .ok_or(Error::OutOfMemory)?;
+                self.pages_allocated
+                    .fetch_add(class.layout.pages_per_zspage, Ordering::Relaxed);
                 id
             }
         };
@@ -220,13 +261,21 @@ impl<B: Backend> Pool<B> {
         let obj = class.obj_malloc(&self.backend, id, slot);
         class.slots[slot as usize].obj = obj;
         class.fix_group(id);
-        Ok(Handle::new(HandleParts { tag: self.tag, class: pos as u8, generation, slot }))
+        Ok(Handle::new(HandleParts {
+            tag: self.tag,
+            class: pos as u8,
+            generation,
+            slot,
+        }))
     }
 
     /// Finds a handle's object; the class lock must be held (`class` is its state).
     fn resolve(&self, class: &ClassState, handle: Handle) -> Result<Resolved, Error> {
         let p = handle.parts();
-        let slot = class.slots.get(p.slot as usize).ok_or(Error::InvalidHandle(handle))?;
+        let slot = class
+            .slots
+            .get(p.slot as usize)
+            .ok_or(Error::InvalidHandle(handle))?;
         if slot.generation != p.generation {
             return Err(if slot.generation < p.generation && !slot.live {
                 Error::InvalidHandle(handle)
@@ -238,18 +287,33 @@ impl<B: Backend> Pool<B> {
             return Err(Error::DoubleFree(handle));
         }
         let (pfn, idx) = handle::decode_obj(slot.obj);
-        let owner = zsdesc::owner(self.backend.desc(pfn)).expect("a live object's page belongs to a zspage");
+        let owner = zsdesc::owner(self.backend.desc(pfn))
+            .expect("a live object's page belongs to a zspage");
         debug_assert_eq!(owner.class as usize, p.class as usize);
-        Ok(Resolved { class: p.class as usize, slot: p.slot, zspage: owner.id, pfn, idx, size: slot.size as usize })
+        Ok(Resolved {
+            class: p.class as usize,
+            slot: p.slot,
+            zspage: owner.id,
+            pfn,
+            idx,
+            size: slot.size as usize,
+        })
     }
 
     /// Locks the class a handle names, after checking the handle is this pool's.
     fn class_of(&self, handle: Handle) -> Result<spin::MutexGuard<'_, ClassState>, Error> {
         let p = handle.parts();
         if p.tag != self.tag {
-            return Err(if p.tag == 0 { Error::InvalidHandle(handle) } else { Error::ForeignHandle(handle) });
+            return Err(if p.tag == 0 {
+                Error::InvalidHandle(handle)
+            } else {
+                Error::ForeignHandle(handle)
+            });
         }
-        self.classes.get(p.class as usize).map(|c| c.lock()).ok_or(Error::InvalidHandle(handle))
+        self.classes
+            .get(p.class as usize)
+            .map(|c| c.lock())
+            .ok_or(Error::InvalidHandle(handle))
     }
 
     /// Frees an object (Linux: `zs_free`). A zspage left empty is freed at once.
@@ -276,7 +340,8 @@ impl<B: Backend> Pool<B> {
         if data + r.size <= PAGE_SIZE {
             (r.pfn, data, None)
         } else {
-            let next = zsdesc::next(self.backend.desc(r.pfn)).expect("a spanning object has a next page");
+            let next =
+                zsdesc::next(self.backend.desc(r.pfn)).expect("a spanning object has a next page");
             (r.pfn, data, Some(next))
         }
     }
@@ -295,17 +360,30 @@ impl<B: Backend> Pool<B> {
             if conflict {
                 return Err(Error::ObjectBusy(handle));
             }
-            slot.maps = if mode == MapMode::ReadOnly { slot.maps + 1 } else { WRITE_MAPPED };
+            slot.maps = if mode == MapMode::ReadOnly {
+                slot.maps + 1
+            } else {
+                WRITE_MAPPED
+            };
             class.zspage_mut(r.zspage).pins += 1;
             let (first, data, second) = self.object_bytes(&class, &r);
             (r, first, data, second)
         };
-        let mut m = Mapping { pool: self, r, mode, ptr: core::ptr::null_mut(), kind: MapKind::Direct };
+        let mut m = Mapping {
+            pool: self,
+            r,
+            mode,
+            ptr: core::ptr::null_mut(),
+            kind: MapKind::Direct,
+        };
         match second {
             None => m.ptr = self.backend.page_ptr(first).wrapping_add(data),
             Some(second) => match self.map_path {
                 MapPath::Window => {
-                    let pair = self.backend.map_pair(first, second, mode != MapMode::ReadOnly).ok_or(Error::MapBusy)?;
+                    let pair = self
+                        .backend
+                        .map_pair(first, second, mode != MapMode::ReadOnly)
+                        .ok_or(Error::MapBusy)?;
                     m.ptr = pair.ptr().wrapping_add(data);
                     m.kind = MapKind::Window(pair);
                 }
@@ -316,12 +394,20 @@ impl<B: Backend> Pool<B> {
                         return Err(Error::MapBusy);
                     }
                     m.ptr = buf.bytes.get().cast::<u8>();
-                    m.kind = MapKind::Copy { cpu, _pin: pin, first, data, second };
+                    m.kind = MapKind::Copy {
+                        cpu,
+                        _pin: pin,
+                        first,
+                        data,
+                        second,
+                    };
                     if mode != MapMode::WriteOnly {
                         // SAFETY: the zspage is pinned (nothing moves it), the object is mapped
                         // by us alone for writing or shared for reading, and the buffer is ours
                         // while `busy` is set.
-                        unsafe { self.copy_object(first, data, second, m.ptr, r.size, CopyDir::ToBuffer) };
+                        unsafe {
+                            self.copy_object(first, data, second, m.ptr, r.size, CopyDir::ToBuffer)
+                        };
                     }
                 }
             },
@@ -333,9 +419,20 @@ impl<B: Backend> Pool<B> {
     ///
     /// # Safety
     /// The object is pinned and not written by anyone else; `buf` is valid for `len` bytes.
-    unsafe fn copy_object(&self, first: Pfn, data: usize, second: Pfn, buf: *mut u8, len: usize, dir: CopyDir) {
+    unsafe fn copy_object(
+        &self,
+        first: Pfn,
+        data: usize,
+        second: Pfn,
+        buf: *mut u8,
+        len: usize,
+        dir: CopyDir,
+    ) {
         let head = (PAGE_SIZE - data).min(len);
-        let parts = [(self.backend.page_ptr(first).wrapping_add(data), 0, head), (self.backend.page_ptr(second), head, len - head)];
+        let parts = [
+            (self.backend.page_ptr(first).wrapping_add(data), 0, head),
+            (self.backend.page_ptr(second), head, len - head),
+        ];
         for (page, at, n) in parts {
             // SAFETY: the page pointers cover the object's bytes (the backend's promise), the
             // buffer covers `len`, and they never overlap.
@@ -352,10 +449,18 @@ impl<B: Backend> Pool<B> {
         match core::mem::replace(&mut m.kind, MapKind::Direct) {
             MapKind::Direct => {}
             MapKind::Window(pair) => drop(pair),
-            MapKind::Copy { cpu, _pin, first, data, second } => {
+            MapKind::Copy {
+                cpu,
+                _pin,
+                first,
+                data,
+                second,
+            } => {
                 if m.mode != MapMode::ReadOnly {
                     // SAFETY: as at map time; the object is still pinned and mapped by us.
-                    unsafe { self.copy_object(first, data, second, m.ptr, m.r.size, CopyDir::ToObject) };
+                    unsafe {
+                        self.copy_object(first, data, second, m.ptr, m.r.size, CopyDir::ToObject)
+                    };
                 }
                 self.copy_bufs[cpu].busy.store(false, Ordering::Release);
                 drop(_pin);
@@ -363,7 +468,11 @@ impl<B: Backend> Pool<B> {
         }
         let mut class = self.classes[m.r.class].lock();
         let slot = &mut class.slots[m.r.slot as usize];
-        slot.maps = if slot.maps == WRITE_MAPPED { 0 } else { slot.maps - 1 };
+        slot.maps = if slot.maps == WRITE_MAPPED {
+            0
+        } else {
+            slot.maps - 1
+        };
         class.zspage_mut(m.r.zspage).pins -= 1;
     }
 
@@ -372,7 +481,10 @@ impl<B: Backend> Pool<B> {
         let class = self.class_of(handle)?;
         let r = self.resolve(&class, handle)?;
         if buf.len() < r.size {
-            return Err(Error::BufferSize { object: r.size, given: buf.len() });
+            return Err(Error::BufferSize {
+                object: r.size,
+                given: buf.len(),
+            });
         }
         if class.slots[r.slot as usize].maps == WRITE_MAPPED {
             return Err(Error::ObjectBusy(handle));
@@ -380,7 +492,16 @@ impl<B: Backend> Pool<B> {
         let (first, data, second) = self.object_bytes(&class, &r);
         // SAFETY: the class lock keeps the object in place and no writer has it mapped; `buf`
         // holds at least `size` bytes.
-        unsafe { self.copy_object(first, data, second.unwrap_or(first), buf.as_mut_ptr(), r.size, CopyDir::ToBuffer) };
+        unsafe {
+            self.copy_object(
+                first,
+                data,
+                second.unwrap_or(first),
+                buf.as_mut_ptr(),
+                r.size,
+                CopyDir::ToBuffer,
+            )
+        };
         Ok(r.size)
     }
 
@@ -390,7 +511,10 @@ impl<B: Backend> Pool<B> {
         let class = self.class_of(handle)?;
         let r = self.resolve(&class, handle)?;
         if data.len() > r.size {
-            return Err(Error::BufferSize { object: r.size, given: data.len() });
+            return Err(Error::BufferSize {
+                object: r.size,
+                given: data.len(),
+            });
         }
         if class.slots[r.slot as usize].maps != 0 {
             return Err(Error::ObjectBusy(handle));
@@ -398,7 +522,14 @@ impl<B: Backend> Pool<B> {
         let (first, off, second) = self.object_bytes(&class, &r);
         // SAFETY: as for `read`, and nobody has the object mapped; `data` is only read.
         unsafe {
-            self.copy_object(first, off, second.unwrap_or(first), data.as_ptr().cast_mut(), data.len(), CopyDir::ToObject)
+            self.copy_object(
+                first,
+                off,
+                second.unwrap_or(first),
+                data.as_ptr().cast_mut(),
+                data.len(),
+                CopyDir::ToObject,
+            )
         };
         Ok(())
     }
@@ -406,7 +537,11 @@ impl<B: Backend> Pool<B> {
     /// The current way to read (Linux: `zs_obj_read_begin`): an object within one page is
     /// shown in place; one that spans two pages is copied into `local_copy`. The zspage stays
     /// pinned until the guard is dropped.
-    pub fn read_object<'a>(&'a self, handle: Handle, local_copy: &'a mut [u8; PAGE_SIZE]) -> Result<ReadGuard<'a, B>, Error> {
+    pub fn read_object<'a>(
+        &'a self,
+        handle: Handle,
+        local_copy: &'a mut [u8; PAGE_SIZE],
+    ) -> Result<ReadGuard<'a, B>, Error> {
         let mut m = self.map_for_read(handle)?;
         let (first, data, second) = {
             let class = self.classes[m.r.class].lock();
@@ -416,11 +551,23 @@ impl<B: Backend> Pool<B> {
             None => self.backend.page_ptr(first).wrapping_add(data),
             Some(second) => {
                 // SAFETY: pinned, shared for reading; `local_copy` holds a page.
-                unsafe { self.copy_object(first, data, second, local_copy.as_mut_ptr(), m.r.size, CopyDir::ToBuffer) };
+                unsafe {
+                    self.copy_object(
+                        first,
+                        data,
+                        second,
+                        local_copy.as_mut_ptr(),
+                        m.r.size,
+                        CopyDir::ToBuffer,
+                    )
+                };
                 local_copy.as_mut_ptr()
             }
         };
-        Ok(ReadGuard { mapping: m, _local: core::marker::PhantomData })
+        Ok(ReadGuard {
+            mapping: m,
+            _local: core::marker::PhantomData,
+        })
     }
 
     fn map_for_read(&self, handle: Handle) -> Result<Mapping<'_, B>, Error> {
@@ -432,7 +579,28 @@ impl<B: Backend> Pool<B> {
         }
         slot.maps += 1;
         class.zspage_mut(r.zspage).pins += 1;
-        Ok(Mapping { pool: self, r, mode: MapMode::ReadOnly, ptr: core::ptr::null_mut(), kind: MapKind::Direct })
+        Ok(Mapping {
+            pool: self,
+            r,
+            mode: MapMode::ReadOnly,
+            ptr: core::ptr::null_mut(),
+            kind: MapKind::Direct,
+        })
+    }
+
+    /// Where a handle's object is now: for tests, demos and teaching.
+    pub fn location(&self, handle: Handle) -> Result<Location, Error> {
+        let class = self.class_of(handle)?;
+        let r = self.resolve(&class, handle)?;
+        let (pfn, data, second) = self.object_bytes(&class, &r);
+        Ok(Location {
+            pfn,
+            index: r.idx,
+            data_offset: data,
+            second_page: second,
+            size: r.size,
+            class_index: class.layout.index,
+        })
     }
 
     /// Statistics of one class (by position in [`Pool::classes`]).
@@ -444,7 +612,9 @@ impl<B: Backend> Pool<B> {
     /// Statistics of every class and the pool's totals (Linux's debugfs `classes` file).
     pub fn stats(&self) -> PoolStats {
         PoolStats {
-            classes: (0..self.classes.len()).map(|pos| self.class_stats(pos)).collect(),
+            classes: (0..self.classes.len())
+                .map(|pos| self.class_stats(pos))
+                .collect(),
             total_pages: self.total_pages(),
         }
     }
@@ -465,26 +635,46 @@ impl<B: Backend> Pool<B> {
                 inuse_sum += z.inuse as u64;
                 let group = crate::zspage::fullness_group(z.inuse, objs);
                 if group != z.group as usize || !c.group_members(group).any(|m| m == id) {
-                    return Err(format!("class {pos} zspage {id}: inuse {} but listed in group {}", z.inuse, z.group));
+                    return Err(format!(
+                        "class {pos} zspage {id}: inuse {} but listed in group {}",
+                        z.inuse, z.group
+                    ));
                 }
                 if group == crate::zspage::GROUP_EMPTY {
                     return Err(format!("class {pos} zspage {id}: empty zspage kept"));
                 }
                 let free = c.freelist(&self.backend, id);
                 if free.len() as u32 != objs - z.inuse {
-                    return Err(format!("class {pos} zspage {id}: freelist has {} of {} free objects", free.len(), objs - z.inuse));
+                    return Err(format!(
+                        "class {pos} zspage {id}: freelist has {} of {} free objects",
+                        free.len(),
+                        objs - z.inuse
+                    ));
                 }
                 let mut pfn = Some(z.first);
                 for n in 0..c.layout.pages_per_zspage {
-                    let p = pfn.ok_or_else(|| format!("class {pos} zspage {id}: chain ends at page {n}"))?;
+                    let p = pfn.ok_or_else(|| {
+                        format!("class {pos} zspage {id}: chain ends at page {n}")
+                    })?;
                     let d = self.backend.desc(p);
-                    if zsdesc::owner(d) != Some(zsdesc::ZsPageRef { class: pos as u8, id }) || zsdesc::is_first(d) != (n == 0) {
-                        return Err(format!("class {pos} zspage {id}: page {n} ({p:#x}) has the wrong zsdesc"));
+                    if zsdesc::owner(d)
+                        != Some(zsdesc::ZsPageRef {
+                            class: pos as u8,
+                            id,
+                        })
+                        || zsdesc::is_first(d) != (n == 0)
+                    {
+                        return Err(format!(
+                            "class {pos} zspage {id}: page {n} ({p:#x}) has the wrong zsdesc"
+                        ));
                     }
                     let page_start = n * PAGE_SIZE;
                     let first_obj = page_start.div_ceil(c.layout.size) * c.layout.size - page_start;
                     if zsdesc::first_obj_offset(d) as usize != first_obj {
-                        return Err(format!("class {pos} zspage {id}: page {n} has first_obj_offset {}", zsdesc::first_obj_offset(d)));
+                        return Err(format!(
+                            "class {pos} zspage {id}: page {n} has first_obj_offset {}",
+                            zsdesc::first_obj_offset(d)
+                        ));
                     }
                     pfn = if c.layout.huge { None } else { zsdesc::next(d) };
                 }
@@ -499,18 +689,28 @@ impl<B: Backend> Pool<B> {
                 let (pfn, idx) = handle::decode_obj(s.obj);
                 let owner = zsdesc::owner(self.backend.desc(pfn));
                 if owner.map(|o| o.class as usize) != Some(pos) {
-                    return Err(format!("class {pos} slot {i}: object page {pfn:#x} is not this class's"));
+                    return Err(format!(
+                        "class {pos} slot {i}: object page {pfn:#x} is not this class's"
+                    ));
                 }
                 if c.header_slot(&self.backend, pfn, idx) != Some(i as u32) {
-                    return Err(format!("class {pos} slot {i}: object header names another slot"));
+                    return Err(format!(
+                        "class {pos} slot {i}: object header names another slot"
+                    ));
                 }
             }
             if live_slots != c.objs_inuse {
-                return Err(format!("class {pos}: {live_slots} live slots for {} objects", c.objs_inuse));
+                return Err(format!(
+                    "class {pos}: {live_slots} live slots for {} objects",
+                    c.objs_inuse
+                ));
             }
         }
         if total_pages != self.total_pages() {
-            return Err(format!("pool: {total_pages} pages in zspages, {} counted", self.total_pages()));
+            return Err(format!(
+                "pool: {total_pages} pages in zspages, {} counted",
+                self.total_pages()
+            ));
         }
         Ok(())
     }
@@ -524,7 +724,13 @@ enum CopyDir {
 enum MapKind<'p, B: Backend + 'p> {
     Direct,
     Window(B::PairMap<'p>),
-    Copy { cpu: usize, _pin: B::CpuPin, first: Pfn, data: usize, second: Pfn },
+    Copy {
+        cpu: usize,
+        _pin: B::CpuPin,
+        first: Pfn,
+        data: usize,
+        second: Pfn,
+    },
 }
 
 /// A mapped object; derefs to exactly its bytes; unmaps when dropped.
@@ -556,7 +762,10 @@ impl<B: Backend> Deref for Mapping<'_, B> {
 impl<B: Backend> DerefMut for Mapping<'_, B> {
     /// Panics on a read-only mapping.
     fn deref_mut(&mut self) -> &mut [u8] {
-        assert!(self.mode != MapMode::ReadOnly, "writing through a read-only zsmalloc mapping");
+        assert!(
+            self.mode != MapMode::ReadOnly,
+            "writing through a read-only zsmalloc mapping"
+        );
         // SAFETY: as for `deref`; a writable mapping is exclusive (the slot is WRITE_MAPPED).
         unsafe { core::slice::from_raw_parts_mut(self.ptr, self.r.size) }
     }

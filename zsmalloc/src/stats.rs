@@ -74,10 +74,15 @@ impl fmt::Display for PoolStats {
     /// The table: one row per class in use (all rows with `{:#}`), then a `Total` row.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, " class  size")?;
-        for pct in ["10%", "20%", "30%", "40%", "50%", "60%", "70%", "80%", "90%", "99%", "100%"] {
+        for pct in [
+            "10%", "20%", "30%", "40%", "50%", "60%", "70%", "80%", "90%", "99%", "100%",
+        ] {
             write!(f, " {pct:>5}")?;
         }
-        writeln!(f, " obj_allocated   obj_used pages_used pages_per_zspage freeable")?;
+        writeln!(
+            f,
+            " obj_allocated   obj_used pages_used pages_per_zspage freeable"
+        )?;
         let mut total = [0u64; NR_GROUPS];
         let (mut alloc, mut used, mut pages, mut freeable) = (0, 0, 0, 0);
         for c in &self.classes {
@@ -105,6 +110,10 @@ impl fmt::Display for PoolStats {
         for g in &total[1..] {
             write!(f, " {g:>5}")?;
         }
-        writeln!(f, " {alloc:>13} {used:>10} {pages:>10} {:>16} {freeable:>8}", "")
+        writeln!(
+            f,
+            " {alloc:>13} {used:>10} {pages:>10} {:>16} {freeable:>8}",
+            ""
+        )
     }
 }

@@ -3,59 +3,60 @@
 
 extern crate std;
 
-use alloc::collections::BTreeMap;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::class::{CHAIN_RANGE, HANDLE_SIZE, MAX_ALLOC_SIZE, PAGE_SIZE};
+use crate::class::{CHAIN_RANGE, HANDLE_SIZE, MAX_ALLOC_SIZE};
 use crate::host::HostBackend;
+use crate::model::{self, pattern};
 use crate::{Error, Handle, MapMode, MapPath, Pool, PoolConfig};
 
 /// Frames for a test pool (fewer under Miri, which is slow).
 const FRAMES: usize = if cfg!(miri) { 512 } else { 8192 };
 
 fn pool(path: MapPath, chain: usize) -> Pool<HostBackend> {
-    Pool::new("test", HostBackend::new(FRAMES, 42), PoolConfig { max_chain: chain, map_path: path })
-}
-
-/// A byte pattern that differs per object and per position.
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    (0..len).map(|i| (seed.wrapping_mul(31).wrapping_add(i as u64 * 7) >> 1) as u8).collect()
+    Pool::new(
+        "test",
+        HostBackend::new(FRAMES, 42),
+        PoolConfig {
+            max_chain: chain,
+            map_path: path,
+        },
+    )
 }
 
 fn write_object(pool: &Pool<HostBackend>, h: Handle, bytes: &[u8], how: u64) {
-    match how % 3 {
-        0 => pool.write(h, bytes).unwrap(),
-        1 => pool.map(h, MapMode::WriteOnly).unwrap().copy_from_slice(bytes),
-        _ => pool.map(h, MapMode::ReadWrite).unwrap().copy_from_slice(bytes),
-    }
+    model::write_object(pool, h, bytes, how).unwrap();
 }
 
-fn check_object(pool: &Pool<HostBackend>, h: Handle, expect: &[u8], how: u64, context: &dyn core::fmt::Debug) {
-    let got: Vec<u8> = match how % 4 {
-        0 => pool.map(h, MapMode::ReadOnly).unwrap().to_vec(),
-        1 => pool.map(h, MapMode::ReadWrite).unwrap().to_vec(),
-        2 => {
-            let mut buf = vec![0u8; MAX_ALLOC_SIZE];
-            let n = pool.read(h, &mut buf).unwrap();
-            buf.truncate(n);
-            buf
-        }
-        _ => {
-            let mut local = [0u8; PAGE_SIZE];
-            pool.read_object(h, &mut local).unwrap().to_vec()
-        }
-    };
-    assert!(got == expect, "{context:?}: object {h:?} of {} bytes has the wrong contents", expect.len());
+fn check_object(
+    pool: &Pool<HostBackend>,
+    h: Handle,
+    expect: &[u8],
+    how: u64,
+    context: &dyn core::fmt::Debug,
+) {
+    let got = model::read_object(pool, h, how).unwrap();
+    assert!(
+        got == expect,
+        "{context:?}: object {h:?} of {} bytes has the wrong contents",
+        expect.len()
+    );
 }
 
 #[test]
 fn bad_sizes_are_refused() {
     let p = pool(MapPath::Window, 8);
     assert_eq!(p.malloc(0), Err(Error::InvalidSize(0)));
-    assert_eq!(p.malloc(MAX_ALLOC_SIZE + 1), Err(Error::InvalidSize(MAX_ALLOC_SIZE + 1)));
+    assert_eq!(
+        p.malloc(MAX_ALLOC_SIZE + 1),
+        Err(Error::InvalidSize(MAX_ALLOC_SIZE + 1))
+    );
     assert_eq!(p.total_pages(), 0);
-    assert!(p.malloc(MAX_ALLOC_SIZE).is_ok(), "a whole page is a valid (huge) object");
+    assert!(
+        p.malloc(MAX_ALLOC_SIZE).is_ok(),
+        "a whole page is a valid (huge) object"
+    );
     assert!(p.malloc(1).is_ok());
 }
 
@@ -71,12 +72,18 @@ fn bad_handles_are_reported_and_change_nothing() {
     assert_eq!(p.free(foreign), Err(Error::ForeignHandle(foreign)));
     let forged = Handle::from_raw(a.to_raw() + 12345);
     assert_eq!(p.free(forged), Err(Error::InvalidHandle(forged)));
-    assert_eq!(p.free(Handle::from_raw(0)), Err(Error::InvalidHandle(Handle::from_raw(0))));
+    assert_eq!(
+        p.free(Handle::from_raw(0)),
+        Err(Error::InvalidHandle(Handle::from_raw(0)))
+    );
     let wrong_class = Handle::from_raw(a.to_raw() | 0xff << 44);
     assert_eq!(p.free(wrong_class), Err(Error::InvalidHandle(wrong_class)));
     p.free(a).unwrap();
     assert_eq!(p.free(a), Err(Error::DoubleFree(a)));
-    assert_eq!(p.map(a, MapMode::ReadOnly).err(), Some(Error::DoubleFree(a)));
+    assert_eq!(
+        p.map(a, MapMode::ReadOnly).err(),
+        Some(Error::DoubleFree(a))
+    );
     // The slot is reused by the next allocation: the old handle is now stale, not the new one.
     let c = p.malloc(100).unwrap();
     assert_eq!(p.free(a), Err(Error::StaleHandle(a)));
@@ -93,17 +100,35 @@ fn conflicting_uses_of_a_mapped_object_are_refused() {
     {
         let _w = p.map(h, MapMode::ReadWrite).unwrap();
         assert_eq!(p.free(h), Err(Error::ObjectBusy(h)));
-        assert_eq!(p.map(h, MapMode::ReadOnly).err(), Some(Error::ObjectBusy(h)));
+        assert_eq!(
+            p.map(h, MapMode::ReadOnly).err(),
+            Some(Error::ObjectBusy(h))
+        );
         assert_eq!(p.write(h, b"x"), Err(Error::ObjectBusy(h)));
         let mut buf = [0u8; 64];
         assert_eq!(p.read(h, &mut buf), Err(Error::ObjectBusy(h)));
     }
     let r1 = p.map(h, MapMode::ReadOnly).unwrap();
     let r2 = p.map(h, MapMode::ReadOnly).unwrap();
-    assert_eq!(p.map(h, MapMode::ReadWrite).err(), Some(Error::ObjectBusy(h)));
+    assert_eq!(
+        p.map(h, MapMode::ReadWrite).err(),
+        Some(Error::ObjectBusy(h))
+    );
     drop((r1, r2));
-    assert_eq!(p.write(h, &[0u8; 65]), Err(Error::BufferSize { object: 64, given: 65 }));
-    assert_eq!(p.read(h, &mut [0u8; 63]), Err(Error::BufferSize { object: 64, given: 63 }));
+    assert_eq!(
+        p.write(h, &[0u8; 65]),
+        Err(Error::BufferSize {
+            object: 64,
+            given: 65
+        })
+    );
+    assert_eq!(
+        p.read(h, &mut [0u8; 63]),
+        Err(Error::BufferSize {
+            object: 64,
+            given: 63
+        })
+    );
     p.free(h).unwrap();
     p.check_invariants().unwrap();
 }
@@ -111,7 +136,9 @@ fn conflicting_uses_of_a_mapped_object_are_refused() {
 /// Two objects that span a page boundary, in a class with two-page zspages.
 fn two_spanning(p: &Pool<HostBackend>) -> (Handle, Handle) {
     // 1632-byte slots, 5 per 2-page zspage: objects 2 (3264..4896) spans; fill two zspages.
-    let hs: Vec<Handle> = (0..10).map(|_| p.malloc(1632 - HANDLE_SIZE).unwrap()).collect();
+    let hs: Vec<Handle> = (0..10)
+        .map(|_| p.malloc(1632 - HANDLE_SIZE).unwrap())
+        .collect();
     (hs[2], hs[7])
 }
 
@@ -121,7 +148,11 @@ fn one_spanning_mapping_per_cpu_at_a_time() {
         let p = pool(path, 4);
         let (a, b) = two_spanning(&p);
         let m = p.map(a, MapMode::ReadOnly).unwrap();
-        assert_eq!(p.map(b, MapMode::ReadOnly).err(), Some(Error::MapBusy), "{path:?}");
+        assert_eq!(
+            p.map(b, MapMode::ReadOnly).err(),
+            Some(Error::MapBusy),
+            "{path:?}"
+        );
         drop(m);
         assert!(p.map(b, MapMode::ReadOnly).is_ok());
         p.check_invariants().unwrap();
@@ -139,7 +170,11 @@ fn copy_path_skips_copy_in_for_write_only_and_copy_out_for_read_only() {
     drop(p.map(b, MapMode::ReadWrite).unwrap());
     // Write-only map of a does not copy a in, so the buffer still shows b's bytes.
     let wo = p.map(a, MapMode::WriteOnly).unwrap();
-    assert_eq!(&wo[..], &pattern(2, size)[..], "write-only mapping copied the object in");
+    assert_eq!(
+        &wo[..],
+        &pattern(2, size)[..],
+        "write-only mapping copied the object in"
+    );
     drop(wo);
     // Dropping it copied the buffer out, so a now holds b's bytes.
     check_object(&p, a, &pattern(2, size), 2, &"after write-only");
@@ -149,7 +184,10 @@ fn copy_path_skips_copy_in_for_write_only_and_copy_out_for_read_only() {
     let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         ro[0] = 1;
     }));
-    assert!(caught.is_err(), "writing through a read-only mapping must panic");
+    assert!(
+        caught.is_err(),
+        "writing through a read-only mapping must panic"
+    );
     drop(ro);
     check_object(&p, b, &pattern(2, size), 2, &"after read-only");
     p.check_invariants().unwrap();
@@ -162,17 +200,42 @@ fn every_class_at_every_offset_round_trips() {
     for path in [MapPath::Window, MapPath::Copy] {
         let p = pool(path, 8);
         let classes = p.classes().classes.clone();
-        let classes: Vec<_> = if cfg!(miri) { classes.into_iter().step_by(13).collect() } else { classes };
+        let classes: Vec<_> = if cfg!(miri) {
+            classes.into_iter().step_by(13).collect()
+        } else {
+            classes
+        };
         for c in classes {
-            let size = if c.huge { c.size.min(MAX_ALLOC_SIZE) } else { c.size - HANDLE_SIZE };
-            let hs: Vec<Handle> = (0..c.objs_per_zspage).map(|_| p.malloc(size).unwrap()).collect();
+            let size = if c.huge {
+                c.size.min(MAX_ALLOC_SIZE)
+            } else {
+                c.size - HANDLE_SIZE
+            };
+            let hs: Vec<Handle> = (0..c.objs_per_zspage)
+                .map(|_| p.malloc(size).unwrap())
+                .collect();
             for (i, &h) in hs.iter().enumerate() {
-                write_object(&p, h, &pattern(i as u64 + c.index as u64 * 1000, size), i as u64);
+                write_object(
+                    &p,
+                    h,
+                    &pattern(i as u64 + c.index as u64 * 1000, size),
+                    i as u64,
+                );
             }
             for (i, &h) in hs.iter().enumerate() {
-                check_object(&p, h, &pattern(i as u64 + c.index as u64 * 1000, size), i as u64, &(path, c.index));
+                check_object(
+                    &p,
+                    h,
+                    &pattern(i as u64 + c.index as u64 * 1000, size),
+                    i as u64,
+                    &(path, c.index),
+                );
             }
-            assert_eq!(p.class_stats(p.classes().alias[c.index] as usize).pages_used, c.pages_per_zspage as u64);
+            assert_eq!(
+                p.class_stats(p.classes().alias[c.index] as usize)
+                    .pages_used,
+                c.pages_per_zspage as u64
+            );
             for h in hs {
                 p.free(h).unwrap();
             }
@@ -199,7 +262,11 @@ fn allocation_fills_the_fullest_zspage_first() {
     let h = p.malloc(1000).unwrap();
     assert_eq!(p.total_pages(), pages);
     let stats = p.class_stats(pos);
-    assert_eq!(stats.groups[crate::zspage::GROUP_FULL], 1, "the new object should have filled zspage B");
+    assert_eq!(
+        stats.groups[crate::zspage::GROUP_FULL],
+        1,
+        "the new object should have filled zspage B"
+    );
     p.check_invariants().unwrap();
     p.free(h).unwrap();
 }
@@ -232,15 +299,23 @@ fn out_of_memory_at_the_kth_frame_fails_cleanly_for_every_k() {
                     refused = true;
                 }
             }
-            p.check_invariants().unwrap_or_else(|e| panic!("k={k} step {i}: {e}"));
+            p.check_invariants()
+                .unwrap_or_else(|e| panic!("k={k} step {i}: {e}"));
         }
         assert!(refused, "k={k}: the injected failure never surfaced");
-        assert_eq!(p.backend().frames_in_use(), p.total_pages(), "k={k}: frames leaked");
+        assert_eq!(
+            p.backend().frames_in_use(),
+            p.total_pages(),
+            "k={k}: frames leaked"
+        );
         for (i, (h, bytes)) in live.iter().enumerate() {
             check_object(&p, *h, bytes, i as u64, &k);
         }
         p.backend().stop_failing();
-        assert!(p.malloc(3000).is_ok(), "k={k}: allocation works again after the failure");
+        assert!(
+            p.malloc(3000).is_ok(),
+            "k={k}: allocation works again after the failure"
+        );
     }
 }
 
@@ -265,7 +340,12 @@ fn a_dropped_pool_report_names_its_live_objects() {
         fn page_ptr(&self, pfn: crate::Pfn) -> *mut u8 {
             self.0.page_ptr(pfn)
         }
-        fn map_pair(&self, a: crate::Pfn, b: crate::Pfn, w: bool) -> Option<crate::host::HostPair<'_>> {
+        fn map_pair(
+            &self,
+            a: crate::Pfn,
+            b: crate::Pfn,
+            w: bool,
+        ) -> Option<crate::host::HostPair<'_>> {
             self.0.map_pair(a, b, w)
         }
         fn pin_cpu(&self) -> (usize, ()) {
@@ -285,10 +365,18 @@ fn a_dropped_pool_report_names_its_live_objects() {
     }
     assert!(backend.frames_in_use() > 0);
     drop(p);
-    assert_eq!(backend.frames_in_use(), 0, "dropping the pool must free its frames");
+    assert_eq!(
+        backend.frames_in_use(),
+        0,
+        "dropping the pool must free its frames"
+    );
     let reports = backend.reports();
     assert_eq!(reports.len(), 1, "{reports:?}");
-    assert!(reports[0].contains("'leaky' dropped with 5 live objects"), "{}", reports[0]);
+    assert!(
+        reports[0].contains("'leaky' dropped with 5 live objects"),
+        "{}",
+        reports[0]
+    );
 }
 
 #[test]
@@ -297,7 +385,10 @@ fn stats_table_counts_objects_and_pages() {
     let hs: Vec<Handle> = (0..100).map(|i| p.malloc(50 + i * 37).unwrap()).collect();
     let stats = p.stats();
     assert_eq!(stats.objects(), 100);
-    assert_eq!(stats.classes.iter().map(|c| c.pages_used).sum::<u64>() as usize, p.total_pages());
+    assert_eq!(
+        stats.classes.iter().map(|c| c.pages_used).sum::<u64>() as usize,
+        p.total_pages()
+    );
     let table = alloc::format!("{stats}");
     std::println!("{table}");
     assert!(table.starts_with(" class  size   10%"));
@@ -308,84 +399,40 @@ fn stats_table_counts_objects_and_pages() {
     assert_eq!(p.stats().objects(), 0);
 }
 
-/// The model-based test: random operations against a shadow of every live object's bytes,
-/// with every invariant checked after every step. Seeded; the seed is in every message.
+/// Runs the model checker on a fresh host pool, then checks that every frame came back.
 fn run_model(seed: u64, steps: usize, path: MapPath, chain: usize, frames: usize) {
-    let p = Pool::new("model", HostBackend::new(frames, seed), PoolConfig { max_chain: chain, map_path: path });
-    let mut rng = Rng(seed);
-    let mut shadow: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
-    let mut freed: Vec<Handle> = Vec::new();
-    let ctx = |step: usize, what: &str| alloc::format!("seed {seed:#x} {path:?} chain {chain} step {step}: {what}");
-    for step in 0..steps {
-        let roll = rng.below(100);
-        if roll < 40 || shadow.is_empty() {
-            let size = match rng.below(10) {
-                0 => 1 + rng.below(32) as usize,
-                1 => p.huge_class_size() - 1 + rng.below(3) as usize,
-                2 => MAX_ALLOC_SIZE - rng.below(8) as usize,
-                _ => 1 + rng.below(MAX_ALLOC_SIZE as u64) as usize,
-            };
-            match p.malloc(size) {
-                Ok(h) => {
-                    let bytes = pattern(rng.next(), size);
-                    write_object(&p, h, &bytes, rng.next());
-                    assert!(shadow.insert(h.to_raw(), bytes).is_none(), "{}", ctx(step, "handle handed out twice"));
-                }
-                Err(Error::OutOfMemory) => {}
-                Err(e) => panic!("{}", ctx(step, &alloc::format!("malloc({size}) failed: {e}"))),
-            }
-        } else if roll < 70 {
-            let key = *shadow.keys().nth(rng.below(shadow.len() as u64) as usize).unwrap();
-            shadow.remove(&key);
-            p.free(Handle::from_raw(key)).unwrap_or_else(|e| panic!("{}", ctx(step, &alloc::format!("free: {e}"))));
-            freed.push(Handle::from_raw(key));
-        } else if roll < 85 {
-            let key = *shadow.keys().nth(rng.below(shadow.len() as u64) as usize).unwrap();
-            let h = Handle::from_raw(key);
-            check_object(&p, h, &shadow[&key], rng.next(), &ctx(step, "read"));
-            // Change a few bytes through a read-write mapping.
-            let bytes = shadow.get_mut(&key).unwrap();
-            let at = rng.below(bytes.len() as u64) as usize;
-            let v = rng.next() as u8;
-            p.map(h, MapMode::ReadWrite).unwrap()[at] = v;
-            bytes[at] = v;
-        } else if roll < 90 && !freed.is_empty() {
-            let h = freed[rng.below(freed.len() as u64) as usize];
-            match p.free(h) {
-                Err(Error::DoubleFree(_)) | Err(Error::StaleHandle(_)) => {}
-                other => panic!("{}", ctx(step, &alloc::format!("freeing a freed handle gave {other:?}"))),
-            }
-        } else {
-            let key = *shadow.keys().nth(rng.below(shadow.len() as u64) as usize).unwrap();
-            check_object(&p, Handle::from_raw(key), &shadow[&key], rng.next(), &ctx(step, "read"));
-        }
-        p.check_invariants().unwrap_or_else(|e| panic!("{}", ctx(step, &e)));
-        assert_eq!(p.stats().objects(), shadow.len() as u64, "{}", ctx(step, "object count"));
-        assert_eq!(p.backend().frames_in_use(), p.total_pages(), "{}", ctx(step, "frames"));
-    }
-    for (i, (key, bytes)) in shadow.iter().enumerate() {
-        check_object(&p, Handle::from_raw(*key), bytes, i as u64, &ctx(steps, "final check"));
-    }
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        ((self.next() as u128 * n as u128) >> 64) as u64
-    }
+    let p = Pool::new(
+        "model",
+        HostBackend::new(frames, seed),
+        PoolConfig {
+            max_chain: chain,
+            map_path: path,
+        },
+    );
+    let report = crate::model::run(&p, seed, steps, 1)
+        .unwrap_or_else(|e| panic!("{path:?} chain {chain}: {e}"));
+    assert!(
+        report.mallocs > 0 && report.frees > 0 && report.reads > 0,
+        "{report:?}"
+    );
+    assert_eq!(
+        p.total_pages(),
+        0,
+        "seed {seed:#x}: pages left after freeing everything"
+    );
+    assert_eq!(
+        p.backend().frames_in_use(),
+        0,
+        "seed {seed:#x}: frames leaked"
+    );
 }
 
 /// Seeds come from `ZSMALLOC_SEED` (one seed, to replay a failure) or a fixed list.
 fn seeds() -> Vec<u64> {
     match std::env::var("ZSMALLOC_SEED") {
-        Ok(s) => vec![u64::from_str_radix(s.trim_start_matches("0x"), 16).expect("ZSMALLOC_SEED is hex")],
+        Ok(s) => {
+            vec![u64::from_str_radix(s.trim_start_matches("0x"), 16).expect("ZSMALLOC_SEED is hex")]
+        }
         Err(_) => vec![0x1, 0xdead_beef, 0x5eed_2026],
     }
 }

@@ -90,7 +90,10 @@ impl ZsPageRef {
 
     fn decode(raw: u64) -> Option<ZsPageRef> {
         let v = raw.checked_sub(1)?;
-        Some(ZsPageRef { class: (v >> 32) as u8, id: v as u32 })
+        Some(ZsPageRef {
+            class: (v >> 32) as u8,
+            id: v as u32,
+        })
     }
 }
 
@@ -98,7 +101,8 @@ impl ZsPageRef {
 pub(crate) fn init_page(d: &ZsDesc, owner: ZsPageRef, first: bool, first_obj_offset: u32) {
     d.zspage.store(owner.encode(), Ordering::Relaxed);
     d.next.store(NO_PAGE, Ordering::Relaxed);
-    d.first_obj_offset.store(first_obj_offset, Ordering::Relaxed);
+    d.first_obj_offset
+        .store(first_obj_offset, Ordering::Relaxed);
     if first {
         d.flags.fetch_or(PG_PRIVATE, Ordering::Relaxed);
     }
@@ -106,7 +110,8 @@ pub(crate) fn init_page(d: &ZsDesc, owner: ZsPageRef, first: bool, first_obj_off
 
 /// Clears everything zsmalloc set, before the page goes back to the frame allocator.
 pub(crate) fn reset(d: &ZsDesc) {
-    d.flags.fetch_and(!(PG_PRIVATE | PG_MOVABLE | PG_LOCKED), Ordering::Relaxed);
+    d.flags
+        .fetch_and(!(PG_PRIVATE | PG_MOVABLE | PG_LOCKED), Ordering::Relaxed);
     d.zspage.store(0, Ordering::Relaxed);
     d.next.store(NO_PAGE, Ordering::Relaxed);
     d.first_obj_offset.store(0, Ordering::Relaxed);
@@ -138,7 +143,8 @@ pub(crate) fn next(d: &ZsDesc) -> Option<Pfn> {
 
 /// Huge zspages keep the object's handle slot in the descriptor (there is no header).
 pub(crate) fn set_huge_slot(d: &ZsDesc, slot: Option<u32>) {
-    d.next.store(slot.map_or(NO_PAGE, u64::from), Ordering::Relaxed);
+    d.next
+        .store(slot.map_or(NO_PAGE, u64::from), Ordering::Relaxed);
 }
 
 /// The handle slot of a huge zspage's object, if allocated.

@@ -135,7 +135,11 @@ impl ClassState {
 
     /// Ids of the live zspages.
     pub fn live_zspages(&self) -> impl Iterator<Item = u32> + '_ {
-        self.zspages.iter().enumerate().filter(|(_, z)| z.live).map(|(i, _)| i as u32)
+        self.zspages
+            .iter()
+            .enumerate()
+            .filter(|(_, z)| z.live)
+            .map(|(i, _)| i as u32)
     }
 
     /// Ids of the zspages in one fullness group, in list order.
@@ -192,7 +196,9 @@ impl ClassState {
 
     /// The fullest zspage that still has room (Linux's `find_get_zspage`).
     pub fn find_zspage(&self) -> Option<u32> {
-        (GROUP_EMPTY..GROUP_FULL).rev().find_map(|g| (self.heads[g] != NIL).then_some(self.heads[g]))
+        (GROUP_EMPTY..GROUP_FULL)
+            .rev()
+            .find_map(|g| (self.heads[g] != NIL).then_some(self.heads[g]))
     }
 
     /// The `n`-th page of a zspage's chain.
@@ -207,7 +213,10 @@ impl ClassState {
     /// Where object `idx` of a zspage starts: (page, offset in page).
     pub fn locate<B: Backend>(&self, b: &B, first: Pfn, idx: u32) -> (Pfn, usize) {
         let offset = idx as usize * self.layout.size;
-        (self.nth_page(b, first, offset / PAGE_SIZE), offset % PAGE_SIZE)
+        (
+            self.nth_page(b, first, offset / PAGE_SIZE),
+            offset % PAGE_SIZE,
+        )
     }
 
     /// Allocates and initialises a new zspage: its pages from the backend, the chain through
@@ -241,7 +250,10 @@ impl ClassState {
             });
             (self.zspages.len() - 1) as u32
         });
-        let owner = ZsPageRef { class: self.pos, id };
+        let owner = ZsPageRef {
+            class: self.pos,
+            id,
+        };
         let size = self.layout.size;
         for (i, &pfn) in pfns[..pages].iter().enumerate() {
             let page_start = i * PAGE_SIZE;
@@ -262,11 +274,27 @@ impl ClassState {
                 let next = (idx + 1 < objs).then_some(idx + 1);
                 // SAFETY: the pages are fresh and ours; the link word of an object is 8-aligned
                 // (class sizes are multiples of 16) and never crosses a page.
-                unsafe { write_word(b, pfns[offset / PAGE_SIZE], offset % PAGE_SIZE, handle::link_word(next)) };
+                unsafe {
+                    write_word(
+                        b,
+                        pfns[offset / PAGE_SIZE],
+                        offset % PAGE_SIZE,
+                        handle::link_word(next),
+                    )
+                };
             }
         }
         let z = &mut self.zspages[id as usize];
-        *z = ZsPage { first: pfns[0], inuse: 0, freeobj: Some(0), group: 0, prev: NIL, next: NIL, pins: 0, live: true };
+        *z = ZsPage {
+            first: pfns[0],
+            inuse: 0,
+            freeobj: Some(0),
+            group: 0,
+            prev: NIL,
+            next: NIL,
+            pins: 0,
+            live: true,
+        };
         self.insert(id, GROUP_EMPTY);
         self.objs_allocated += objs as u64;
         Some(id)
@@ -284,7 +312,11 @@ impl ClassState {
         let mut freed = 0;
         while let Some(p) = pfn {
             let d = b.desc(p);
-            pfn = if self.layout.huge { None } else { zsdesc::next(d) };
+            pfn = if self.layout.huge {
+                None
+            } else {
+                zsdesc::next(d)
+            };
             zsdesc::reset(d);
             // SAFETY: the page belonged to this empty zspage, which nothing references now.
             unsafe { b.free_page(p) };
@@ -351,7 +383,13 @@ impl ClassState {
                 (i, s.generation)
             }
             None => {
-                self.slots.push(Slot { obj: 0, size, generation: 0, live: true, maps: 0 });
+                self.slots.push(Slot {
+                    obj: 0,
+                    size,
+                    generation: 0,
+                    live: true,
+                    maps: 0,
+                });
                 ((self.slots.len() - 1) as u32, 0)
             }
         }

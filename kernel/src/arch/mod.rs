@@ -4,6 +4,7 @@
 
 pub mod gdt;
 pub mod idt;
+pub mod irq;
 pub mod pic;
 pub mod pit;
 pub mod probe;

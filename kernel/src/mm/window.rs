@@ -17,7 +17,9 @@ use core::marker::PhantomData;
 use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 use x86_64::PhysAddr;
-use x86_64::instructions::{interrupts, tlb};
+use x86_64::instructions::tlb;
+
+use crate::arch::irq::InterruptsOff;
 use x86_64::structures::paging::PageTableFlags;
 use x86_64::structures::paging::page_table::PageTableEntry;
 
@@ -117,7 +119,7 @@ impl Window {
         pfn_b: u64,
         access: Access,
     ) -> Result<WindowMapping<'_>, WindowError> {
-        let irq_guard = IrqGuard::new();
+        let irq_guard = InterruptsOff::new();
         if self.in_use.swap(true, Ordering::Acquire) {
             return Err(WindowError::Busy);
         }
@@ -166,34 +168,13 @@ impl Window {
     }
 }
 
-/// Interrupts off for as long as it lives; restores the previous state on drop.
-struct IrqGuard {
-    were_enabled: bool,
-}
-
-impl IrqGuard {
-    fn new() -> Self {
-        let were_enabled = interrupts::are_enabled();
-        interrupts::disable();
-        IrqGuard { were_enabled }
-    }
-}
-
-impl Drop for IrqGuard {
-    fn drop(&mut self) {
-        if self.were_enabled {
-            interrupts::enable();
-        }
-    }
-}
-
 /// A live window mapping; dropping it unmaps (clears both PTEs, `invlpg` both pages) and
 /// then lets interrupts back on. Not `Send`: it belongs to the CPU that made it.
 pub struct WindowMapping<'w> {
     window: &'w Window,
     writable: bool,
     // Field order matters: `Drop for WindowMapping` unmaps first, then this restores IF.
-    _irq: IrqGuard,
+    _irq: InterruptsOff,
     _not_send: PhantomData<*const ()>,
 }
 

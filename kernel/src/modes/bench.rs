@@ -29,8 +29,7 @@ pub fn median_cycles(mut op: impl FnMut()) -> u64 {
         let t1 = tsc::stop();
         samples.push((t1 - t0) / OPS_PER_BATCH);
     }
-    samples.sort_unstable();
-    samples[BATCHES / 2]
+    median(&mut samples)
 }
 
 /// Prints one figure as a table row and a `BENCH` line.
@@ -82,8 +81,96 @@ pub fn run(rest: &[&str]) -> ExitCode {
         };
     });
     report("memcpy.4k", memcpy);
-    let ratio = map_unmap as f64 / memcpy.max(1) as f64;
-    println!("  window.map_unmap / memcpy.4k = {ratio:.2}");
-    println!("BENCH name=ratio.window_map_unmap_over_memcpy_4k value={ratio:.3} unit=ratio");
+    ratio("window.map_unmap", map_unmap, "memcpy.4k", memcpy);
+    zsmalloc_figures();
     ExitCode::Success
+}
+
+/// Prints `a / b` as a ratio line.
+fn ratio(a_name: &str, a: u64, b_name: &str, b: u64) {
+    let r = a as f64 / b.max(1) as f64;
+    println!("  {a_name} / {b_name} = {r:.2}");
+    println!("BENCH name=ratio.{a_name}/{b_name} value={r:.3} unit=ratio");
+}
+
+/// zsmalloc's own costs: malloc, free, and map+unmap in each regime, including Seth
+/// Jennings' zsmapbench (three 1632-byte objects in a two-page zspage, the third spanning,
+/// mapped read-write in a loop).
+fn zsmalloc_figures() {
+    use zsmalloc::{MapMode, MapPath, Pool, PoolConfig};
+
+    use crate::zs_backend::KernelBackend;
+
+    let window = Pool::new("bench-window", KernelBackend::new(), PoolConfig::default());
+    let copy = Pool::new(
+        "bench-copy",
+        KernelBackend::new(),
+        PoolConfig {
+            map_path: MapPath::Copy,
+            ..PoolConfig::default()
+        },
+    );
+
+    // malloc and free, mixed sizes, with the pool warm: one object kept in each class used,
+    // so that its zspage stays and the figures are of the allocator, not of frame allocation.
+    let sizes: Vec<usize> = (0..OPS_PER_BATCH as usize)
+        .map(|i| 64 + (i * 613) % 3000)
+        .collect();
+    let keepers: Vec<_> = sizes
+        .iter()
+        .map(|&s| window.malloc(s).expect("bench malloc"))
+        .collect();
+    let mut handles = Vec::with_capacity(sizes.len());
+    let (mut malloc_samples, mut free_samples) = (Vec::new(), Vec::new());
+    for _ in 0..BATCHES {
+        let t0 = tsc::start();
+        for &s in &sizes {
+            handles.push(window.malloc(s).expect("bench malloc"));
+        }
+        let t1 = tsc::stop();
+        for h in handles.drain(..) {
+            window.free(h).expect("bench free");
+        }
+        let t2 = tsc::stop();
+        malloc_samples.push((t1 - t0) / OPS_PER_BATCH);
+        free_samples.push((t2 - t1) / OPS_PER_BATCH);
+    }
+    report("zs.malloc.mixed", median(&mut malloc_samples));
+    report("zs.free.mixed", median(&mut free_samples));
+    for h in keepers {
+        window.free(h).expect("bench free");
+    }
+
+    // zsmapbench: objects 0 and 1 lie in page 0, object 2 spans pages 0 and 1.
+    for (name, pool) in [("window", &window), ("copy", &copy)] {
+        let hs: Vec<_> = (0..3)
+            .map(|_| {
+                pool.malloc(1632 - zsmalloc::class::HANDLE_SIZE)
+                    .expect("bench")
+            })
+            .collect();
+        assert!(
+            pool.location(hs[2]).expect("live").second_page.is_some(),
+            "object 2 spans"
+        );
+        assert!(pool.location(hs[0]).expect("live").second_page.is_none());
+        let single = median_cycles(|| {
+            let m = pool.map(hs[0], MapMode::ReadWrite).expect("map");
+            core::hint::black_box(m.as_ptr());
+        });
+        report(&alloc::format!("zs.map_unmap.single.{name}"), single);
+        let span = median_cycles(|| {
+            let m = pool.map(hs[2], MapMode::ReadWrite).expect("map");
+            core::hint::black_box(m.as_ptr());
+        });
+        report(&alloc::format!("zsmapbench.{name}"), span);
+        for h in hs {
+            pool.free(h).expect("bench free");
+        }
+    }
+}
+
+fn median(samples: &mut [u64]) -> u64 {
+    samples.sort_unstable();
+    samples[samples.len() / 2]
 }

@@ -1,0 +1,252 @@
+//! zsmalloc on the real machine: real frames from the buddy allocator, descriptors in the
+//! memmap, spanning objects through the real PTE window (or the copy path).
+
+use alloc::vec::Vec;
+
+use zsmalloc::class::{HANDLE_SIZE, MAX_ALLOC_SIZE};
+use zsmalloc::model::{self, pattern};
+use zsmalloc::{Error, Handle, MapMode, MapPath, Pool, PoolConfig};
+
+use super::KernelBackend;
+use crate::ktest::Test;
+use crate::mm::buddy;
+use crate::mm::memmap::{self, flags};
+use crate::percpu;
+
+fn pool(path: MapPath) -> Pool<KernelBackend> {
+    Pool::new(
+        "ktest",
+        KernelBackend::new(),
+        PoolConfig {
+            map_path: path,
+            ..PoolConfig::default()
+        },
+    )
+}
+
+fn zsdesc_overlay_writes_the_memmap_entries() {
+    use core::sync::atomic::Ordering::Relaxed;
+    let free_before = buddy::stats().free_frames;
+    let p = pool(MapPath::Window);
+    // Two-page zspages of 1632-byte slots: object 0 starts the zspage, object 2 spans.
+    let hs: Vec<Handle> = (0..5)
+        .map(|_| p.malloc(1632 - HANDLE_SIZE).unwrap())
+        .collect();
+    let first = p.location(hs[0]).unwrap();
+    let spanning = p.location(hs[2]).unwrap();
+    let second_page = spanning
+        .second_page
+        .expect("object 2 of a 1632-byte class spans");
+    let mm = memmap::get();
+    let d0 = mm.desc(first.pfn).unwrap();
+    let d1 = mm.desc(second_page).unwrap();
+    assert!(
+        d0.has(flags::PRIVATE),
+        "the first page of a zspage carries PG_private"
+    );
+    assert!(!d1.has(flags::PRIVATE));
+    assert_eq!(
+        d0.index.load(Relaxed),
+        second_page,
+        "the chain runs through the memmap's index field"
+    );
+    assert_ne!(
+        d0.private.load(Relaxed),
+        0,
+        "the zspage is recorded in the private field"
+    );
+    assert_eq!(
+        d1.page_type.load(Relaxed),
+        3 * 1632 - 4096,
+        "first object offset of page 1"
+    );
+    for h in hs {
+        p.free(h).unwrap();
+    }
+    assert!(
+        !d0.has(flags::PRIVATE) && d0.private.load(Relaxed) == 0,
+        "free must reset the descriptor"
+    );
+    drop(p);
+    assert_eq!(
+        buddy::stats().free_frames,
+        free_before,
+        "the pool's frames went back to the buddy allocator"
+    );
+}
+
+/// Every class at every page-boundary offset it produces, through the window or the copy
+/// path: one full zspage per class, distinct bytes in each object, read back every way.
+fn every_class_at_every_offset(path: MapPath) {
+    let free_before = buddy::stats().free_frames;
+    let p = pool(path);
+    let window = percpu::current().window.base();
+    let (mut spanning_seen, mut spanning_expected) = (0, 0);
+    for c in p.classes().classes.clone() {
+        // Objects fill their whole slot, so slot i spans iff its first and last byte lie in
+        // different pages.
+        spanning_expected += (0..c.objs_per_zspage)
+            .filter(|i| i * c.size / 4096 != ((i + 1) * c.size - 1) / 4096)
+            .count();
+        let size = if c.huge {
+            c.size.min(MAX_ALLOC_SIZE)
+        } else {
+            c.size - HANDLE_SIZE
+        };
+        let hs: Vec<Handle> = (0..c.objs_per_zspage)
+            .map(|_| p.malloc(size).unwrap())
+            .collect();
+        for (i, &h) in hs.iter().enumerate() {
+            let bytes = pattern(i as u64 + c.index as u64 * 1000, size);
+            model::write_object(&p, h, &bytes, i as u64).unwrap();
+        }
+        for (i, &h) in hs.iter().enumerate() {
+            let expect = pattern(i as u64 + c.index as u64 * 1000, size);
+            for how in 0..4 {
+                let got = model::read_object(&p, h, how).unwrap();
+                assert!(
+                    got == expect,
+                    "{path:?} class {} object {i} (read way {how}) differs",
+                    c.index
+                );
+            }
+            if p.location(h).unwrap().second_page.is_some() {
+                spanning_seen += 1;
+                let m = p.map(h, MapMode::ReadOnly).unwrap();
+                let addr = m.as_ptr() as u64;
+                let through_window = (window..window + 8192).contains(&addr);
+                assert_eq!(
+                    through_window,
+                    path == MapPath::Window,
+                    "{path:?}: spanning object mapped at {addr:#x}"
+                );
+            }
+        }
+        for h in hs {
+            p.free(h).unwrap();
+        }
+    }
+    assert_eq!(
+        spanning_seen, spanning_expected,
+        "spanning objects exercised"
+    );
+    p.check_invariants().unwrap();
+    drop(p);
+    assert_eq!(buddy::stats().free_frames, free_before);
+}
+
+fn every_class_at_every_offset_through_the_window() {
+    every_class_at_every_offset(MapPath::Window);
+}
+
+fn every_class_at_every_offset_through_the_copy_path() {
+    every_class_at_every_offset(MapPath::Copy);
+}
+
+fn out_of_memory_at_the_kth_frame_fails_cleanly_for_every_k() {
+    let free_before = buddy::stats().free_frames;
+    for k in 0..24 {
+        let p = pool(MapPath::Window);
+        let mut live: Vec<(Handle, Vec<u8>)> = Vec::new();
+        for i in 0..12u64 {
+            let size = 300 + (i as usize * 397) % 3700;
+            let h = p.malloc(size).unwrap();
+            let bytes = pattern(i, size);
+            p.write(h, &bytes).unwrap();
+            live.push((h, bytes));
+        }
+        p.backend().fail_from(k);
+        let mut refused = 0;
+        for i in 0..200u64 {
+            let size = 16 + (i as usize * 733) % 4080;
+            match p.malloc(size) {
+                Ok(h) => {
+                    let bytes = pattern(i + 1000, size);
+                    model::write_object(&p, h, &bytes, i).unwrap();
+                    live.push((h, bytes));
+                }
+                Err(e) => {
+                    assert_eq!(e, Error::OutOfMemory, "k={k}");
+                    refused += 1;
+                }
+            }
+        }
+        assert!(refused > 0, "k={k}: the injected failure never surfaced");
+        p.check_invariants()
+            .unwrap_or_else(|e| panic!("k={k}: {e}"));
+        for (i, (h, bytes)) in live.iter().enumerate() {
+            assert!(
+                model::read_object(&p, *h, i as u64).unwrap() == *bytes,
+                "k={k}: object {i} damaged"
+            );
+        }
+        let held = p.total_pages() as u64;
+        assert_eq!(
+            free_before - buddy::stats().free_frames,
+            held,
+            "k={k}: frames leaked"
+        );
+        p.backend().stop_failing();
+        assert!(p.malloc(3000).is_ok(), "k={k}: allocation works again");
+    }
+    assert_eq!(buddy::stats().free_frames, free_before);
+}
+
+fn bad_inputs_are_refused() {
+    let p = pool(MapPath::Window);
+    let other = pool(MapPath::Window);
+    assert_eq!(p.malloc(0), Err(Error::InvalidSize(0)));
+    assert_eq!(
+        p.malloc(MAX_ALLOC_SIZE + 1),
+        Err(Error::InvalidSize(MAX_ALLOC_SIZE + 1))
+    );
+    let h = p.malloc(100).unwrap();
+    let foreign = other.malloc(100).unwrap();
+    assert_eq!(p.free(foreign), Err(Error::ForeignHandle(foreign)));
+    let forged = Handle::from_raw(h.to_raw() + 999);
+    assert_eq!(p.free(forged), Err(Error::InvalidHandle(forged)));
+    p.free(h).unwrap();
+    assert_eq!(p.free(h), Err(Error::DoubleFree(h)));
+    // Two spanning objects: one window per CPU, so the second map is refused, not nested.
+    let hs: Vec<Handle> = (0..10)
+        .map(|_| p.malloc(1632 - HANDLE_SIZE).unwrap())
+        .collect();
+    let m = p.map(hs[2], MapMode::ReadOnly).unwrap();
+    assert_eq!(p.map(hs[7], MapMode::ReadOnly).err(), Some(Error::MapBusy));
+    drop(m);
+    assert!(p.map(hs[7], MapMode::ReadOnly).is_ok());
+    p.check_invariants().unwrap();
+}
+
+fn model_random_operations_on_real_frames_and_the_window() {
+    let free_before = buddy::stats().free_frames;
+    for (seed, path) in [(0x2026_0001, MapPath::Window), (0x2026_0002, MapPath::Copy)] {
+        let p = pool(path);
+        let report = model::run(&p, seed, 3000, 25).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+        assert!(report.mallocs > 500 && report.reads > 200, "{report:?}");
+        assert_eq!(p.total_pages(), 0);
+    }
+    assert_eq!(buddy::stats().free_frames, free_before, "frames leaked");
+}
+
+fn dropping_a_pool_with_live_objects_frees_its_frames() {
+    let free_before = buddy::stats().free_frames;
+    let p = pool(MapPath::Window);
+    for size in [10, 100, 1000, 3000, 4096] {
+        p.malloc(size).unwrap();
+    }
+    assert!(buddy::stats().free_frames < free_before);
+    drop(p); // reports "dropped with 5 live objects" on the console
+    assert_eq!(buddy::stats().free_frames, free_before);
+}
+
+/// The tests of this module.
+pub const TESTS: &[Test] = crate::ktests![
+    zsdesc_overlay_writes_the_memmap_entries,
+    every_class_at_every_offset_through_the_window,
+    every_class_at_every_offset_through_the_copy_path,
+    out_of_memory_at_the_kth_frame_fails_cleanly_for_every_k,
+    bad_inputs_are_refused,
+    model_random_operations_on_real_frames_and_the_window,
+    dropping_a_pool_with_live_objects_frees_its_frames,
+];

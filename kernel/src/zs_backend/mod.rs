@@ -1,0 +1,152 @@
+//! The kernel's side of zsmalloc: its `Backend` over the memmap, the buddy allocator and the
+//! per-CPU PTE window, and the compile-time proof that zsmalloc's zsdesc overlays the memmap's
+//! page descriptor field for field (as Linux's `ZSDESC_MATCH` asserts).
+
+use core::fmt;
+use core::marker::PhantomData;
+use core::mem::{offset_of, size_of};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use zsmalloc::zsdesc::{self, ZsDesc};
+use zsmalloc::{Backend, PairMapping, Pfn};
+
+use crate::arch::irq::InterruptsOff;
+use crate::mm::buddy::{self, FrameBlock};
+use crate::mm::memmap::{self, PageDesc, flags};
+use crate::mm::window::{Access, WindowMapping};
+use crate::percpu;
+
+// zsdesc overlays the page descriptor: every shared field at the same offset, the flag bits
+// the same, and zsdesc no larger.
+const _: () = {
+    assert!(ZsDesc::FLAGS_OFFSET == offset_of!(PageDesc, flags));
+    assert!(ZsDesc::MOVABLE_OPS_OFFSET == offset_of!(PageDesc, mapping));
+    assert!(ZsDesc::NEXT_OFFSET == offset_of!(PageDesc, index));
+    assert!(ZsDesc::ZSPAGE_OFFSET == offset_of!(PageDesc, private));
+    assert!(ZsDesc::FIRST_OBJ_OFFSET_OFFSET == offset_of!(PageDesc, page_type));
+    assert!(ZsDesc::REFCOUNT_OFFSET == offset_of!(PageDesc, refcount));
+    assert!(ZsDesc::SIZE <= size_of::<PageDesc>());
+    assert!(zsdesc::PG_PRIVATE == flags::PRIVATE);
+    assert!(zsdesc::PG_MOVABLE == flags::MOVABLE);
+    assert!(zsdesc::PG_LOCKED == flags::LOCKED);
+};
+
+/// zsmalloc's view of a frame's memmap descriptor.
+pub fn zsdesc_of(desc: &'static PageDesc) -> &'static ZsDesc {
+    // SAFETY: ZsDesc is a `repr(C)` struct of atomics whose fields sit at the same offsets as
+    // PageDesc's fields of the same types (checked above) and is no larger, so a PageDesc can
+    // be viewed as a ZsDesc; both are only ever accessed through atomics.
+    unsafe { &*(desc as *const PageDesc).cast::<ZsDesc>() }
+}
+
+/// The real backend. Can be told to fail frame allocations from the k-th one on, to test
+/// out-of-memory paths with real frames.
+pub struct KernelBackend {
+    allocations: AtomicU64,
+    fail_from: AtomicU64,
+}
+
+impl KernelBackend {
+    /// A backend that never fails on purpose.
+    pub const fn new() -> Self {
+        KernelBackend {
+            allocations: AtomicU64::new(0),
+            fail_from: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// From now on, the `k`-th frame allocation (0 = the next) and all later ones fail.
+    pub fn fail_from(&self, k: u64) {
+        self.fail_from.store(
+            self.allocations.load(Ordering::Relaxed) + k,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Frame allocations succeed again (as far as memory lasts).
+    pub fn stop_failing(&self) {
+        self.fail_from.store(u64::MAX, Ordering::Relaxed);
+    }
+}
+
+impl Default for KernelBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// This CPU's window, mapped for zsmalloc.
+pub struct KernelPair<'a> {
+    mapping: WindowMapping<'static>,
+    _pool: PhantomData<&'a ()>,
+}
+
+impl PairMapping for KernelPair<'_> {
+    fn ptr(&self) -> *mut u8 {
+        self.mapping.addr() as *mut u8
+    }
+}
+
+// SAFETY: frames come from the buddy allocator (each handed out once) and go back to it;
+// `page_ptr` is the frame's direct-map address, valid for 4096 bytes; `desc` is the frame's
+// memmap entry, which never moves; `map_pair` maps both frames in this CPU's window (two
+// contiguous pages) and refuses when the window is busy; `pin_cpu` masks interrupts, and
+// nothing preempts a zsos CPU otherwise.
+unsafe impl Backend for KernelBackend {
+    type PairMap<'a> = KernelPair<'a>;
+    type CpuPin = InterruptsOff;
+
+    fn alloc_page(&self) -> Option<Pfn> {
+        let n = self.allocations.fetch_add(1, Ordering::Relaxed);
+        if n >= self.fail_from.load(Ordering::Relaxed) {
+            return None;
+        }
+        FrameBlock::alloc_frame().ok().map(|f| f.into_raw().0)
+    }
+
+    unsafe fn free_page(&self, pfn: Pfn) {
+        if let Err(e) = buddy::free_raw(pfn, 0) {
+            panic!("zsmalloc gave back a frame it does not own: {e}");
+        }
+    }
+
+    fn desc(&self, pfn: Pfn) -> &ZsDesc {
+        zsdesc_of(
+            memmap::get()
+                .desc(pfn)
+                .expect("zsmalloc only asks about frames it holds"),
+        )
+    }
+
+    fn page_ptr(&self, pfn: Pfn) -> *mut u8 {
+        memmap::get().frame_addr(pfn) as *mut u8
+    }
+
+    fn map_pair(&self, first: Pfn, second: Pfn, writable: bool) -> Option<KernelPair<'_>> {
+        let access = if writable {
+            Access::ReadWrite
+        } else {
+            Access::ReadOnly
+        };
+        let mapping = percpu::current().window.map(first, second, access).ok()?;
+        Some(KernelPair {
+            mapping,
+            _pool: PhantomData,
+        })
+    }
+
+    fn pin_cpu(&self) -> (usize, InterruptsOff) {
+        let pin = InterruptsOff::new();
+        (percpu::current().index, pin)
+    }
+
+    fn possible_cpus(&self) -> usize {
+        percpu::MAX_CPUS
+    }
+
+    fn report(&self, message: fmt::Arguments) {
+        crate::println!("{message}");
+    }
+}
+
+pub mod ktests;

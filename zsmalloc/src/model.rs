@@ -1,0 +1,224 @@
+//! The reference model checker: random operations on a pool against a shadow copy of every
+//! live object's bytes, checking contents and the pool's invariants as it goes. Seeded and
+//! reproducible: every failure message starts with the seed and the step. Used by the host
+//! tests (and under Miri) and by the kernel's own tests on real frames and the real window.
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use crate::backend::Backend;
+use crate::class::{MAX_ALLOC_SIZE, PAGE_SIZE};
+use crate::{Error, Handle, MapMode, Pool};
+
+/// SplitMix64: small, fast, good enough for tests and workloads.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator with the given seed.
+    pub const fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        ((self.next_u64() as u128 * n as u128) >> 64) as u64
+    }
+
+    /// Shuffles a slice in place (Fisher-Yates).
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = self.below(i as u64 + 1) as usize;
+            items.swap(i, j);
+        }
+    }
+}
+
+/// Bytes that differ per object and per position.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (seed.wrapping_mul(31).wrapping_add(i as u64 * 7) >> 1) as u8)
+        .collect()
+}
+
+/// Writes an object one of three ways (`write`, a write-only map, a read-write map).
+pub fn write_object<B: Backend>(
+    pool: &Pool<B>,
+    h: Handle,
+    bytes: &[u8],
+    how: u64,
+) -> Result<(), Error> {
+    match how % 3 {
+        0 => pool.write(h, bytes),
+        1 => {
+            pool.map(h, MapMode::WriteOnly)?.copy_from_slice(bytes);
+            Ok(())
+        }
+        _ => {
+            pool.map(h, MapMode::ReadWrite)?.copy_from_slice(bytes);
+            Ok(())
+        }
+    }
+}
+
+/// Reads an object one of four ways (read-only map, read-write map, `read`, `read_object`).
+pub fn read_object<B: Backend>(pool: &Pool<B>, h: Handle, how: u64) -> Result<Vec<u8>, Error> {
+    Ok(match how % 4 {
+        0 => pool.map(h, MapMode::ReadOnly)?.to_vec(),
+        1 => pool.map(h, MapMode::ReadWrite)?.to_vec(),
+        2 => {
+            let mut buf = vec![0u8; MAX_ALLOC_SIZE];
+            let n = pool.read(h, &mut buf)?;
+            buf.truncate(n);
+            buf
+        }
+        _ => {
+            let mut local = [0u8; PAGE_SIZE];
+            pool.read_object(h, &mut local)?.to_vec()
+        }
+    })
+}
+
+/// What the model run did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ModelReport {
+    /// Successful allocations.
+    pub mallocs: u64,
+    /// Frees.
+    pub frees: u64,
+    /// Reads checked against the shadow.
+    pub reads: u64,
+    /// Allocations refused for lack of memory.
+    pub out_of_memory: u64,
+    /// Objects alive at the end.
+    pub live_at_end: u64,
+}
+
+/// Runs `steps` random operations with `seed`, checking the invariants every `check_every`
+/// steps (1 = every step) and every live object at the end. Frees everything it allocated
+/// before returning, so the pool ends as it started.
+pub fn run<B: Backend>(
+    pool: &Pool<B>,
+    seed: u64,
+    steps: usize,
+    check_every: usize,
+) -> Result<ModelReport, String> {
+    let mut rng = Rng::new(seed);
+    let mut shadow: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+    let mut freed: Vec<Handle> = Vec::new();
+    let mut report = ModelReport::default();
+    let huge = pool.huge_class_size();
+    let result = (|| {
+        for step in 0..steps {
+            let ctx = |what: String| format!("model seed {seed:#x} step {step}: {what}");
+            let roll = rng.below(100);
+            if roll < 40 || shadow.is_empty() {
+                let size = match rng.below(10) {
+                    0 => 1 + rng.below(32) as usize,
+                    1 => huge - 1 + rng.below(3) as usize,
+                    2 => MAX_ALLOC_SIZE - rng.below(8) as usize,
+                    _ => 1 + rng.below(MAX_ALLOC_SIZE as u64) as usize,
+                };
+                match pool.malloc(size) {
+                    Ok(h) => {
+                        let bytes = pattern(rng.next_u64(), size);
+                        write_object(pool, h, &bytes, rng.next_u64())
+                            .map_err(|e| ctx(format!("write: {e}")))?;
+                        if shadow.insert(h.to_raw(), bytes).is_some() {
+                            return Err(ctx(format!("handle {:#x} handed out twice", h.to_raw())));
+                        }
+                        report.mallocs += 1;
+                    }
+                    Err(Error::OutOfMemory) => report.out_of_memory += 1,
+                    Err(e) => return Err(ctx(format!("malloc({size}): {e}"))),
+                }
+            } else if roll < 70 {
+                let key = *shadow
+                    .keys()
+                    .nth(rng.below(shadow.len() as u64) as usize)
+                    .expect("not empty");
+                shadow.remove(&key);
+                pool.free(Handle::from_raw(key))
+                    .map_err(|e| ctx(format!("free: {e}")))?;
+                freed.push(Handle::from_raw(key));
+                report.frees += 1;
+            } else if roll < 85 {
+                let key = *shadow
+                    .keys()
+                    .nth(rng.below(shadow.len() as u64) as usize)
+                    .expect("not empty");
+                let h = Handle::from_raw(key);
+                let got =
+                    read_object(pool, h, rng.next_u64()).map_err(|e| ctx(format!("read: {e}")))?;
+                if got != shadow[&key] {
+                    return Err(ctx(format!(
+                        "object {key:#x} of {} bytes has the wrong contents",
+                        got.len()
+                    )));
+                }
+                report.reads += 1;
+                let bytes = shadow.get_mut(&key).expect("present");
+                let at = rng.below(bytes.len() as u64) as usize;
+                let v = rng.next_u64() as u8;
+                pool.map(h, MapMode::ReadWrite)
+                    .map_err(|e| ctx(format!("map: {e}")))?[at] = v;
+                bytes[at] = v;
+            } else if roll < 90 && !freed.is_empty() {
+                let h = freed[rng.below(freed.len() as u64) as usize];
+                match pool.free(h) {
+                    Err(Error::DoubleFree(_)) | Err(Error::StaleHandle(_)) => {}
+                    other => return Err(ctx(format!("freeing a freed handle gave {other:?}"))),
+                }
+            } else {
+                let key = *shadow
+                    .keys()
+                    .nth(rng.below(shadow.len() as u64) as usize)
+                    .expect("not empty");
+                let got = read_object(pool, Handle::from_raw(key), rng.next_u64())
+                    .map_err(|e| ctx(format!("read: {e}")))?;
+                if got != shadow[&key] {
+                    return Err(ctx(format!("object {key:#x} has the wrong contents")));
+                }
+                report.reads += 1;
+            }
+            if step % check_every.max(1) == 0 {
+                pool.check_invariants().map_err(ctx)?;
+                if pool.stats().objects() != shadow.len() as u64 {
+                    return Err(ctx(format!(
+                        "pool counts {} objects, model {}",
+                        pool.stats().objects(),
+                        shadow.len()
+                    )));
+                }
+            }
+        }
+        for (key, bytes) in &shadow {
+            let got = read_object(pool, Handle::from_raw(*key), *key)
+                .map_err(|e| format!("final read: {e}"))?;
+            if &got != bytes {
+                return Err(format!(
+                    "model seed {seed:#x} final check: object {key:#x} has the wrong contents"
+                ));
+            }
+        }
+        pool.check_invariants()
+            .map_err(|e| format!("model seed {seed:#x} at the end: {e}"))
+    })();
+    report.live_at_end = shadow.len() as u64;
+    for key in shadow.keys() {
+        let _ = pool.free(Handle::from_raw(*key));
+    }
+    result.map(|()| report)
+}
