@@ -36,7 +36,11 @@ struct State {
 
 /// The host backend.
 pub struct HostBackend {
-    frames: Box<[Frame]>,
+    /// The frames, as a raw pointer from `Box::into_raw`: page pointers are derived from it
+    /// without creating references, which under Miri would pile up borrow-stack entries on
+    /// every byte of a frame at each access.
+    frames: *mut Frame,
+    frame_count: usize,
     descs: Box<[ZsDesc]>,
     state: Mutex<State>,
     window_busy: AtomicBool,
@@ -61,10 +65,12 @@ impl HostBackend {
             x ^= x << 17;
             free.swap(i, (x % (i as u64 + 1)) as usize);
         }
+        let boxed: Box<[Frame]> = (0..frames)
+            .map(|_| Frame(UnsafeCell::new([0; PAGE_SIZE])))
+            .collect();
         HostBackend {
-            frames: (0..frames)
-                .map(|_| Frame(UnsafeCell::new([0; PAGE_SIZE])))
-                .collect(),
+            frames: Box::into_raw(boxed).cast::<Frame>(),
+            frame_count: frames,
             descs: (0..frames).map(|_| ZsDesc::new()).collect(),
             state: Mutex::new(State {
                 free,
@@ -82,7 +88,7 @@ impl HostBackend {
             .checked_sub(BASE_PFN)
             .expect("pfn below the host backend's frames") as usize;
         assert!(
-            i < self.frames.len(),
+            i < self.frame_count,
             "pfn {pfn:#x} beyond the host backend's frames"
         );
         i
@@ -116,6 +122,19 @@ impl HostBackend {
     }
 }
 
+impl Drop for HostBackend {
+    fn drop(&mut self) {
+        // SAFETY: `frames` came from Box::into_raw of a slice of `frame_count` frames and is
+        // freed only here.
+        drop(unsafe {
+            Box::from_raw(core::ptr::slice_from_raw_parts_mut(
+                self.frames,
+                self.frame_count,
+            ))
+        });
+    }
+}
+
 /// The emulated window: a copy of both frames, written back (only the bytes that changed)
 /// when dropped.
 pub struct HostPair<'a> {
@@ -140,13 +159,21 @@ impl Drop for HostPair<'_> {
             // SAFETY: the view is ours (from Box::into_raw) and the pool's use of it has ended;
             // the frames are valid for a page each.
             let view = unsafe { &*self.view };
+            // Write back only the 64-byte chunks that changed (whole-slice compares are fast,
+            // also under Miri), so bytes of other objects in the pages are left alone.
             for (half, &pfn) in self.pfns.iter().enumerate() {
                 let page = self.backend.page_ptr(pfn);
-                for i in 0..PAGE_SIZE {
-                    let at = half * PAGE_SIZE + i;
-                    if view[at] != self.snapshot[at] {
-                        // SAFETY: `i` is inside the frame.
-                        unsafe { page.add(i).write(view[at]) };
+                let (new, old) = (
+                    &view[half * PAGE_SIZE..][..PAGE_SIZE],
+                    &self.snapshot[half * PAGE_SIZE..][..PAGE_SIZE],
+                );
+                if new == old {
+                    continue;
+                }
+                for (c, (n, o)) in new.chunks(64).zip(old.chunks(64)).enumerate() {
+                    if n != o {
+                        // SAFETY: the chunk lies inside the frame, which the pool holds.
+                        unsafe { core::ptr::copy_nonoverlapping(n.as_ptr(), page.add(c * 64), 64) };
                     }
                 }
             }
@@ -175,7 +202,7 @@ unsafe impl Backend for HostBackend {
         s.allocated[i] = true;
         drop(s);
         // SAFETY: the frame was free, so nobody else has a pointer into it.
-        unsafe { (*self.frames[i].0.get()).fill(POISON_ALLOC) };
+        unsafe { core::ptr::write_bytes(self.page_ptr(pfn), POISON_ALLOC, PAGE_SIZE) };
         Some(pfn)
     }
 
@@ -186,7 +213,7 @@ unsafe impl Backend for HostBackend {
         s.allocated[i] = false;
         s.free.push(pfn);
         // SAFETY: the caller gave the frame back; nobody uses it any more.
-        unsafe { (*self.frames[i].0.get()).fill(POISON_FREE) };
+        unsafe { core::ptr::write_bytes(self.page_ptr(pfn), POISON_FREE, PAGE_SIZE) };
     }
 
     fn desc(&self, pfn: Pfn) -> &ZsDesc {
@@ -194,7 +221,8 @@ unsafe impl Backend for HostBackend {
     }
 
     fn page_ptr(&self, pfn: Pfn) -> *mut u8 {
-        self.frames[self.index(pfn)].0.get().cast()
+        // SAFETY: `index` checked that the frame is one of the `frame_count` frames.
+        unsafe { self.frames.add(self.index(pfn)).cast::<u8>() }
     }
 
     fn map_pair(&self, first: Pfn, second: Pfn, writable: bool) -> Option<HostPair<'_>> {
