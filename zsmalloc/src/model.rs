@@ -104,9 +104,14 @@ pub struct ModelReport {
     pub out_of_memory: u64,
     /// Objects alive at the end.
     pub live_at_end: u64,
+    /// Compactions run.
+    pub compactions: u64,
+    /// Pages they freed.
+    pub pages_compacted: u64,
 }
 
-/// Runs `steps` random operations with `seed`, checking the invariants every `check_every`
+/// Runs `steps` random operations (malloc, free, map and write, read every way, compaction,
+/// frees of freed handles) with `seed`, checking the invariants every `check_every`
 /// steps (1 = every step) and every live object at the end. Frees everything it allocated
 /// before returning, so the pool ends as it started.
 pub fn run<B: Backend>(
@@ -175,7 +180,16 @@ pub fn run<B: Backend>(
                 pool.map(h, MapMode::ReadWrite)
                     .map_err(|e| ctx(format!("map: {e}")))?[at] = v;
                 bytes[at] = v;
-            } else if roll < 90 && !freed.is_empty() {
+            } else if roll < 88 {
+                report.compactions += 1;
+                report.pages_compacted += pool.compact() as u64;
+                if pool.stats().freeable() != 0 {
+                    return Err(ctx(format!(
+                        "{} pages still freeable after compaction",
+                        pool.stats().freeable()
+                    )));
+                }
+            } else if roll < 92 && !freed.is_empty() {
                 let h = freed[rng.below(freed.len() as u64) as usize];
                 match pool.free(h) {
                     Err(Error::DoubleFree(_)) | Err(Error::StaleHandle(_)) => {}

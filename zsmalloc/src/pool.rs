@@ -141,6 +141,8 @@ pub struct Pool<B: Backend> {
     map_path: MapPath,
     copy_bufs: Vec<CopyBuf>,
     pages_allocated: AtomicUsize,
+    pages_compacted: AtomicUsize,
+    objs_moved: core::sync::atomic::AtomicU64,
 }
 
 /// Where an object is.
@@ -200,6 +202,8 @@ impl<B: Backend> Pool<B> {
             map_path: config.map_path,
             copy_bufs,
             pages_allocated: AtomicUsize::new(0),
+            pages_compacted: AtomicUsize::new(0),
+            objs_moved: core::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -237,6 +241,35 @@ impl<B: Backend> Pool<B> {
     /// Pages held by the pool (Linux: `zs_get_total_pages`).
     pub fn total_pages(&self) -> usize {
         self.pages_allocated.load(Ordering::Relaxed)
+    }
+
+    /// Compacts every class, largest first (Linux: `zs_compact`): live objects move from the
+    /// sparsest zspages into the fullest, emptied zspages go back to the frame allocator.
+    /// Handles stay valid. Zspages with mapped objects are not emptied. Returns pages freed.
+    pub fn compact(&self) -> usize {
+        let mut freed = 0;
+        for lock in self.classes.iter().rev() {
+            let mut class = lock.lock();
+            if class.freeable_zspages() == 0 {
+                continue;
+            }
+            let (pages, moved) = class.compact(&self.backend);
+            freed += pages;
+            self.objs_moved.fetch_add(moved, Ordering::Relaxed);
+        }
+        self.pages_allocated.fetch_sub(freed, Ordering::Relaxed);
+        self.pages_compacted.fetch_add(freed, Ordering::Relaxed);
+        freed
+    }
+
+    /// Pages freed by compaction over the pool's life (Linux: `zs_pool_stats.pages_compacted`).
+    pub fn pages_compacted(&self) -> usize {
+        self.pages_compacted.load(Ordering::Relaxed)
+    }
+
+    /// Objects moved by compaction over the pool's life (zram's `objs_moved`).
+    pub fn objs_moved(&self) -> u64 {
+        self.objs_moved.load(Ordering::Relaxed)
     }
 
     /// Allocates an object of `size` bytes (Linux: `zs_malloc`).

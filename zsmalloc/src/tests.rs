@@ -400,6 +400,121 @@ fn stats_table_counts_objects_and_pages() {
     assert_eq!(p.stats().objects(), 0);
 }
 
+/// Frees `percent`% of `n` random-sized objects in random order, then compacts: the pages
+/// freed must equal what a perfect repacking of the survivors into their classes frees, and
+/// every survivor must be intact. Returns (pages before, bound, freed).
+fn compaction_case(seed: u64, n: usize, percent: u64) -> (usize, u64, usize) {
+    let p = Pool::new(
+        "compact",
+        HostBackend::new(FRAMES, seed),
+        PoolConfig::default(),
+    );
+    let mut rng = model::Rng::new(seed);
+    let mut live: Vec<(Handle, Vec<u8>)> = (0..n)
+        .map(|i| {
+            let size = 1 + rng.below(MAX_ALLOC_SIZE as u64) as usize;
+            let h = p.malloc(size).unwrap();
+            let bytes = pattern(i as u64 ^ seed, size);
+            p.write(h, &bytes).unwrap();
+            (h, bytes)
+        })
+        .collect();
+    rng.shuffle(&mut live);
+    let keep = live.len() - live.len() * percent as usize / 100;
+    for (h, _) in live.drain(keep..) {
+        p.free(h).unwrap();
+    }
+    // The bound, from the survivors alone: each class needs ceil(used / objs) zspages.
+    let before = p.stats();
+    let bound: u64 = before
+        .classes
+        .iter()
+        .map(|c| {
+            let zspages = c.obj_allocated / c.objs_per_zspage as u64;
+            let needed = c.obj_used.div_ceil(c.objs_per_zspage as u64);
+            (zspages - needed) * c.pages_per_zspage as u64
+        })
+        .sum();
+    let pages_before = p.total_pages();
+    let locations: Vec<_> = live.iter().map(|(h, _)| p.location(*h).unwrap()).collect();
+    let freed = p.compact();
+    assert_eq!(p.total_pages(), pages_before - freed);
+    assert_eq!(p.pages_compacted(), freed);
+    assert_eq!(p.stats().freeable(), 0);
+    p.check_invariants().unwrap();
+    let moved = live
+        .iter()
+        .zip(&locations)
+        .filter(|((h, _), loc)| p.location(*h).unwrap() != **loc)
+        .count();
+    assert_eq!(
+        moved as u64,
+        p.objs_moved(),
+        "objects whose location changed"
+    );
+    for (i, (h, bytes)) in live.iter().enumerate() {
+        check_object(&p, *h, bytes, i as u64, &"after compaction");
+    }
+    assert_eq!(p.backend().frames_in_use(), p.total_pages());
+    (pages_before, bound, freed)
+}
+
+#[test]
+fn compaction_frees_the_perfect_repacking_bound_after_freeing_50_and_90_percent() {
+    let n = if cfg!(miri) { 60 } else { 3000 };
+    for percent in [50, 90] {
+        let (before, bound, freed) = compaction_case(0xc0ffee + percent, n, percent);
+        std::println!(
+            "freed {percent}%: {before} pages, compaction freed {freed}, perfect repacking bound {bound}"
+        );
+        assert!(bound > 0, "the case must leave something to compact");
+        assert_eq!(
+            freed as u64, bound,
+            "{percent}%: compaction freed {freed} of {bound} pages"
+        );
+    }
+}
+
+#[test]
+fn compaction_never_moves_a_mapped_object() {
+    let p = pool(MapPath::Window, 8);
+    // Three zspages of a 1-page class (2048-byte slots, 2 per page): leave one object in each.
+    let hs: Vec<Handle> = (0..6)
+        .map(|i| {
+            let h = p.malloc(2000).unwrap();
+            p.write(h, &pattern(i, 2000)).unwrap();
+            h
+        })
+        .collect();
+    for h in [hs[1], hs[3], hs[5]] {
+        p.free(h).unwrap();
+    }
+    let where_before = p.location(hs[0]).unwrap();
+    let mapped = p.map(hs[0], MapMode::ReadOnly).unwrap();
+    let freed = p.compact();
+    assert_eq!(
+        p.location(hs[0]).unwrap(),
+        where_before,
+        "a mapped object moved"
+    );
+    assert_eq!(&mapped[..], &pattern(0, 2000)[..]);
+    assert_eq!(
+        freed, 1,
+        "one of the two unpinned zspages can be emptied into the other"
+    );
+    drop(mapped);
+    p.check_invariants().unwrap();
+    for (i, h) in [(0, hs[0]), (2, hs[2]), (4, hs[4])] {
+        check_object(
+            &p,
+            h,
+            &pattern(i, 2000),
+            i,
+            &"after compaction with a pinned zspage",
+        );
+    }
+}
+
 /// Runs the model checker on a fresh host pool, then checks that every frame came back.
 fn run_model(seed: u64, steps: usize, path: MapPath, chain: usize, frames: usize) {
     let p = Pool::new(

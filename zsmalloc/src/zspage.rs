@@ -401,6 +401,100 @@ impl ClassState {
         self.free_slots.push(slot);
     }
 
+    /// zspages a perfect repacking of the live objects would free (Linux: `zs_can_compact`,
+    /// in zspages).
+    pub fn freeable_zspages(&self) -> u64 {
+        (self.objs_allocated - self.objs_inuse) / self.layout.objs_per_zspage as u64
+    }
+
+    /// Compacts the class (Linux's `__zs_compact`): moves live objects out of the emptiest
+    /// zspages into the fullest ones, and frees each zspage it empties, until no zspage can
+    /// be freed. A pinned zspage (one with a mapped object) is never a source: its objects do
+    /// not move. Returns (pages freed, objects moved).
+    pub fn compact<B: Backend>(&mut self, b: &B) -> (usize, u64) {
+        let (mut pages_freed, mut moved) = (0, 0);
+        let objs = self.layout.objs_per_zspage as u32;
+        while self.freeable_zspages() > 0 {
+            // Destination: the fullest zspage with room; source: the emptiest unpinned one.
+            let dst = (GROUP_EMPTY + 1..GROUP_FULL)
+                .rev()
+                .flat_map(|g| self.group_members(g))
+                .next();
+            let src = dst.and_then(|dst| {
+                (GROUP_EMPTY + 1..GROUP_FULL)
+                    .flat_map(|g| self.group_members(g))
+                    .find(|&id| id != dst && self.zspages[id as usize].pins == 0)
+            });
+            let (Some(dst), Some(src)) = (dst, src) else {
+                break;
+            };
+            let src_first = self.zspages[src as usize].first;
+            for idx in 0..objs {
+                if self.zspages[dst as usize].inuse == objs || self.zspages[src as usize].inuse == 0
+                {
+                    break;
+                }
+                let (pfn, _) = self.locate(b, src_first, idx);
+                let Some(slot) = self.header_slot(b, pfn, idx) else {
+                    continue;
+                };
+                let new_obj = self.obj_malloc(b, dst, slot);
+                self.copy_slot_bytes(
+                    b,
+                    handle::decode_obj(self.slots[slot as usize].obj),
+                    handle::decode_obj(new_obj),
+                );
+                self.slots[slot as usize].obj = new_obj;
+                self.obj_free(b, src, pfn, idx);
+                moved += 1;
+            }
+            self.fix_group(dst);
+            if self.fix_group(src) == GROUP_EMPTY {
+                pages_freed += self.free_zspage(b, src);
+            }
+        }
+        (pages_freed, moved)
+    }
+
+    /// Copies a whole object slot (header and bytes) from one location to another; either may
+    /// span two pages.
+    fn copy_slot_bytes<B: Backend>(&self, b: &B, from: (Pfn, u32), to: (Pfn, u32)) {
+        let size = self.layout.size;
+        let mut buf = [0u8; PAGE_SIZE];
+        for (dir, (pfn, idx)) in [(0, from), (1, to)] {
+            let off = idx as usize * size % PAGE_SIZE;
+            let head = (PAGE_SIZE - off).min(size);
+            let next = if head < size {
+                zsdesc::next(b.desc(pfn))
+            } else {
+                None
+            };
+            let pieces = [
+                (b.page_ptr(pfn).wrapping_add(off), 0, head),
+                (
+                    next.map_or(core::ptr::null_mut(), |n| b.page_ptr(n)),
+                    head,
+                    size - head,
+                ),
+            ];
+            for (page, at, n) in pieces {
+                if n == 0 {
+                    continue;
+                }
+                // SAFETY: both locations are object slots of live zspages of this class, held
+                // under the class lock; neither is pinned for writing (sources are unpinned,
+                // the destination slot was just allocated); `buf` holds a whole slot.
+                unsafe {
+                    if dir == 0 {
+                        core::ptr::copy_nonoverlapping(page, buf.as_mut_ptr().add(at), n);
+                    } else {
+                        core::ptr::copy_nonoverlapping(buf.as_ptr().add(at), page, n);
+                    }
+                }
+            }
+        }
+    }
+
     /// Walks a zspage's freelist (for checks): the free object indices.
     pub fn freelist<B: Backend>(&self, b: &B, id: u32) -> Vec<u32> {
         let z = &self.zspages[id as usize];

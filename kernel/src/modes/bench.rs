@@ -141,6 +141,8 @@ fn zsmalloc_figures() {
         window.free(h).expect("bench free");
     }
 
+    compaction_figure(&window);
+
     // zsmapbench: objects 0 and 1 lie in page 0, object 2 spans pages 0 and 1.
     for (name, pool) in [("window", &window), ("copy", &copy)] {
         let hs: Vec<_> = (0..3)
@@ -168,6 +170,33 @@ fn zsmalloc_figures() {
             pool.free(h).expect("bench free");
         }
     }
+}
+
+/// Cycles per page freed by compaction: 20000 random-sized objects, half freed at random,
+/// then one timed `compact()`; the median over 5 rounds.
+fn compaction_figure(pool: &zsmalloc::Pool<crate::zs_backend::KernelBackend>) {
+    let mut per_page = Vec::new();
+    let mut rng = crate::rng::Rng::new(7);
+    for _ in 0..5 {
+        let mut hs: Vec<_> = (0..20000)
+            .map(|_| {
+                pool.malloc(1 + rng.below(4096) as usize)
+                    .expect("bench malloc")
+            })
+            .collect();
+        rng.shuffle(&mut hs);
+        for h in hs.drain(hs.len() / 2..) {
+            pool.free(h).expect("bench free");
+        }
+        let t0 = tsc::start();
+        let freed = pool.compact() as u64;
+        let t1 = tsc::stop();
+        per_page.push((t1 - t0) / freed.max(1));
+        for h in hs {
+            pool.free(h).expect("bench free");
+        }
+    }
+    report("zs.compact.per_page_freed", median(&mut per_page));
 }
 
 fn median(samples: &mut [u64]) -> u64 {

@@ -151,6 +151,14 @@ fn zsmalloc_demo() -> Result<(), &'static str> {
     println!();
     println!("zsmalloc: class table of pool 'demo' (classes in use):");
     print!("{stats}");
+    let before = pool.total_pages();
+    let freed = pool.compact();
+    println!(
+        "  compaction:        {before} pages before, {} after: {freed} pages freed, {} objects moved, density {:.3}",
+        pool.total_pages(),
+        pool.objs_moved(),
+        density(live_bytes, pool.total_pages())
+    );
 
     // Check every surviving page by decompressing it.
     let mut back = [0u8; PAGE];

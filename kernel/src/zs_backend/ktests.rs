@@ -12,21 +12,38 @@ use crate::ktest::Test;
 use crate::mm::buddy;
 use crate::mm::memmap::{self, flags};
 use crate::percpu;
+use crate::rng::Rng;
 
 fn pool(path: MapPath) -> Pool<KernelBackend> {
-    Pool::new(
-        "ktest",
-        KernelBackend::new(),
-        PoolConfig {
-            map_path: path,
-            ..PoolConfig::default()
-        },
-    )
+    let config = PoolConfig {
+        map_path: path,
+        ..PoolConfig::default()
+    };
+    Pool::new("ktest", KernelBackend::new(), config)
+}
+
+/// Checks that the pool holds exactly the frames it counts, then drops it and checks that
+/// every one of them went back to the buddy allocator. (Comparing free-frame counts across a
+/// whole test would not work: the kernel heap may grow meanwhile, and it never shrinks.)
+fn drop_returning_frames(p: Pool<KernelBackend>) {
+    let held = p.backend().frames_held();
+    assert_eq!(
+        held,
+        p.total_pages() as u64,
+        "the backend and the pool disagree on frames held"
+    );
+    let free = buddy::stats().free_frames;
+    drop(p);
+    let after = buddy::stats().free_frames;
+    assert_eq!(
+        after,
+        free + held,
+        "dropping the pool must give back every frame"
+    );
 }
 
 fn zsdesc_overlay_writes_the_memmap_entries() {
     use core::sync::atomic::Ordering::Relaxed;
-    let free_before = buddy::stats().free_frames;
     let p = pool(MapPath::Window);
     // Two-page zspages of 1632-byte slots: object 0 starts the zspage, object 2 spans.
     let hs: Vec<Handle> = (0..5)
@@ -45,40 +62,31 @@ fn zsdesc_overlay_writes_the_memmap_entries() {
         "the first page of a zspage carries PG_private"
     );
     assert!(!d1.has(flags::PRIVATE));
-    assert_eq!(
-        d0.index.load(Relaxed),
-        second_page,
-        "the chain runs through the memmap's index field"
-    );
-    assert_ne!(
-        d0.private.load(Relaxed),
-        0,
-        "the zspage is recorded in the private field"
-    );
-    assert_eq!(
-        d1.page_type.load(Relaxed),
-        3 * 1632 - 4096,
-        "first object offset of page 1"
-    );
+    // The chain runs through the memmap's index field, the zspage through private, and the
+    // first object offset through page_type.
+    assert_eq!(d0.index.load(Relaxed), second_page);
+    assert_ne!(d0.private.load(Relaxed), 0);
+    assert_eq!(d1.page_type.load(Relaxed), 3 * 1632 - 4096);
     for h in hs {
         p.free(h).unwrap();
     }
-    assert!(
-        !d0.has(flags::PRIVATE) && d0.private.load(Relaxed) == 0,
+    assert!(!d0.has(flags::PRIVATE), "free must reset the descriptor");
+    assert_eq!(
+        d0.private.load(Relaxed),
+        0,
         "free must reset the descriptor"
     );
-    drop(p);
     assert_eq!(
-        buddy::stats().free_frames,
-        free_before,
-        "the pool's frames went back to the buddy allocator"
+        p.backend().frames_held(),
+        0,
+        "freeing every object frees every zspage"
     );
+    drop_returning_frames(p);
 }
 
 /// Every class at every page-boundary offset it produces, through the window or the copy
 /// path: one full zspage per class, distinct bytes in each object, read back every way.
 fn every_class_at_every_offset(path: MapPath) {
-    let free_before = buddy::stats().free_frames;
     let p = pool(path);
     let window = percpu::current().window.base();
     let (mut spanning_seen, mut spanning_expected) = (0, 0);
@@ -106,7 +114,7 @@ fn every_class_at_every_offset(path: MapPath) {
                 let got = model::read_object(&p, h, how).unwrap();
                 assert!(
                     got == expect,
-                    "{path:?} class {} object {i} (read way {how}) differs",
+                    "{path:?} class {} object {i} (way {how}) differs",
                     c.index
                 );
             }
@@ -118,7 +126,7 @@ fn every_class_at_every_offset(path: MapPath) {
                 assert_eq!(
                     through_window,
                     path == MapPath::Window,
-                    "{path:?}: spanning object mapped at {addr:#x}"
+                    "{path:?}: mapped at {addr:#x}"
                 );
             }
         }
@@ -131,8 +139,7 @@ fn every_class_at_every_offset(path: MapPath) {
         "spanning objects exercised"
     );
     p.check_invariants().unwrap();
-    drop(p);
-    assert_eq!(buddy::stats().free_frames, free_before);
+    drop_returning_frames(p);
 }
 
 fn every_class_at_every_offset_through_the_window() {
@@ -144,7 +151,6 @@ fn every_class_at_every_offset_through_the_copy_path() {
 }
 
 fn out_of_memory_at_the_kth_frame_fails_cleanly_for_every_k() {
-    let free_before = buddy::stats().free_frames;
     for k in 0..24 {
         let p = pool(MapPath::Window);
         let mut live: Vec<(Handle, Vec<u8>)> = Vec::new();
@@ -175,21 +181,15 @@ fn out_of_memory_at_the_kth_frame_fails_cleanly_for_every_k() {
         p.check_invariants()
             .unwrap_or_else(|e| panic!("k={k}: {e}"));
         for (i, (h, bytes)) in live.iter().enumerate() {
-            assert!(
-                model::read_object(&p, *h, i as u64).unwrap() == *bytes,
-                "k={k}: object {i} damaged"
-            );
+            let got = model::read_object(&p, *h, i as u64).unwrap();
+            assert!(got == *bytes, "k={k}: object {i} damaged");
         }
-        let held = p.total_pages() as u64;
-        assert_eq!(
-            free_before - buddy::stats().free_frames,
-            held,
-            "k={k}: frames leaked"
-        );
+        let held = p.backend().frames_held();
+        assert_eq!(held, p.total_pages() as u64, "k={k}: frames leaked");
         p.backend().stop_failing();
         assert!(p.malloc(3000).is_ok(), "k={k}: allocation works again");
+        drop_returning_frames(p);
     }
-    assert_eq!(buddy::stats().free_frames, free_before);
 }
 
 fn bad_inputs_are_refused() {
@@ -219,25 +219,85 @@ fn bad_inputs_are_refused() {
 }
 
 fn model_random_operations_on_real_frames_and_the_window() {
-    let free_before = buddy::stats().free_frames;
     for (seed, path) in [(0x2026_0001, MapPath::Window), (0x2026_0002, MapPath::Copy)] {
         let p = pool(path);
         let report = model::run(&p, seed, 3000, 25).unwrap_or_else(|e| panic!("{path:?}: {e}"));
         assert!(report.mallocs > 500 && report.reads > 200, "{report:?}");
+        assert!(report.compactions > 20, "{report:?}");
         assert_eq!(p.total_pages(), 0);
+        assert_eq!(p.backend().frames_held(), 0, "{path:?}: frames leaked");
+        drop_returning_frames(p);
     }
-    assert_eq!(buddy::stats().free_frames, free_before, "frames leaked");
+}
+
+/// The perfect-repacking bound: a class needs ceil(used / objects per zspage) zspages; every
+/// zspage beyond that could be freed.
+fn perfect_repacking_bound(p: &Pool<KernelBackend>) -> u64 {
+    p.stats()
+        .classes
+        .iter()
+        .map(|c| {
+            let (objs, pages) = (c.objs_per_zspage as u64, c.pages_per_zspage as u64);
+            (c.obj_allocated / objs - c.obj_used.div_ceil(objs)) * pages
+        })
+        .sum()
+}
+
+/// Compaction on real frames after freeing 50% and 90% of the objects at random: it frees
+/// exactly what a perfect repacking of the survivors would, every survivor stays intact, and
+/// the freed frames are back in the buddy allocator.
+fn compaction_frees_the_perfect_repacking_bound_on_real_frames() {
+    for (seed, percent) in [(50u64, 50usize), (90, 90)] {
+        let p = pool(MapPath::Window);
+        let mut rng = Rng::new(seed);
+        let mut live: Vec<(Handle, Vec<u8>)> = (0..4000)
+            .map(|i| {
+                let size = 1 + rng.below(MAX_ALLOC_SIZE as u64) as usize;
+                let h = p.malloc(size).unwrap();
+                let bytes = pattern(i ^ seed, size);
+                p.write(h, &bytes).unwrap();
+                (h, bytes)
+            })
+            .collect();
+        rng.shuffle(&mut live);
+        let keep = live.len() - live.len() * percent / 100;
+        for (h, _) in live.drain(keep..) {
+            p.free(h).unwrap();
+        }
+        let bound = perfect_repacking_bound(&p);
+        let pages_before = p.total_pages();
+        let free_before = buddy::stats().free_frames;
+        let freed = p.compact();
+        crate::println!(
+            "  {percent}% freed: {pages_before} pages; compaction freed {freed}, bound {bound}"
+        );
+        assert_eq!(
+            freed as u64, bound,
+            "{percent}%: compaction freed {freed} of {bound} pages"
+        );
+        let free_after = buddy::stats().free_frames;
+        assert_eq!(
+            free_after,
+            free_before + freed as u64,
+            "freed frames reach the buddy allocator"
+        );
+        p.check_invariants().unwrap();
+        for (i, (h, bytes)) in live.iter().enumerate() {
+            let got = model::read_object(&p, *h, i as u64).unwrap();
+            assert!(got == *bytes, "object {i} changed by compaction");
+        }
+        drop_returning_frames(p);
+    }
 }
 
 fn dropping_a_pool_with_live_objects_frees_its_frames() {
-    let free_before = buddy::stats().free_frames;
     let p = pool(MapPath::Window);
     for size in [10, 100, 1000, 3000, 4096] {
         p.malloc(size).unwrap();
     }
-    assert!(buddy::stats().free_frames < free_before);
-    drop(p); // reports "dropped with 5 live objects" on the console
-    assert_eq!(buddy::stats().free_frames, free_before);
+    assert!(p.backend().frames_held() >= 5);
+    // Prints "dropped with 5 live objects" on the console.
+    drop_returning_frames(p);
 }
 
 /// The tests of this module.
@@ -248,5 +308,6 @@ pub const TESTS: &[Test] = crate::ktests![
     out_of_memory_at_the_kth_frame_fails_cleanly_for_every_k,
     bad_inputs_are_refused,
     model_random_operations_on_real_frames_and_the_window,
+    compaction_frees_the_perfect_repacking_bound_on_real_frames,
     dropping_a_pool_with_live_objects_frees_its_frames,
 ];

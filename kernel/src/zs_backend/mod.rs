@@ -44,6 +44,7 @@ pub fn zsdesc_of(desc: &'static PageDesc) -> &'static ZsDesc {
 pub struct KernelBackend {
     allocations: AtomicU64,
     fail_from: AtomicU64,
+    held: AtomicU64,
 }
 
 impl KernelBackend {
@@ -52,7 +53,13 @@ impl KernelBackend {
         KernelBackend {
             allocations: AtomicU64::new(0),
             fail_from: AtomicU64::new(u64::MAX),
+            held: AtomicU64::new(0),
         }
+    }
+
+    /// Frames handed to zsmalloc and not yet given back.
+    pub fn frames_held(&self) -> u64 {
+        self.held.load(Ordering::Relaxed)
     }
 
     /// From now on, the `k`-th frame allocation (0 = the next) and all later ones fail.
@@ -101,13 +108,16 @@ unsafe impl Backend for KernelBackend {
         if n >= self.fail_from.load(Ordering::Relaxed) {
             return None;
         }
-        FrameBlock::alloc_frame().ok().map(|f| f.into_raw().0)
+        let pfn = FrameBlock::alloc_frame().ok()?.into_raw().0;
+        self.held.fetch_add(1, Ordering::Relaxed);
+        Some(pfn)
     }
 
     unsafe fn free_page(&self, pfn: Pfn) {
         if let Err(e) = buddy::free_raw(pfn, 0) {
             panic!("zsmalloc gave back a frame it does not own: {e}");
         }
+        self.held.fetch_sub(1, Ordering::Relaxed);
     }
 
     fn desc(&self, pfn: Pfn) -> &ZsDesc {
