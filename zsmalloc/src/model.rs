@@ -10,8 +10,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::backend::Backend;
-use crate::class::{MAX_ALLOC_SIZE, PAGE_SIZE};
-use crate::{Error, Handle, MapMode, Pool};
+use crate::class::{ClassLayout, HANDLE_SIZE, MAX_ALLOC_SIZE, PAGE_SIZE};
+use crate::{Error, Handle, MapMode, Pool, PoolStats};
 
 /// SplitMix64: small, fast, good enough for tests and workloads.
 #[derive(Debug, Clone)]
@@ -235,4 +235,175 @@ pub fn run<B: Backend>(
         let _ = pool.free(Handle::from_raw(*key));
     }
     result.map(|()| report)
+}
+
+/// Fills one zspage of every class that `pick` selects with objects of the largest size the
+/// class serves (so every page-boundary offset the class produces is used), writes distinct
+/// bytes into each object, reads every object back all four ways, calls `on_spanning` for each
+/// object that spans two pages, and frees them all. Returns how many objects spanned.
+pub fn every_class_round_trip<B: Backend>(
+    pool: &Pool<B>,
+    pick: impl Fn(&ClassLayout) -> bool,
+    mut on_spanning: impl FnMut(Handle) -> Result<(), String>,
+) -> Result<usize, String> {
+    let mut spanning = 0;
+    for c in pool.classes().classes.iter().filter(|c| pick(c)) {
+        let size = if c.huge {
+            c.size.min(MAX_ALLOC_SIZE)
+        } else {
+            c.size - HANDLE_SIZE
+        };
+        let ctx = |i: usize, what: &str| {
+            format!("class {} ({} bytes) object {i}: {what}", c.index, c.size)
+        };
+        let mut hs = Vec::with_capacity(c.objs_per_zspage);
+        for i in 0..c.objs_per_zspage {
+            let h = pool
+                .malloc(size)
+                .map_err(|e| ctx(i, &format!("malloc: {e}")))?;
+            let bytes = pattern(i as u64 + c.index as u64 * 1000, size);
+            write_object(pool, h, &bytes, i as u64).map_err(|e| ctx(i, &format!("write: {e}")))?;
+            hs.push(h);
+        }
+        let stats = pool.class_stats(pool.classes().alias[c.index] as usize);
+        if stats.pages_used != c.pages_per_zspage as u64 {
+            return Err(ctx(
+                0,
+                &format!(
+                    "one zspage should hold them, {} pages used",
+                    stats.pages_used
+                ),
+            ));
+        }
+        for (i, &h) in hs.iter().enumerate() {
+            let expect = pattern(i as u64 + c.index as u64 * 1000, size);
+            for how in 0..4 {
+                if read_object(pool, h, how).map_err(|e| ctx(i, &format!("read: {e}")))? != expect {
+                    return Err(ctx(i, &format!("read way {how} gave the wrong bytes")));
+                }
+            }
+            if pool
+                .location(h)
+                .map_err(|e| ctx(i, &format!("{e}")))?
+                .second_page
+                .is_some()
+            {
+                spanning += 1;
+                on_spanning(h).map_err(|e| ctx(i, &e))?;
+            }
+        }
+        for h in hs {
+            pool.free(h)
+                .map_err(|e| format!("class {}: free: {e}", c.index))?;
+        }
+    }
+    pool.check_invariants()?;
+    Ok(spanning)
+}
+
+/// How many objects of a zspage of class `c` span two pages when they fill their slots.
+pub fn spanning_slots(c: &ClassLayout) -> usize {
+    (0..c.objs_per_zspage)
+        .filter(|i| i * c.size / PAGE_SIZE != ((i + 1) * c.size - 1) / PAGE_SIZE)
+        .count()
+}
+
+/// Pages a perfect repacking of the live objects into their classes would free: each class
+/// needs ceil(used / objects per zspage) zspages; every zspage beyond that could go.
+pub fn perfect_repacking_bound(stats: &PoolStats) -> u64 {
+    stats
+        .classes
+        .iter()
+        .map(|c| {
+            let (objs, pages) = (c.objs_per_zspage as u64, c.pages_per_zspage as u64);
+            (c.obj_allocated / objs - c.obj_used.div_ceil(objs)) * pages
+        })
+        .sum()
+}
+
+/// What one compaction case measured.
+#[derive(Debug, Clone, Copy)]
+pub struct CompactionCase {
+    /// Pages the pool held before compacting.
+    pub pages_before: usize,
+    /// The perfect-repacking bound before compacting.
+    pub bound: u64,
+    /// Pages compaction freed.
+    pub freed: usize,
+    /// Objects it moved.
+    pub moved: u64,
+}
+
+/// Allocates `n` objects of random sizes in `sizes` with distinct bytes, frees `percent`% of them in
+/// random order, compacts, and checks that every survivor kept its bytes, that moved objects
+/// are exactly those whose location changed, and the pool's invariants. Frees the survivors
+/// before returning. The caller compares `freed` with `bound`.
+pub fn compaction_case<B: Backend>(
+    pool: &Pool<B>,
+    seed: u64,
+    n: usize,
+    sizes: core::ops::RangeInclusive<usize>,
+    percent: usize,
+) -> Result<CompactionCase, String> {
+    let mut rng = Rng::new(seed);
+    let mut live: Vec<(Handle, Vec<u8>)> = Vec::with_capacity(n);
+    for i in 0..n {
+        let size = sizes.start() + rng.below((sizes.end() - sizes.start() + 1) as u64) as usize;
+        let h = pool.malloc(size).map_err(|e| format!("malloc: {e}"))?;
+        let bytes = pattern(i as u64 ^ seed, size);
+        pool.write(h, &bytes).map_err(|e| format!("write: {e}"))?;
+        live.push((h, bytes));
+    }
+    rng.shuffle(&mut live);
+    let keep = live.len() - live.len() * percent / 100;
+    for (h, _) in live.drain(keep..) {
+        pool.free(h).map_err(|e| format!("free: {e}"))?;
+    }
+    let bound = perfect_repacking_bound(&pool.stats());
+    let pages_before = pool.total_pages();
+    let moved_before = pool.objs_moved();
+    let locations: Vec<_> = live
+        .iter()
+        .map(|(h, _)| pool.location(*h))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{e}"))?;
+    let freed = pool.compact();
+    let moved = pool.objs_moved() - moved_before;
+    let result = (|| {
+        if pool.total_pages() != pages_before - freed {
+            return Err(format!(
+                "total pages {} after freeing {freed} of {pages_before}",
+                pool.total_pages()
+            ));
+        }
+        if pool.stats().freeable() != 0 {
+            return Err(format!(
+                "{} pages still freeable after compaction",
+                pool.stats().freeable()
+            ));
+        }
+        pool.check_invariants()?;
+        let mut changed = 0;
+        for (i, ((h, bytes), before)) in live.iter().zip(&locations).enumerate() {
+            changed += (pool.location(*h).map_err(|e| format!("{e}"))? != *before) as u64;
+            if read_object(pool, *h, i as u64).map_err(|e| format!("read: {e}"))? != *bytes {
+                return Err(format!("object {i} changed its bytes in compaction"));
+            }
+        }
+        if changed != moved {
+            return Err(format!(
+                "{moved} objects reported moved, {changed} changed location"
+            ));
+        }
+        Ok(())
+    })();
+    for (h, _) in &live {
+        let _ = pool.free(*h);
+    }
+    result.map(|()| CompactionCase {
+        pages_before,
+        bound,
+        freed,
+        moved,
+    })
 }

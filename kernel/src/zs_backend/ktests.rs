@@ -12,7 +12,6 @@ use crate::ktest::Test;
 use crate::mm::buddy;
 use crate::mm::memmap::{self, flags};
 use crate::percpu;
-use crate::rng::Rng;
 
 fn pool(path: MapPath) -> Pool<KernelBackend> {
     let config = PoolConfig {
@@ -85,60 +84,28 @@ fn zsdesc_overlay_writes_the_memmap_entries() {
 }
 
 /// Every class at every page-boundary offset it produces, through the window or the copy
-/// path: one full zspage per class, distinct bytes in each object, read back every way.
+/// path: one full zspage per class, distinct bytes in each object, read back every way; a
+/// spanning object must be shown through this CPU's window exactly on a window pool.
 fn every_class_at_every_offset(path: MapPath) {
     let p = pool(path);
     let window = percpu::current().window.base();
-    let (mut spanning_seen, mut spanning_expected) = (0, 0);
-    for c in p.classes().classes.clone() {
-        // Objects fill their whole slot, so slot i spans iff its first and last byte lie in
-        // different pages.
-        spanning_expected += (0..c.objs_per_zspage)
-            .filter(|i| i * c.size / 4096 != ((i + 1) * c.size - 1) / 4096)
-            .count();
-        let size = if c.huge {
-            c.size.min(MAX_ALLOC_SIZE)
-        } else {
-            c.size - HANDLE_SIZE
-        };
-        let hs: Vec<Handle> = (0..c.objs_per_zspage)
-            .map(|_| p.malloc(size).unwrap())
-            .collect();
-        for (i, &h) in hs.iter().enumerate() {
-            let bytes = pattern(i as u64 + c.index as u64 * 1000, size);
-            model::write_object(&p, h, &bytes, i as u64).unwrap();
+    let expected: usize = p.classes().classes.iter().map(model::spanning_slots).sum();
+    let check_window = |h: Handle| {
+        let m = p
+            .map(h, MapMode::ReadOnly)
+            .map_err(|e| alloc::format!("map: {e}"))?;
+        let addr = m.as_ptr() as u64;
+        let through_window = (window..window + 8192).contains(&addr);
+        if through_window != (path == MapPath::Window) {
+            return Err(alloc::format!(
+                "{path:?}: spanning object mapped at {addr:#x}"
+            ));
         }
-        for (i, &h) in hs.iter().enumerate() {
-            let expect = pattern(i as u64 + c.index as u64 * 1000, size);
-            for how in 0..4 {
-                let got = model::read_object(&p, h, how).unwrap();
-                assert!(
-                    got == expect,
-                    "{path:?} class {} object {i} (way {how}) differs",
-                    c.index
-                );
-            }
-            if p.location(h).unwrap().second_page.is_some() {
-                spanning_seen += 1;
-                let m = p.map(h, MapMode::ReadOnly).unwrap();
-                let addr = m.as_ptr() as u64;
-                let through_window = (window..window + 8192).contains(&addr);
-                assert_eq!(
-                    through_window,
-                    path == MapPath::Window,
-                    "{path:?}: mapped at {addr:#x}"
-                );
-            }
-        }
-        for h in hs {
-            p.free(h).unwrap();
-        }
-    }
-    assert_eq!(
-        spanning_seen, spanning_expected,
-        "spanning objects exercised"
-    );
-    p.check_invariants().unwrap();
+        Ok(())
+    };
+    let spanning = model::every_class_round_trip(&p, |_| true, check_window)
+        .unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    assert_eq!(spanning, expected, "spanning objects exercised");
     drop_returning_frames(p);
 }
 
@@ -230,62 +197,30 @@ fn model_random_operations_on_real_frames_and_the_window() {
     }
 }
 
-/// The perfect-repacking bound: a class needs ceil(used / objects per zspage) zspages; every
-/// zspage beyond that could be freed.
-fn perfect_repacking_bound(p: &Pool<KernelBackend>) -> u64 {
-    p.stats()
-        .classes
-        .iter()
-        .map(|c| {
-            let (objs, pages) = (c.objs_per_zspage as u64, c.pages_per_zspage as u64);
-            (c.obj_allocated / objs - c.obj_used.div_ceil(objs)) * pages
-        })
-        .sum()
-}
-
 /// Compaction on real frames after freeing 50% and 90% of the objects at random: it frees
 /// exactly what a perfect repacking of the survivors would, every survivor stays intact, and
 /// the freed frames are back in the buddy allocator.
 fn compaction_frees_the_perfect_repacking_bound_on_real_frames() {
-    for (seed, percent) in [(50u64, 50usize), (90, 90)] {
+    for percent in [50, 90] {
         let p = pool(MapPath::Window);
-        let mut rng = Rng::new(seed);
-        let mut live: Vec<(Handle, Vec<u8>)> = (0..4000)
-            .map(|i| {
-                let size = 1 + rng.below(MAX_ALLOC_SIZE as u64) as usize;
-                let h = p.malloc(size).unwrap();
-                let bytes = pattern(i ^ seed, size);
-                p.write(h, &bytes).unwrap();
-                (h, bytes)
-            })
-            .collect();
-        rng.shuffle(&mut live);
-        let keep = live.len() - live.len() * percent / 100;
-        for (h, _) in live.drain(keep..) {
-            p.free(h).unwrap();
-        }
-        let bound = perfect_repacking_bound(&p);
-        let pages_before = p.total_pages();
-        let free_before = buddy::stats().free_frames;
-        let freed = p.compact();
+        let case = model::compaction_case(&p, percent as u64, 4000, 1..=MAX_ALLOC_SIZE, percent)
+            .unwrap_or_else(|e| panic!("{e}"));
         crate::println!(
-            "  {percent}% freed: {pages_before} pages; compaction freed {freed}, bound {bound}"
+            "  {percent}% freed: {} pages; compaction freed {}, bound {}, {} objects moved",
+            case.pages_before,
+            case.freed,
+            case.bound,
+            case.moved
         );
         assert_eq!(
-            freed as u64, bound,
-            "{percent}%: compaction freed {freed} of {bound} pages"
+            case.freed as u64, case.bound,
+            "{percent}% freed: compaction fell short of the bound"
         );
-        let free_after = buddy::stats().free_frames;
         assert_eq!(
-            free_after,
-            free_before + freed as u64,
-            "freed frames reach the buddy allocator"
+            p.total_pages(),
+            0,
+            "the case frees its survivors at the end"
         );
-        p.check_invariants().unwrap();
-        for (i, (h, bytes)) in live.iter().enumerate() {
-            let got = model::read_object(&p, *h, i as u64).unwrap();
-            assert!(got == *bytes, "object {i} changed by compaction");
-        }
         drop_returning_frames(p);
     }
 }
