@@ -108,10 +108,12 @@ pub struct ModelReport {
     pub compactions: u64,
     /// Pages they freed.
     pub pages_compacted: u64,
+    /// Pages migrated to new frames.
+    pub migrations: u64,
 }
 
 /// Runs `steps` random operations (malloc, free, map and write, read every way, compaction,
-/// frees of freed handles) with `seed`, checking the invariants every `check_every`
+/// page migration, frees of freed handles) with `seed`, checking the invariants every `check_every`
 /// steps (1 = every step) and every live object at the end. Frees everything it allocated
 /// before returning, so the pool ends as it started.
 pub fn run<B: Backend>(
@@ -188,6 +190,16 @@ pub fn run<B: Backend>(
                         "{} pages still freeable after compaction",
                         pool.stats().freeable()
                     )));
+                }
+            } else if roll < 90 {
+                let pages = pool.pages();
+                if !pages.is_empty() {
+                    let pfn = pages[rng.below(pages.len() as u64) as usize];
+                    match pool.migrate_page(pfn) {
+                        Ok(_) => report.migrations += 1,
+                        Err(Error::OutOfMemory) => report.out_of_memory += 1,
+                        Err(e) => return Err(ctx(format!("migrating frame {pfn:#x}: {e}"))),
+                    }
                 }
             } else if roll < 92 && !freed.is_empty() {
                 let h = freed[rng.below(freed.len() as u64) as usize];
@@ -406,4 +418,53 @@ pub fn compaction_case<B: Backend>(
         freed,
         moved,
     })
+}
+
+/// Fills one zspage of every class that `pick` selects with distinct bytes, migrates every
+/// page the pool holds to a new frame (checking that each object keeps its handle and its
+/// bytes), and frees the objects. Returns the number of pages migrated.
+pub fn migrate_every_page<B: Backend>(
+    pool: &Pool<B>,
+    pick: impl Fn(&ClassLayout) -> bool,
+) -> Result<usize, String> {
+    let mut live: Vec<(Handle, Vec<u8>)> = Vec::new();
+    for c in pool.classes().classes.iter().filter(|c| pick(c)) {
+        let size = if c.huge {
+            c.size.min(MAX_ALLOC_SIZE)
+        } else {
+            c.size - HANDLE_SIZE
+        };
+        for i in 0..c.objs_per_zspage {
+            let h = pool
+                .malloc(size)
+                .map_err(|e| format!("class {}: malloc: {e}", c.index))?;
+            let bytes = pattern(i as u64 ^ (c.index as u64) << 20, size);
+            pool.write(h, &bytes).map_err(|e| format!("write: {e}"))?;
+            live.push((h, bytes));
+        }
+    }
+    let result = (|| {
+        let pages = pool.pages();
+        for &pfn in &pages {
+            let new = pool
+                .migrate_page(pfn)
+                .map_err(|e| format!("migrating frame {pfn:#x}: {e}"))?;
+            if new == pfn || pool.pages().contains(&pfn) {
+                return Err(format!(
+                    "frame {pfn:#x} is still in the pool after migrating to {new:#x}"
+                ));
+            }
+        }
+        pool.check_invariants()?;
+        for (i, (h, bytes)) in live.iter().enumerate() {
+            if read_object(pool, *h, i as u64).map_err(|e| format!("read: {e}"))? != *bytes {
+                return Err(format!("object {i} changed its bytes in migration"));
+            }
+        }
+        Ok(pages.len())
+    })();
+    for (h, _) in &live {
+        let _ = pool.free(*h);
+    }
+    result
 }

@@ -83,6 +83,10 @@ pub enum Error {
     /// This CPU's mapping resource (window or copy buffer) is in use: one spanning mapping
     /// per CPU at a time.
     MapBusy,
+    /// The frame does not belong to a zspage of this pool.
+    NotOurPage(Pfn),
+    /// The frame's zspage has a mapped object: it cannot move now (try again after unmap).
+    ZspageBusy(Pfn),
     /// The caller's buffer cannot hold the object (or the data exceeds it).
     BufferSize {
         /// Bytes needed (or the object's size).
@@ -111,6 +115,10 @@ impl fmt::Display for Error {
             }
             Error::ObjectBusy(h) => write!(f, "object of handle {:#x} is mapped", h.to_raw()),
             Error::MapBusy => write!(f, "this CPU already has a spanning object mapped"),
+            Error::NotOurPage(p) => write!(f, "frame {p:#x} is not a page of this pool"),
+            Error::ZspageBusy(p) => {
+                write!(f, "frame {p:#x} belongs to a zspage with a mapped object")
+            }
             Error::BufferSize { object, given } => {
                 write!(f, "object is {object} bytes, buffer {given}")
             }
@@ -260,6 +268,42 @@ impl<B: Backend> Pool<B> {
         self.pages_allocated.fetch_sub(freed, Ordering::Relaxed);
         self.pages_compacted.fetch_add(freed, Ordering::Relaxed);
         freed
+    }
+
+    /// Moves one page of a zspage to a fresh frame (Linux: `zs_page_migrate`): the bytes are
+    /// copied, the chain and the page's zsdesc move to the new frame, the slots of the objects
+    /// that start in the page are repointed, and the old frame goes back to the backend.
+    /// Handles stay valid. Refused, with nothing changed, if the frame is not this pool's, if
+    /// its zspage has a mapped object, or if no frame is free. Returns the new frame.
+    pub fn migrate_page(&self, pfn: Pfn) -> Result<Pfn, Error> {
+        let owner = zsdesc::owner(self.backend.desc(pfn)).ok_or(Error::NotOurPage(pfn))?;
+        let mut class = self
+            .classes
+            .get(owner.class as usize)
+            .ok_or(Error::NotOurPage(pfn))?
+            .lock();
+        let new = class.migrate_page(&self.backend, owner.id, pfn)?;
+        Ok(new)
+    }
+
+    /// Every page the pool holds, zspage by zspage (for migration and checks).
+    pub fn pages(&self) -> Vec<Pfn> {
+        let mut out = Vec::with_capacity(self.total_pages());
+        for lock in &self.classes {
+            let c = lock.lock();
+            for id in c.live_zspages() {
+                let mut pfn = Some(c.zspage(id).first);
+                while let Some(p) = pfn {
+                    out.push(p);
+                    pfn = if c.layout.huge {
+                        None
+                    } else {
+                        zsdesc::next(self.backend.desc(p))
+                    };
+                }
+            }
+        }
+        out
     }
 
     /// Pages freed by compaction over the pool's life (Linux: `zs_pool_stats.pages_compacted`).

@@ -437,6 +437,56 @@ fn compaction_never_moves_a_mapped_object() {
     }
 }
 
+#[test]
+fn migrating_every_page_of_every_class_keeps_handles_and_bytes() {
+    let p = pool(MapPath::Window, 8);
+    let pick = |c: &crate::class::ClassLayout| !cfg!(miri) || [0, 100, 254].contains(&c.index);
+    let expected: usize = p
+        .classes()
+        .classes
+        .iter()
+        .filter(|c| pick(c))
+        .map(|c| c.pages_per_zspage)
+        .sum();
+    let moved = model::migrate_every_page(&p, pick).unwrap();
+    assert_eq!(moved, expected, "one zspage per class, every page of it");
+    assert_eq!(p.total_pages(), 0);
+    assert_eq!(
+        p.backend().frames_in_use(),
+        0,
+        "old frames must go back to the backend"
+    );
+}
+
+#[test]
+fn migration_is_refused_under_a_mapping_without_memory_and_for_foreign_frames() {
+    let p = pool(MapPath::Window, 4);
+    let (a, _) = two_spanning(&p);
+    let size = 1632 - HANDLE_SIZE;
+    p.write(a, &pattern(1, size)).unwrap();
+    let loc = p.location(a).unwrap();
+    // A mapped object pins its zspage: neither of its pages may move.
+    let m = p.map(a, MapMode::ReadOnly).unwrap();
+    assert_eq!(p.migrate_page(loc.pfn), Err(Error::ZspageBusy(loc.pfn)));
+    let second = loc.second_page.unwrap();
+    assert_eq!(p.migrate_page(second), Err(Error::ZspageBusy(second)));
+    drop(m);
+    // Out of frames: refused, nothing changed.
+    p.backend().fail_from(0);
+    assert_eq!(p.migrate_page(loc.pfn), Err(Error::OutOfMemory));
+    assert_eq!(p.location(a).unwrap(), loc);
+    p.backend().stop_failing();
+    // A frame that is not the pool's.
+    let pages = p.pages();
+    let stranger = (0x100..).find(|f| !pages.contains(f)).unwrap();
+    assert_eq!(p.migrate_page(stranger), Err(Error::NotOurPage(stranger)));
+    // Now it moves, and the spanning object still reads right through the window.
+    let new = p.migrate_page(loc.pfn).unwrap();
+    assert_eq!(p.location(a).unwrap().pfn, new);
+    check_object(&p, a, &pattern(1, size), 0, &"after migration");
+    p.check_invariants().unwrap();
+}
+
 /// Runs the model checker on a fresh host pool, then checks that every frame came back.
 fn run_model(seed: u64, steps: usize, path: MapPath, chain: usize, frames: usize) {
     let p = Pool::new(

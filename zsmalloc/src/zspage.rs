@@ -495,6 +495,84 @@ impl ClassState {
         }
     }
 
+    /// Moves page `pfn` of zspage `id` to a fresh frame; see `Pool::migrate_page`.
+    pub fn migrate_page<B: Backend>(
+        &mut self,
+        b: &B,
+        id: u32,
+        pfn: Pfn,
+    ) -> Result<Pfn, crate::Error> {
+        use crate::Error;
+        let z = self
+            .zspages
+            .get(id as usize)
+            .filter(|z| z.live)
+            .ok_or(Error::NotOurPage(pfn))?;
+        // Where the page sits in the chain (and which page links to it).
+        let (mut prev, mut cur, mut page_no) = (None, Some(z.first), 0);
+        while let Some(p) = cur {
+            if p == pfn {
+                break;
+            }
+            prev = Some(p);
+            cur = if self.layout.huge {
+                None
+            } else {
+                zsdesc::next(b.desc(p))
+            };
+            page_no += 1;
+        }
+        if cur != Some(pfn) {
+            return Err(Error::NotOurPage(pfn));
+        }
+        if z.pins != 0 {
+            return Err(Error::ZspageBusy(pfn));
+        }
+        let new = b.alloc_page().ok_or(Error::OutOfMemory)?;
+        // SAFETY: both frames are the pool's (the old one is a page of a live, unpinned zspage
+        // under the class lock; the new one was just allocated) and distinct.
+        unsafe { core::ptr::copy_nonoverlapping(b.page_ptr(pfn), b.page_ptr(new), PAGE_SIZE) };
+        let (old_d, new_d) = (b.desc(pfn), b.desc(new));
+        let first_obj = zsdesc::first_obj_offset(old_d);
+        zsdesc::init_page(
+            new_d,
+            ZsPageRef {
+                class: self.pos,
+                id,
+            },
+            zsdesc::is_first(old_d),
+            first_obj,
+        );
+        if self.layout.huge {
+            zsdesc::set_huge_slot(new_d, zsdesc::huge_slot(old_d));
+        } else if let Some(next) = zsdesc::next(old_d) {
+            zsdesc::set_next(new_d, next);
+        }
+        match prev {
+            None => self.zspages[id as usize].first = new,
+            Some(p) => zsdesc::set_next(b.desc(p), new),
+        }
+        // Repoint the objects that start in this page (objects that start in the previous
+        // page and run into this one are located by the previous page and do not change).
+        let size = self.layout.size;
+        let mut off = first_obj as usize;
+        while off < PAGE_SIZE {
+            let idx = ((page_no * PAGE_SIZE + off) / size) as u32;
+            if idx as usize >= self.layout.objs_per_zspage {
+                break;
+            }
+            if let Some(slot) = self.header_slot(b, new, idx) {
+                self.slots[slot as usize].obj = handle::encode_obj(new, idx);
+            }
+            off += size;
+        }
+        zsdesc::reset(old_d);
+        // SAFETY: nothing refers to the old frame any more: the chain, the zspage and every
+        // slot now name the new one.
+        unsafe { b.free_page(pfn) };
+        Ok(new)
+    }
+
     /// Walks a zspage's freelist (for checks): the free object indices.
     pub fn freelist<B: Backend>(&self, b: &B, id: u32) -> Vec<u32> {
         let z = &self.zspages[id as usize];

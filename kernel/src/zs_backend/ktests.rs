@@ -190,7 +190,10 @@ fn model_random_operations_on_real_frames_and_the_window() {
         let p = pool(path);
         let report = model::run(&p, seed, 3000, 25).unwrap_or_else(|e| panic!("{path:?}: {e}"));
         assert!(report.mallocs > 500 && report.reads > 200, "{report:?}");
-        assert!(report.compactions > 20, "{report:?}");
+        assert!(
+            report.compactions > 20 && report.migrations > 20,
+            "{report:?}"
+        );
         assert_eq!(p.total_pages(), 0);
         assert_eq!(p.backend().frames_held(), 0, "{path:?}: frames leaked");
         drop_returning_frames(p);
@@ -225,6 +228,25 @@ fn compaction_frees_the_perfect_repacking_bound_on_real_frames() {
     }
 }
 
+/// Page migration on real frames: every page of a zspage of every class (huge included) moves
+/// to a new frame; every object keeps its handle and bytes (spanning ones read through the
+/// window), and the old frames go back to the buddy allocator.
+fn migrating_every_page_of_every_class_on_real_frames() {
+    for path in [MapPath::Window, MapPath::Copy] {
+        let p = pool(path);
+        let expected: usize = p.classes().classes.iter().map(|c| c.pages_per_zspage).sum();
+        let moved =
+            model::migrate_every_page(&p, |_| true).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+        assert_eq!(moved, expected, "{path:?}: pages migrated");
+        assert_eq!(
+            p.backend().frames_held(),
+            0,
+            "{path:?}: old frames must be given back"
+        );
+        drop_returning_frames(p);
+    }
+}
+
 fn dropping_a_pool_with_live_objects_frees_its_frames() {
     let p = pool(MapPath::Window);
     for size in [10, 100, 1000, 3000, 4096] {
@@ -244,5 +266,6 @@ pub const TESTS: &[Test] = crate::ktests![
     bad_inputs_are_refused,
     model_random_operations_on_real_frames_and_the_window,
     compaction_frees_the_perfect_repacking_bound_on_real_frames,
+    migrating_every_page_of_every_class_on_real_frames,
     dropping_a_pool_with_live_objects_frees_its_frames,
 ];
