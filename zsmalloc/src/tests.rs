@@ -176,7 +176,7 @@ fn copy_path_skips_copy_in_for_write_only_and_copy_out_for_read_only() {
     check_object(&p, a, &pattern(2, size), 2, &"after write-only");
     // A read-only map whose buffer is changed does not copy back.
     let mut ro = p.map(b, MapMode::ReadOnly).unwrap();
-    // SAFETY-free trick: writing through a read-only mapping must panic instead.
+    // Writing through a read-only mapping must panic rather than reach the object.
     let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         ro[0] = 1;
     }));
