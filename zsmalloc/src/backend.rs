@@ -63,4 +63,11 @@ pub unsafe trait Backend {
 
     /// Reports something worth a user's attention (a pool dropped with live objects).
     fn report(&self, message: fmt::Arguments);
+
+    /// The token of the movable-page operations registered for this pool's pages (stored in
+    /// each page's descriptor with the movable flag, so the machine's page migration can find
+    /// the pool); 0, the default, leaves pages unmarked.
+    fn movable_ops(&self) -> u64 {
+        0
+    }
 }

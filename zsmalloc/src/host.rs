@@ -32,6 +32,8 @@ struct State {
     allocated: Vec<bool>,
     allocations: u64,
     fail_from: Option<u64>,
+    /// Frames `[start, end)` that allocation must not hand out (a range being emptied).
+    isolated: Option<(Pfn, Pfn)>,
 }
 
 /// The host backend.
@@ -45,6 +47,7 @@ pub struct HostBackend {
     state: Mutex<State>,
     window_busy: AtomicBool,
     reports: Mutex<Vec<String>>,
+    movable_ops: core::sync::atomic::AtomicU64,
 }
 
 // SAFETY: frame bytes are only reached through raw pointers handed to the pool, which
@@ -77,9 +80,11 @@ impl HostBackend {
                 allocated: alloc::vec![false; frames],
                 allocations: 0,
                 fail_from: None,
+                isolated: None,
             }),
             window_busy: AtomicBool::new(false),
             reports: Mutex::new(Vec::new()),
+            movable_ops: core::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -114,6 +119,16 @@ impl HostBackend {
             .iter()
             .filter(|&&a| a)
             .count()
+    }
+
+    /// Keeps allocation out of frames `[start, end)` (`None`: no longer).
+    pub fn isolate(&self, range: Option<(Pfn, Pfn)>) {
+        self.state.lock().unwrap().isolated = range;
+    }
+
+    /// Makes new pool pages movable, marked with `token` (as a kernel registration would).
+    pub fn set_movable_ops(&self, token: u64) {
+        self.movable_ops.store(token, Ordering::Relaxed);
     }
 
     /// Messages the pool reported.
@@ -196,7 +211,13 @@ unsafe impl Backend for HostBackend {
         if s.fail_from.is_some_and(|k| s.allocations >= k) {
             return None;
         }
-        let pfn = s.free.pop()?;
+        let pfn = match s.isolated {
+            None => s.free.pop()?,
+            Some((start, end)) => {
+                let at = s.free.iter().rposition(|&p| p < start || p >= end)?;
+                s.free.swap_remove(at)
+            }
+        };
         s.allocations += 1;
         let i = self.index(pfn);
         s.allocated[i] = true;
@@ -253,7 +274,62 @@ unsafe impl Backend for HostBackend {
         1
     }
 
+    fn movable_ops(&self) -> u64 {
+        self.movable_ops.load(Ordering::Relaxed)
+    }
+
     fn report(&self, message: fmt::Arguments) {
         self.reports.lock().unwrap().push(message.to_string());
+    }
+}
+
+/// The host's stand-in for the kernel's range-emptying routine: picks an aligned range of
+/// `frames` frames, keeps allocation out of it, and migrates every pool page in it (isolate,
+/// migrate, put back on failure), as the kernel does with real frames.
+pub struct HostRanges {
+    /// Frames per range (a power of two).
+    pub frames: u64,
+}
+
+impl crate::model::RangeEmptier<HostBackend> for HostRanges {
+    fn empty_range(
+        &self,
+        pool: &crate::Pool<HostBackend>,
+        seed: u64,
+    ) -> Result<crate::model::EmptiedRange, crate::model::RangeRefusal> {
+        use crate::model::{EmptiedRange, RangeRefusal};
+        let b = pool.backend();
+        let ranges = (b.frame_count as u64 / self.frames).max(1);
+        let start = BASE_PFN + seed % ranges * self.frames;
+        let end = start + self.frames;
+        b.isolate(Some((start, end)));
+        let mut migrated = 0;
+        let result = (|| {
+            for pfn in pool
+                .pages()
+                .into_iter()
+                .filter(|p| (start..end).contains(p))
+            {
+                pool.isolate_page(pfn)
+                    .map_err(|_| RangeRefusal::Busy(pfn))?;
+                match pool.migrate_page(pfn) {
+                    Ok(_) => migrated += 1,
+                    Err(e) => {
+                        pool.putback_page(pfn);
+                        return Err(match e {
+                            crate::Error::OutOfMemory => RangeRefusal::OutOfMemory,
+                            _ => RangeRefusal::Busy(pfn),
+                        });
+                    }
+                }
+            }
+            Ok(EmptiedRange {
+                start,
+                frames: self.frames,
+                migrated,
+            })
+        })();
+        b.isolate(None);
+        result
     }
 }

@@ -8,7 +8,7 @@
 //!
 //! Rooms: [`class`] (size classes), [`handle`] (handles and locations), [`zsdesc`] (the page
 //! descriptor overlay, the only code that touches descriptor fields), `zspage` (zspages,
-//! fullness groups, freelists, slots), [`pool`] (the API), [`stats`], and [`backend`] (the
+//! fullness groups, freelists), [`slots`] (handle slots), [`pool`] (the API), [`stats`], and [`backend`] (the
 //! trait through which the allocator reaches the machine).
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -21,6 +21,7 @@ pub mod class;
 pub mod handle;
 pub mod model;
 pub mod pool;
+pub mod slots;
 pub mod stats;
 pub mod zsdesc;
 mod zspage;

@@ -9,7 +9,7 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Pfn};
 use crate::class::{ClassLayout, HANDLE_SIZE, MAX_ALLOC_SIZE, PAGE_SIZE};
 use crate::{Error, Handle, MapMode, Pool, PoolStats};
 
@@ -110,17 +110,53 @@ pub struct ModelReport {
     pub pages_compacted: u64,
     /// Pages migrated to new frames.
     pub migrations: u64,
+    /// Physical ranges emptied of the pool's pages.
+    pub ranges_emptied: u64,
+    /// Range emptyings refused (a frame that cannot move, or no frame to move to).
+    pub ranges_refused: u64,
+}
+
+/// A physical range emptied of a pool's pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmptiedRange {
+    /// First frame of the range.
+    pub start: Pfn,
+    /// Frames in the range.
+    pub frames: u64,
+    /// Pool pages migrated out of it.
+    pub migrated: u64,
+}
+
+/// Why a range could not be emptied (the pool must be unchanged apart from pages already
+/// migrated, which stay valid).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeRefusal {
+    /// A frame in the range is in use and cannot move (not a movable page).
+    Unmovable(Pfn),
+    /// A page's zspage has a mapped object.
+    Busy(Pfn),
+    /// No frame outside the range to migrate to.
+    OutOfMemory,
+}
+
+/// The machine's side of page migration, as the model drives it: empty a physical range of
+/// every page of `pool` (the kernel's range-emptying routine, or its host stand-in).
+pub trait RangeEmptier<B: Backend> {
+    /// Chooses a range with `seed` and migrates every page of `pool` out of it.
+    fn empty_range(&self, pool: &Pool<B>, seed: u64) -> Result<EmptiedRange, RangeRefusal>;
 }
 
 /// Runs `steps` random operations (malloc, free, map and write, read every way, compaction,
-/// page migration, frees of freed handles) with `seed`, checking the invariants every `check_every`
-/// steps (1 = every step) and every live object at the end. Frees everything it allocated
-/// before returning, so the pool ends as it started.
+/// page migration, emptying a physical range if `ranges` is given, frees of freed handles)
+/// with `seed`, checking the invariants every `check_every` steps (1 = every step) and every
+/// live object at the end. Frees everything it allocated before returning, so the pool ends
+/// as it started.
 pub fn run<B: Backend>(
     pool: &Pool<B>,
     seed: u64,
     steps: usize,
     check_every: usize,
+    ranges: Option<&dyn RangeEmptier<B>>,
 ) -> Result<ModelReport, String> {
     let mut rng = Rng::new(seed);
     let mut shadow: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
@@ -190,6 +226,21 @@ pub fn run<B: Backend>(
                         "{} pages still freeable after compaction",
                         pool.stats().freeable()
                     )));
+                }
+            } else if let Some(emptier) = ranges.filter(|_| roll == 89) {
+                match emptier.empty_range(pool, rng.next_u64()) {
+                    Ok(r) => {
+                        let end = r.start + r.frames;
+                        if let Some(p) = pool.pages().iter().find(|&&p| p >= r.start && p < end) {
+                            return Err(ctx(format!(
+                                "frame {p:#x} still in the pool after emptying {:#x}..{end:#x}",
+                                r.start
+                            )));
+                        }
+                        report.ranges_emptied += 1;
+                        report.migrations += r.migrated;
+                    }
+                    Err(_) => report.ranges_refused += 1,
                 }
             } else if roll < 90 {
                 let pages = pool.pages();

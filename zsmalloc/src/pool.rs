@@ -1,9 +1,16 @@
 //! The pool: zsmalloc's public API (`zs_create_pool`, `zs_malloc`, `zs_free`,
 //! `zs_map_object`/`zs_unmap_object`, `zs_obj_read_*`/`zs_obj_write`, statistics).
 //!
-//! Locking: each class has its own lock (seed 2024), held for allocation, free, and while a
-//! handle is resolved to its object and the object's zspage pinned. A mapping pins the zspage
-//! (so nothing can move it) and is done outside the class lock; unmapping unpins it.
+//! Locking, as seed 2024 (`mm/zsmalloc: change back to per-size_class lock`), in this order:
+//! 1. the pool's migrate lock, a reader/writer lock: read to turn a handle into a stable
+//!    location (free, map, read, write), write to move objects (compaction, migration);
+//! 2. one lock per size class, for allocation and freeing (and held by compaction and
+//!    migration, which change the class's zspages);
+//! 3. a per-zspage lock (in the zspage's first zsdesc): a mapping holds it for reading from
+//!    map to unmap, so that compaction and migration, which only ever *try* it for writing,
+//!    skip that zspage and never move bytes under a user.
+//!
+//! Map, read and write take no class lock at all. Debug builds check the order per CPU.
 
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -11,16 +18,17 @@ use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 use core::fmt;
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 
-use spin::Mutex;
+use spin::{Mutex, RwLock};
 
 use crate::backend::{Backend, PairMapping, Pfn};
 use crate::class::{self, ClassTable, HANDLE_SIZE, MAX_ALLOC_SIZE, PAGE_SIZE};
 use crate::handle::{self, Handle, HandleParts, MAX_TAG};
+use crate::slots::{Slot, SlotState, SlotTable, WRITE_MAPPED};
 use crate::stats::{ClassStats, PoolStats};
 use crate::zsdesc;
-use crate::zspage::{ClassState, WRITE_MAPPED};
+use crate::zspage::ClassState;
 
 /// How objects that span two pages are mapped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,13 +152,19 @@ pub struct Pool<B: Backend> {
     name: String,
     backend: B,
     table: ClassTable,
+    /// Seed 2024's `pool->migrate_lock`: held for reading to turn a handle into a stable
+    /// object location (free, map, read, write), for writing to move objects (compaction,
+    /// migration).
+    migrate: RwLock<()>,
     classes: Vec<Mutex<ClassState>>,
+    slots: SlotTable,
+    order: LockOrder,
     tag: u16,
     map_path: MapPath,
     copy_bufs: Vec<CopyBuf>,
     pages_allocated: AtomicUsize,
     pages_compacted: AtomicUsize,
-    objs_moved: core::sync::atomic::AtomicU64,
+    objs_moved: AtomicU64,
 }
 
 /// Where an object is.
@@ -170,16 +184,113 @@ pub struct Location {
     pub class_index: usize,
 }
 
-/// A handle's object, resolved under its class lock.
+/// A handle's object, pinned: its slot counts the mapping and its zspage's lock is held for
+/// reading, so nothing moves it until [`Pool::unpin`].
 #[derive(Clone, Copy)]
 struct Resolved {
     class: usize,
     slot: u32,
-    zspage: u32,
+    /// First page of the zspage (where its lock is).
+    first: Pfn,
     pfn: Pfn,
     idx: u32,
     size: usize,
 }
+
+/// The pool's locks, in the order they must be taken (seed 2024): the migrate lock, then a
+/// class lock, then a zspage lock. The zspage lock is only ever *tried* for writing (by
+/// compaction and migration, which skip a busy zspage), so a mapping may hold it for reading
+/// across other pool calls without risk of deadlock; only the first two are checked.
+#[derive(Debug, Clone, Copy)]
+enum Level {
+    Migrate = 0,
+    Class = 1,
+}
+
+/// Debug builds check the lock order per CPU: taking a lock while holding one that comes
+/// later in the order panics with both named.
+pub(crate) struct LockOrder {
+    #[cfg(debug_assertions)]
+    held: Vec<core::sync::atomic::AtomicU8>,
+}
+
+/// Proof that a level was entered in order; leaves it when dropped.
+pub(crate) struct Held<'a> {
+    #[cfg(debug_assertions)]
+    order: &'a LockOrder,
+    #[cfg(debug_assertions)]
+    cpu: usize,
+    #[cfg(debug_assertions)]
+    bit: u8,
+    #[cfg(not(debug_assertions))]
+    _order: core::marker::PhantomData<&'a LockOrder>,
+}
+
+impl LockOrder {
+    fn new(_cpus: usize) -> LockOrder {
+        LockOrder {
+            #[cfg(debug_assertions)]
+            held: (0.._cpus)
+                .map(|_| core::sync::atomic::AtomicU8::new(0))
+                .collect(),
+        }
+    }
+
+    fn enter<B: Backend>(&self, _backend: &B, level: Level) -> Held<'_> {
+        #[cfg(debug_assertions)]
+        {
+            let (cpu, _pin) = _backend.pin_cpu();
+            let bit = 1u8 << level as u8;
+            let held = self.held[cpu].load(Ordering::Relaxed);
+            assert!(
+                held & !(bit - 1) == 0,
+                "zsmalloc lock order violated on CPU {cpu}: taking the {level:?} lock while \
+                 holding {held:#04b} (order: migrate lock, class lock, zspage lock)"
+            );
+            self.held[cpu].store(held | bit, Ordering::Relaxed);
+            Held {
+                order: self,
+                cpu,
+                bit,
+            }
+        }
+        #[cfg(not(debug_assertions))]
+        {
+            let _ = level;
+            Held {
+                _order: core::marker::PhantomData,
+            }
+        }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        #[cfg(debug_assertions)]
+        self.order.held[self.cpu].fetch_and(!self.bit, Ordering::Relaxed);
+    }
+}
+
+/// A lock guard that also keeps its place in the lock order (the guard goes first).
+pub(crate) struct Ordered<'a, G> {
+    guard: G,
+    _held: Held<'a>,
+}
+
+impl<G: Deref> Deref for Ordered<'_, G> {
+    type Target = G::Target;
+    fn deref(&self) -> &G::Target {
+        &self.guard
+    }
+}
+
+impl<G: DerefMut> DerefMut for Ordered<'_, G> {
+    fn deref_mut(&mut self) -> &mut G::Target {
+        &mut self.guard
+    }
+}
+
+type ClassGuard<'a> = Ordered<'a, spin::MutexGuard<'a, ClassState>>;
 
 impl<B: Backend> Pool<B> {
     /// Creates a pool named `name` over `backend` (Linux: `zs_create_pool`).
@@ -203,15 +314,42 @@ impl<B: Backend> Pool<B> {
         };
         Pool {
             name: String::from(name),
+            order: LockOrder::new(backend.possible_cpus()),
             backend,
             table,
+            migrate: RwLock::new(()),
             classes,
+            slots: SlotTable::new(),
             tag,
             map_path: config.map_path,
             copy_bufs,
             pages_allocated: AtomicUsize::new(0),
             pages_compacted: AtomicUsize::new(0),
-            objs_moved: core::sync::atomic::AtomicU64::new(0),
+            objs_moved: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn read_migrate(&self) -> Ordered<'_, spin::RwLockReadGuard<'_, ()>> {
+        let held = self.order.enter(&self.backend, Level::Migrate);
+        Ordered {
+            guard: self.migrate.read(),
+            _held: held,
+        }
+    }
+
+    fn write_migrate(&self) -> Ordered<'_, spin::RwLockWriteGuard<'_, ()>> {
+        let held = self.order.enter(&self.backend, Level::Migrate);
+        Ordered {
+            guard: self.migrate.write(),
+            _held: held,
+        }
+    }
+
+    pub(crate) fn lock_class(&self, pos: usize) -> ClassGuard<'_> {
+        let held = self.order.enter(&self.backend, Level::Class);
+        Ordered {
+            guard: self.classes[pos].lock(),
+            _held: held,
         }
     }
 
@@ -253,15 +391,18 @@ impl<B: Backend> Pool<B> {
 
     /// Compacts every class, largest first (Linux: `zs_compact`): live objects move from the
     /// sparsest zspages into the fullest, emptied zspages go back to the frame allocator.
-    /// Handles stay valid. Zspages with mapped objects are not emptied. Returns pages freed.
+    /// Handles stay valid. Zspages with mapped objects are not emptied. Each class is
+    /// compacted under the migrate lock held for writing and the class lock, released between
+    /// classes. Returns pages freed.
     pub fn compact(&self) -> usize {
         let mut freed = 0;
-        for lock in self.classes.iter().rev() {
-            let mut class = lock.lock();
-            if class.freeable_zspages() == 0 {
+        for pos in (0..self.classes.len()).rev() {
+            if self.lock_class(pos).freeable_zspages() == 0 {
                 continue;
             }
-            let (pages, moved) = class.compact(&self.backend);
+            let _migrate = self.write_migrate();
+            let mut class = self.lock_class(pos);
+            let (pages, moved) = class.compact(&self.backend, &self.slots);
             freed += pages;
             self.objs_moved.fetch_add(moved, Ordering::Relaxed);
         }
@@ -270,27 +411,78 @@ impl<B: Backend> Pool<B> {
         freed
     }
 
-    /// Moves one page of a zspage to a fresh frame (Linux: `zs_page_migrate`): the bytes are
-    /// copied, the chain and the page's zsdesc move to the new frame, the slots of the objects
-    /// that start in the page are repointed, and the old frame goes back to the backend.
-    /// Handles stay valid. Refused, with nothing changed, if the frame is not this pool's, if
-    /// its zspage has a mapped object, or if no frame is free. Returns the new frame.
+    /// Moves one page of a zspage to a fresh frame from the backend (Linux:
+    /// `zs_page_migrate`); see [`Pool::migrate_page_into`]. Returns the new frame.
     pub fn migrate_page(&self, pfn: Pfn) -> Result<Pfn, Error> {
+        zsdesc::owner(self.backend.desc(pfn)).ok_or(Error::NotOurPage(pfn))?;
+        let new = self.backend.alloc_page().ok_or(Error::OutOfMemory)?;
+        match self.migrate_page_into(pfn, new) {
+            Ok(()) => Ok(new),
+            Err(e) => {
+                // SAFETY: `new` came from alloc_page just now and migration left it unused.
+                unsafe { self.backend.free_page(new) };
+                Err(e)
+            }
+        }
+    }
+
+    /// Moves page `pfn` of a zspage into the frame `new` (Linux: `zs_page_migrate`): the bytes
+    /// are copied, the chain and the page's zsdesc move to the new frame, the slots of the
+    /// objects that start in the page are repointed, and the old frame goes back to the
+    /// backend through `free_page`. Handles stay valid. `new` must be a frame the backend's
+    /// `free_page` may take back later (from the same allocator as `alloc_page`); on success
+    /// the pool owns it. Refused, with nothing changed and `new` still the caller's, if the
+    /// frame is not this pool's or its zspage has a mapped object.
+    pub fn migrate_page_into(&self, pfn: Pfn, new: Pfn) -> Result<(), Error> {
+        let _migrate = self.write_migrate();
         let owner = zsdesc::owner(self.backend.desc(pfn)).ok_or(Error::NotOurPage(pfn))?;
-        let mut class = self
-            .classes
-            .get(owner.class as usize)
-            .ok_or(Error::NotOurPage(pfn))?
-            .lock();
-        let new = class.migrate_page(&self.backend, owner.id, pfn)?;
-        Ok(new)
+        if owner.class as usize >= self.classes.len() {
+            return Err(Error::NotOurPage(pfn));
+        }
+        let mut class = self.lock_class(owner.class as usize);
+        class.migrate_page(&self.backend, &self.slots, owner.id, pfn, new)
+    }
+
+    /// Claims a page of this pool for migration (Linux: `zs_page_isolate`): marks it isolated
+    /// so that no other migrator takes it. Refused if the page is not the pool's or is already
+    /// isolated. Its zspage may still be freed meanwhile; migration then reports
+    /// [`Error::NotOurPage`].
+    pub fn isolate_page(&self, pfn: Pfn) -> Result<(), Error> {
+        let _migrate = self.read_migrate();
+        let owner = zsdesc::owner(self.backend.desc(pfn)).ok_or(Error::NotOurPage(pfn))?;
+        if owner.class as usize >= self.classes.len() {
+            return Err(Error::NotOurPage(pfn));
+        }
+        let class = self.lock_class(owner.class as usize);
+        if !class.holds_page(&self.backend, owner.id, pfn) {
+            return Err(Error::NotOurPage(pfn));
+        }
+        if !zsdesc::try_isolate(self.backend.desc(pfn)) {
+            return Err(Error::ZspageBusy(pfn));
+        }
+        Ok(())
+    }
+
+    /// Undoes [`Pool::isolate_page`] for a page that was not migrated (Linux:
+    /// `zs_page_putback`). A page that is no longer the pool's is left alone.
+    pub fn putback_page(&self, pfn: Pfn) {
+        let _migrate = self.read_migrate();
+        let Some(owner) = zsdesc::owner(self.backend.desc(pfn)) else {
+            return;
+        };
+        if (owner.class as usize) < self.classes.len() {
+            let class = self.lock_class(owner.class as usize);
+            if class.holds_page(&self.backend, owner.id, pfn) {
+                zsdesc::clear_isolated(self.backend.desc(pfn));
+            }
+        }
     }
 
     /// Every page the pool holds, zspage by zspage (for migration and checks).
     pub fn pages(&self) -> Vec<Pfn> {
         let mut out = Vec::with_capacity(self.total_pages());
-        for lock in &self.classes {
-            let c = lock.lock();
+        for pos in 0..self.classes.len() {
+            let c = self.lock_class(pos);
             for id in c.live_zspages() {
                 let mut pfn = Some(c.zspage(id).first);
                 while let Some(p) = pfn {
@@ -316,28 +508,41 @@ impl<B: Backend> Pool<B> {
         self.objs_moved.load(Ordering::Relaxed)
     }
 
-    /// Allocates an object of `size` bytes (Linux: `zs_malloc`).
+    /// Allocates an object of `size` bytes (Linux: `zs_malloc`). The handle's slot is taken
+    /// before the class lock (as Linux takes its handle from a cache first).
     pub fn malloc(&self, size: usize) -> Result<Handle, Error> {
         if size == 0 || size > MAX_ALLOC_SIZE {
             return Err(Error::InvalidSize(size));
         }
         let pos = self.table.class_for(size);
-        let mut class = self.classes[pos].lock();
+        let (slot, generation) = self
+            .slots
+            .reserve(pos as u8, size as u16)
+            .ok_or(Error::OutOfMemory)?;
+        let mut class = self.lock_class(pos);
         let id = match class.find_zspage() {
             Some(id) => id,
-            None => {
-                let id = class
-                    .alloc_zspage(&self.backend)
-                    .ok_or(Error::OutOfMemory)?;
-                self.pages_allocated
-                    .fetch_add(class.layout.pages_per_zspage, Ordering::Relaxed);
-                id
-            }
+            None => match class.alloc_zspage(&self.backend) {
+                Some(id) => {
+                    self.pages_allocated
+                        .fetch_add(class.layout.pages_per_zspage, Ordering::Relaxed);
+                    id
+                }
+                None => {
+                    drop(class);
+                    self.slots.release(slot);
+                    return Err(Error::OutOfMemory);
+                }
+            },
         };
-        let (slot, generation) = class.alloc_slot(size as u16);
         let obj = class.obj_malloc(&self.backend, id, slot);
-        class.slots[slot as usize].obj = obj;
+        self.slots
+            .get(slot)
+            .expect("a reserved slot exists")
+            .set_obj(obj);
         class.fix_group(id);
+        drop(class);
+        self.slots.publish(slot);
         Ok(Handle::new(HandleParts {
             tag: self.tag,
             class: pos as u8,
@@ -346,39 +551,9 @@ impl<B: Backend> Pool<B> {
         }))
     }
 
-    /// Finds a handle's object; the class lock must be held (`class` is its state).
-    fn resolve(&self, class: &ClassState, handle: Handle) -> Result<Resolved, Error> {
-        let p = handle.parts();
-        let slot = class
-            .slots
-            .get(p.slot as usize)
-            .ok_or(Error::InvalidHandle(handle))?;
-        if slot.generation != p.generation {
-            return Err(if slot.generation < p.generation && !slot.live {
-                Error::InvalidHandle(handle)
-            } else {
-                Error::StaleHandle(handle)
-            });
-        }
-        if !slot.live {
-            return Err(Error::DoubleFree(handle));
-        }
-        let (pfn, idx) = handle::decode_obj(slot.obj);
-        let owner = zsdesc::owner(self.backend.desc(pfn))
-            .expect("a live object's page belongs to a zspage");
-        debug_assert_eq!(owner.class as usize, p.class as usize);
-        Ok(Resolved {
-            class: p.class as usize,
-            slot: p.slot,
-            zspage: owner.id,
-            pfn,
-            idx,
-            size: slot.size as usize,
-        })
-    }
-
-    /// Locks the class a handle names, after checking the handle is this pool's.
-    fn class_of(&self, handle: Handle) -> Result<spin::MutexGuard<'_, ClassState>, Error> {
+    /// The slot a handle names, after checking the handle is this pool's (no lock needed: the
+    /// slot's address never changes).
+    fn slot_of(&self, handle: Handle) -> Result<(HandleParts, &Slot), Error> {
         let p = handle.parts();
         if p.tag != self.tag {
             return Err(if p.tag == 0 {
@@ -387,65 +562,139 @@ impl<B: Backend> Pool<B> {
                 Error::ForeignHandle(handle)
             });
         }
-        self.classes
-            .get(p.class as usize)
-            .map(|c| c.lock())
-            .ok_or(Error::InvalidHandle(handle))
+        if p.class as usize >= self.classes.len() {
+            return Err(Error::InvalidHandle(handle));
+        }
+        let slot = self.slots.get(p.slot).ok_or(Error::InvalidHandle(handle))?;
+        Ok((p, slot))
     }
 
-    /// Frees an object (Linux: `zs_free`). A zspage left empty is freed at once.
-    pub fn free(&self, handle: Handle) -> Result<(), Error> {
-        let mut class = self.class_of(handle)?;
-        let r = self.resolve(&class, handle)?;
-        if class.slots[r.slot as usize].maps != 0 {
-            return Err(Error::ObjectBusy(handle));
+    /// Checks that a slot's state still belongs to the handle's object.
+    fn check_state(handle: Handle, p: &HandleParts, st: SlotState) -> Result<(), Error> {
+        if st.generation != p.generation {
+            return Err(if st.generation < p.generation && !st.live {
+                Error::InvalidHandle(handle)
+            } else {
+                Error::StaleHandle(handle)
+            });
         }
-        class.obj_free(&self.backend, r.zspage, r.pfn, r.idx);
-        class.release_slot(r.slot);
-        if class.fix_group(r.zspage) == crate::zspage::GROUP_EMPTY {
-            let freed = class.free_zspage(&self.backend, r.zspage);
-            self.pages_allocated.fetch_sub(freed, Ordering::Relaxed);
+        if st.class != p.class {
+            return Err(Error::InvalidHandle(handle));
+        }
+        if !st.live {
+            return Err(Error::DoubleFree(handle));
         }
         Ok(())
     }
 
+    /// Frees an object (Linux: `zs_free`): the migrate lock for reading, then the class lock,
+    /// then the migrate lock is dropped. A zspage left empty is freed at once.
+    pub fn free(&self, handle: Handle) -> Result<(), Error> {
+        let (p, slot) = self.slot_of(handle)?;
+        let migrate = self.read_migrate();
+        let mut class = self.lock_class(p.class as usize);
+        drop(migrate);
+        slot.update(|st| {
+            Self::check_state(handle, &p, st)?;
+            if st.maps != 0 {
+                return Err(Error::ObjectBusy(handle));
+            }
+            Ok(SlotState { live: false, ..st })
+        })?;
+        let (pfn, idx) = handle::decode_obj(slot.obj());
+        let owner = zsdesc::owner(self.backend.desc(pfn))
+            .expect("a live object's page belongs to a zspage");
+        class.obj_free(&self.backend, owner.id, pfn, idx);
+        if class.fix_group(owner.id) == crate::zspage::GROUP_EMPTY {
+            let freed = class.free_zspage(&self.backend, owner.id);
+            self.pages_allocated.fetch_sub(freed, Ordering::Relaxed);
+        }
+        drop(class);
+        self.slots.release(p.slot);
+        Ok(())
+    }
+
+    /// Pins a handle's object for access in `mode` (Linux's first half of `zs_map_object`):
+    /// under the migrate lock held for reading, the slot counts the access (refusing one that
+    /// conflicts) and the object's zspage lock is taken for reading. No class lock is taken.
+    fn pin(&self, handle: Handle, mode: MapMode) -> Result<Resolved, Error> {
+        let (p, slot) = self.slot_of(handle)?;
+        let _migrate = self.read_migrate();
+        let st = slot.update(|st| {
+            Self::check_state(handle, &p, st)?;
+            let conflict = match mode {
+                MapMode::ReadOnly => st.maps >= WRITE_MAPPED - 1,
+                MapMode::WriteOnly | MapMode::ReadWrite => st.maps != 0,
+            };
+            if conflict {
+                return Err(Error::ObjectBusy(handle));
+            }
+            let maps = if mode == MapMode::ReadOnly {
+                st.maps + 1
+            } else {
+                WRITE_MAPPED
+            };
+            Ok(SlotState { maps, ..st })
+        })?;
+        let (pfn, idx) = handle::decode_obj(slot.obj());
+        let first = zsdesc::first_page(self.backend.desc(pfn));
+        zsdesc::zspage_read_lock(self.backend.desc(first));
+        Ok(Resolved {
+            class: p.class as usize,
+            slot: p.slot,
+            first,
+            pfn,
+            idx,
+            size: st.size as usize,
+        })
+    }
+
+    /// Undoes [`Pool::pin`]: the zspage lock first (the slot's count keeps the object, and so
+    /// its zspage, alive until then), then the slot's count.
+    fn unpin(&self, r: &Resolved) {
+        zsdesc::zspage_read_unlock(self.backend.desc(r.first));
+        let slot = self
+            .slots
+            .get(r.slot)
+            .expect("a pinned object's slot exists");
+        let _ = slot.update(|st| {
+            let maps = if st.maps == WRITE_MAPPED {
+                0
+            } else {
+                st.maps - 1
+            };
+            Ok::<_, ()>(SlotState { maps, ..st })
+        });
+    }
+
     /// Where an object's bytes are: (page, offset of the first user byte, second page if the
-    /// object spans two).
-    fn object_bytes(&self, class: &ClassState, r: &Resolved) -> (Pfn, usize, Option<Pfn>) {
-        let off = r.idx as usize * class.layout.size % PAGE_SIZE;
-        let data = off + if class.layout.huge { 0 } else { HANDLE_SIZE };
-        if data + r.size <= PAGE_SIZE {
-            (r.pfn, data, None)
+    /// object spans two). The object must be pinned or the migrate lock held.
+    fn object_bytes(
+        &self,
+        class: usize,
+        pfn: Pfn,
+        idx: u32,
+        size: usize,
+    ) -> (Pfn, usize, Option<Pfn>) {
+        let layout = &self.table.classes[class];
+        let off = idx as usize * layout.size % PAGE_SIZE;
+        let data = off + if layout.huge { 0 } else { HANDLE_SIZE };
+        if data + size <= PAGE_SIZE {
+            (pfn, data, None)
         } else {
             let next =
-                zsdesc::next(self.backend.desc(r.pfn)).expect("a spanning object has a next page");
-            (r.pfn, data, Some(next))
+                zsdesc::next(self.backend.desc(pfn)).expect("a spanning object has a next page");
+            (pfn, data, Some(next))
         }
     }
 
     /// Maps an object (Linux: `zs_map_object`); the returned guard derefs to exactly its
     /// bytes and unmaps on drop. One spanning mapping per CPU at a time ([`Error::MapBusy`]).
+    /// The object's zspage cannot move (compaction and migration skip it) until the unmap.
     pub fn map(&self, handle: Handle, mode: MapMode) -> Result<Mapping<'_, B>, Error> {
-        let (r, first, data, second) = {
-            let mut class = self.class_of(handle)?;
-            let r = self.resolve(&class, handle)?;
-            let slot = &mut class.slots[r.slot as usize];
-            let conflict = match mode {
-                MapMode::ReadOnly => slot.maps == WRITE_MAPPED || slot.maps == WRITE_MAPPED - 1,
-                MapMode::WriteOnly | MapMode::ReadWrite => slot.maps != 0,
-            };
-            if conflict {
-                return Err(Error::ObjectBusy(handle));
-            }
-            slot.maps = if mode == MapMode::ReadOnly {
-                slot.maps + 1
-            } else {
-                WRITE_MAPPED
-            };
-            class.zspage_mut(r.zspage).pins += 1;
-            let (first, data, second) = self.object_bytes(&class, &r);
-            (r, first, data, second)
-        };
+        let r = self.pin(handle, mode)?;
+        let (first, data, second) = self.object_bytes(r.class, r.pfn, r.idx, r.size);
+        // From here, dropping `m` unpins, on every path.
         let mut m = Mapping {
             pool: self,
             r,
@@ -543,31 +792,21 @@ impl<B: Backend> Pool<B> {
                 drop(_pin);
             }
         }
-        let mut class = self.classes[m.r.class].lock();
-        let slot = &mut class.slots[m.r.slot as usize];
-        slot.maps = if slot.maps == WRITE_MAPPED {
-            0
-        } else {
-            slot.maps - 1
-        };
-        class.zspage_mut(m.r.zspage).pins -= 1;
+        self.unpin(&m.r);
     }
 
     /// Copies an object's bytes into `buf` (at least the object's size); returns the size.
     pub fn read(&self, handle: Handle, buf: &mut [u8]) -> Result<usize, Error> {
-        let class = self.class_of(handle)?;
-        let r = self.resolve(&class, handle)?;
+        let r = self.pin(handle, MapMode::ReadOnly)?;
         if buf.len() < r.size {
+            self.unpin(&r);
             return Err(Error::BufferSize {
                 object: r.size,
                 given: buf.len(),
             });
         }
-        if class.slots[r.slot as usize].maps == WRITE_MAPPED {
-            return Err(Error::ObjectBusy(handle));
-        }
-        let (first, data, second) = self.object_bytes(&class, &r);
-        // SAFETY: the class lock keeps the object in place and no writer has it mapped; `buf`
+        let (first, data, second) = self.object_bytes(r.class, r.pfn, r.idx, r.size);
+        // SAFETY: the object is pinned (nothing moves it) and no writer has it mapped; `buf`
         // holds at least `size` bytes.
         unsafe {
             self.copy_object(
@@ -579,25 +818,24 @@ impl<B: Backend> Pool<B> {
                 CopyDir::ToBuffer,
             )
         };
+        self.unpin(&r);
         Ok(r.size)
     }
 
     /// Copies `data` into the start of an object (Linux: `zs_obj_write`); `data` may be
     /// shorter than the object.
     pub fn write(&self, handle: Handle, data: &[u8]) -> Result<(), Error> {
-        let class = self.class_of(handle)?;
-        let r = self.resolve(&class, handle)?;
+        let r = self.pin(handle, MapMode::WriteOnly)?;
         if data.len() > r.size {
+            self.unpin(&r);
             return Err(Error::BufferSize {
                 object: r.size,
                 given: data.len(),
             });
         }
-        if class.slots[r.slot as usize].maps != 0 {
-            return Err(Error::ObjectBusy(handle));
-        }
-        let (first, off, second) = self.object_bytes(&class, &r);
-        // SAFETY: as for `read`, and nobody has the object mapped; `data` is only read.
+        let (first, off, second) = self.object_bytes(r.class, r.pfn, r.idx, r.size);
+        // SAFETY: the object is pinned for writing (nobody else has it mapped, nothing moves
+        // it); `data` is only read.
         unsafe {
             self.copy_object(
                 first,
@@ -608,6 +846,7 @@ impl<B: Backend> Pool<B> {
                 CopyDir::ToObject,
             )
         };
+        self.unpin(&r);
         Ok(())
     }
 
@@ -619,11 +858,15 @@ impl<B: Backend> Pool<B> {
         handle: Handle,
         local_copy: &'a mut [u8; PAGE_SIZE],
     ) -> Result<ReadGuard<'a, B>, Error> {
-        let mut m = self.map_for_read(handle)?;
-        let (first, data, second) = {
-            let class = self.classes[m.r.class].lock();
-            self.object_bytes(&class, &m.r)
+        let r = self.pin(handle, MapMode::ReadOnly)?;
+        let mut m = Mapping {
+            pool: self,
+            r,
+            mode: MapMode::ReadOnly,
+            ptr: core::ptr::null_mut(),
+            kind: MapKind::Direct,
         };
+        let (first, data, second) = self.object_bytes(r.class, r.pfn, r.idx, r.size);
         m.ptr = match second {
             None => self.backend.page_ptr(first).wrapping_add(data),
             Some(second) => {
@@ -634,7 +877,7 @@ impl<B: Backend> Pool<B> {
                         data,
                         second,
                         local_copy.as_mut_ptr(),
-                        m.r.size,
+                        r.size,
                         CopyDir::ToBuffer,
                     )
                 };
@@ -647,42 +890,29 @@ impl<B: Backend> Pool<B> {
         })
     }
 
-    fn map_for_read(&self, handle: Handle) -> Result<Mapping<'_, B>, Error> {
-        let mut class = self.class_of(handle)?;
-        let r = self.resolve(&class, handle)?;
-        let slot = &mut class.slots[r.slot as usize];
-        if slot.maps >= WRITE_MAPPED - 1 {
-            return Err(Error::ObjectBusy(handle));
-        }
-        slot.maps += 1;
-        class.zspage_mut(r.zspage).pins += 1;
-        Ok(Mapping {
-            pool: self,
-            r,
-            mode: MapMode::ReadOnly,
-            ptr: core::ptr::null_mut(),
-            kind: MapKind::Direct,
-        })
-    }
-
-    /// Where a handle's object is now: for tests, demos and teaching.
+    /// Where a handle's object is now: for tests, demos and teaching. Works while the object
+    /// is mapped.
     pub fn location(&self, handle: Handle) -> Result<Location, Error> {
-        let class = self.class_of(handle)?;
-        let r = self.resolve(&class, handle)?;
-        let (pfn, data, second) = self.object_bytes(&class, &r);
+        let (p, slot) = self.slot_of(handle)?;
+        let _migrate = self.read_migrate();
+        let st = slot.state();
+        Self::check_state(handle, &p, st)?;
+        let (pfn, idx) = handle::decode_obj(slot.obj());
+        let size = st.size as usize;
+        let (pfn, data, second) = self.object_bytes(p.class as usize, pfn, idx, size);
         Ok(Location {
             pfn,
-            index: r.idx,
+            index: idx,
             data_offset: data,
             second_page: second,
-            size: r.size,
-            class_index: class.layout.index,
+            size,
+            class_index: self.table.classes[p.class as usize].index,
         })
     }
 
     /// Statistics of one class (by position in [`Pool::classes`]).
     pub fn class_stats(&self, pos: usize) -> ClassStats {
-        let c = self.classes[pos].lock();
+        let c = self.lock_class(pos);
         ClassStats::of(&c)
     }
 
@@ -700,9 +930,20 @@ impl<B: Backend> Pool<B> {
     /// counts, fullness placement, freelists, headers, slots, page ownership, page totals.
     pub fn check_invariants(&self) -> Result<(), String> {
         use alloc::format;
+        let _migrate = self.read_migrate();
+        let mut live: Vec<Vec<(u32, u64)>> = (0..self.classes.len()).map(|_| Vec::new()).collect();
+        for (i, slot) in self.slots.iter() {
+            let st = slot.state();
+            if st.live {
+                let class = live
+                    .get_mut(st.class as usize)
+                    .ok_or_else(|| format!("slot {i}: class {} out of range", st.class))?;
+                class.push((i, slot.obj()));
+            }
+        }
         let mut total_pages = 0;
-        for (pos, lock) in self.classes.iter().enumerate() {
-            let c = lock.lock();
+        for (pos, live) in live.iter().enumerate() {
+            let c = self.lock_class(pos);
             let objs = c.layout.objs_per_zspage as u32;
             let mut inuse_sum = 0u64;
             let mut zspages = 0u64;
@@ -734,6 +975,18 @@ impl<B: Backend> Pool<B> {
                         format!("class {pos} zspage {id}: chain ends at page {n}")
                     })?;
                     let d = self.backend.desc(p);
+                    if zsdesc::first_page(d) != z.first {
+                        return Err(format!(
+                            "class {pos} zspage {id}: page {n} ({p:#x}) names another first page"
+                        ));
+                    }
+                    if zsdesc::movable_ops(d) != self.backend.movable_ops()
+                        || zsdesc::is_movable(d) != (self.backend.movable_ops() != 0)
+                    {
+                        return Err(format!(
+                            "class {pos} zspage {id}: page {n} ({p:#x}) has the wrong movable mark"
+                        ));
+                    }
                     if zsdesc::owner(d)
                         != Some(zsdesc::ZsPageRef {
                             class: pos as u8,
@@ -761,16 +1014,16 @@ impl<B: Backend> Pool<B> {
                 return Err(format!("class {pos}: counters disagree with its zspages"));
             }
             let mut live_slots = 0;
-            for (i, s) in c.slots.iter().enumerate().filter(|(_, s)| s.live) {
+            for &(i, obj) in live {
                 live_slots += 1;
-                let (pfn, idx) = handle::decode_obj(s.obj);
+                let (pfn, idx) = handle::decode_obj(obj);
                 let owner = zsdesc::owner(self.backend.desc(pfn));
                 if owner.map(|o| o.class as usize) != Some(pos) {
                     return Err(format!(
                         "class {pos} slot {i}: object page {pfn:#x} is not this class's"
                     ));
                 }
-                if c.header_slot(&self.backend, pfn, idx) != Some(i as u32) {
+                if c.header_slot(&self.backend, pfn, idx) != Some(i) {
                     return Err(format!(
                         "class {pos} slot {i}: object header names another slot"
                     ));
@@ -877,9 +1130,7 @@ impl<B: Backend> Drop for Pool<B> {
             live_objects += c.objs_inuse;
             let ids: Vec<u32> = c.live_zspages().collect();
             for id in ids {
-                let z = c.zspage_mut(id);
-                z.inuse = 0;
-                z.pins = 0;
+                c.zspage_mut(id).inuse = 0;
                 freed += c.free_zspage(&self.backend, id);
             }
         }

@@ -6,8 +6,9 @@ extern crate std;
 use alloc::vec;
 use alloc::vec::Vec;
 
+use crate::Backend;
 use crate::class::{CHAIN_RANGE, HANDLE_SIZE, MAX_ALLOC_SIZE};
-use crate::host::HostBackend;
+use crate::host::{HostBackend, HostRanges};
 use crate::model::{self, pattern};
 use crate::{Error, Handle, MapMode, MapPath, Pool, PoolConfig};
 
@@ -497,13 +498,21 @@ fn run_model(seed: u64, steps: usize, path: MapPath, chain: usize, frames: usize
             map_path: path,
         },
     );
+    p.backend().set_movable_ops(0x5a);
     let check_every = if cfg!(miri) { 20 } else { 1 };
-    let report = crate::model::run(&p, seed, steps, check_every)
+    let ranges = HostRanges { frames: 16 };
+    let report = crate::model::run(&p, seed, steps, check_every, Some(&ranges))
         .unwrap_or_else(|e| panic!("{path:?} chain {chain}: {e}"));
     assert!(
         report.mallocs > 0 && report.frees > 0 && report.reads > 0,
         "{report:?}"
     );
+    if steps >= 2000 {
+        assert!(
+            report.ranges_emptied > 0 && report.migrations > 0 && report.compactions > 0,
+            "seed {seed:#x}: the run never emptied a range, migrated or compacted: {report:?}"
+        );
+    }
     assert_eq!(
         p.total_pages(),
         0,
@@ -550,5 +559,108 @@ fn model_random_operations_every_chain_length_under_memory_pressure() {
     for chain in CHAIN_RANGE.step_by(if cfg!(miri) { 12 } else { 1 }) {
         // 64 frames: the pool keeps running out, exercising the failure path.
         run_model(0xc4a1 + chain as u64, steps, MapPath::Window, chain, 64);
+    }
+}
+
+#[test]
+fn the_zspage_lock_moves_with_the_first_page() {
+    // Two-page zspages of 1632-byte slots: object 0 starts the first page, object 3 lies in
+    // the second page only (4896..6528).
+    let p = pool(MapPath::Window, 4);
+    let handles: Vec<Handle> = (0..5)
+        .map(|_| p.malloc(1632 - HANDLE_SIZE).unwrap())
+        .collect();
+    let first = p.location(handles[0]).unwrap().pfn;
+    let tail = p.location(handles[3]).unwrap().pfn;
+    assert_ne!(first, tail, "object 3 starts in the second page");
+    let new_first = p.migrate_page(first).unwrap();
+    p.check_invariants().unwrap();
+    // Mapping an object of the second page must lock the zspage through its *new* first page:
+    // then neither page may move.
+    let m = p.map(handles[3], MapMode::ReadWrite).unwrap();
+    assert_eq!(p.migrate_page(new_first), Err(Error::ZspageBusy(new_first)));
+    assert_eq!(p.migrate_page(tail), Err(Error::ZspageBusy(tail)));
+    assert_eq!(p.compact(), 0);
+    drop(m);
+    p.migrate_page(tail).unwrap();
+    p.check_invariants().unwrap();
+    for h in handles {
+        p.free(h).unwrap();
+    }
+    assert_eq!(p.backend().frames_in_use(), 0);
+}
+
+#[test]
+fn pages_are_marked_movable_and_isolation_is_exclusive() {
+    let p = pool(MapPath::Window, 8);
+    p.backend().set_movable_ops(0x33);
+    let h = p.malloc(100).unwrap();
+    let pfn = p.location(h).unwrap().pfn;
+    let d = p.backend().desc(pfn);
+    assert!(crate::zsdesc::is_movable(d));
+    assert_eq!(crate::zsdesc::movable_ops(d), 0x33);
+    p.isolate_page(pfn).unwrap();
+    assert!(crate::zsdesc::is_isolated(d));
+    assert_eq!(p.isolate_page(pfn), Err(Error::ZspageBusy(pfn)));
+    p.putback_page(pfn);
+    assert!(!crate::zsdesc::is_isolated(d));
+    p.isolate_page(pfn).unwrap();
+    let new = p.migrate_page(pfn).unwrap();
+    let nd = p.backend().desc(new);
+    assert!(crate::zsdesc::is_movable(nd) && !crate::zsdesc::is_isolated(nd));
+    assert_eq!(crate::zsdesc::movable_ops(nd), 0x33);
+    assert!(
+        !crate::zsdesc::is_movable(d) && !crate::zsdesc::is_isolated(d),
+        "the old frame's marks are cleared when it goes back"
+    );
+    let stranger = (0x100..).find(|f| !p.pages().contains(f)).unwrap();
+    assert_eq!(p.isolate_page(stranger), Err(Error::NotOurPage(stranger)));
+    p.check_invariants().unwrap();
+    p.free(h).unwrap();
+}
+
+#[test]
+#[cfg(debug_assertions)]
+#[should_panic(expected = "lock order violated")]
+fn taking_the_migrate_lock_under_a_class_lock_panics_in_debug_builds() {
+    let p = pool(MapPath::Window, 8);
+    let _class = p.lock_class(3);
+    let _migrate = p.read_migrate();
+}
+
+#[test]
+fn a_range_emptied_holds_no_pool_page() {
+    // Under Miri: fewer objects of fewer classes (each class takes a zspage of its own).
+    let (frames, objects, spread) = if cfg!(miri) {
+        (128, 40, 7)
+    } else {
+        (512, 400, 37)
+    };
+    let p = Pool::new("ranges", HostBackend::new(frames, 7), PoolConfig::default());
+    p.backend().set_movable_ops(1);
+    let mut live = Vec::new();
+    for i in 0..objects {
+        let size = 40 + (i as usize * spread) % 3000;
+        let h = p.malloc(size).unwrap();
+        p.write(h, &pattern(i, size)).unwrap();
+        live.push((h, pattern(i, size)));
+    }
+    let ranges = HostRanges { frames: 32 };
+    let mut moved = 0;
+    for seed in 0..8 {
+        let r = model::RangeEmptier::empty_range(&ranges, &p, seed).unwrap();
+        assert!(
+            p.pages()
+                .iter()
+                .all(|&f| f < r.start || f >= r.start + r.frames),
+            "range {r:?} still holds pool pages"
+        );
+        moved += r.migrated;
+    }
+    assert!(moved > 0, "the pool had pages in the ranges");
+    p.check_invariants().unwrap();
+    for (h, bytes) in &live {
+        check_object(&p, *h, bytes, 0, &"after emptying ranges");
+        p.free(*h).unwrap();
     }
 }

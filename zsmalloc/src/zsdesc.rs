@@ -9,7 +9,14 @@
 //! * `next`: the next page of the zspage chain (a pfn, [`NO_PAGE`] at the end); in a huge
 //!   zspage, which has one page and no in-object header, it holds the object's handle slot;
 //! * `zspage`: which zspage the page belongs to ([`ZsPageRef`], 0 if none);
-//! * `first_obj_offset`: offset of the first object that starts in this page.
+//! * `first_obj_offset`: offset of the first object that starts in this page;
+//! * `first` (over the list links): the first page of the zspage, so that a mapper can reach
+//!   the zspage's lock from any page without the class lock;
+//! * `zspage_lock` (first page only): the per-zspage lock of seed 2024 (Linux:
+//!   `zspage->lock`). Mappers hold it for reading from map to unmap; compaction and migration
+//!   take it for writing, only ever by trying (never waiting), and only while they hold the
+//!   pool's migrate lock for writing. A mapper takes it while it holds the migrate lock for
+//!   reading, so it never finds a writer there.
 
 use core::mem::{offset_of, size_of};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -30,7 +37,8 @@ pub const NO_PAGE: u64 = u64::MAX;
 #[derive(Debug)]
 pub struct ZsDesc {
     flags: AtomicU64,
-    _lru: [AtomicU64; 2],
+    first: AtomicU64,
+    zspage_lock: AtomicU64,
     movable_ops: AtomicU64,
     next: AtomicU64,
     zspage: AtomicU64,
@@ -41,6 +49,10 @@ pub struct ZsDesc {
 impl ZsDesc {
     /// Offset of `flags` (must match the page descriptor's `flags`).
     pub const FLAGS_OFFSET: usize = offset_of!(ZsDesc, flags);
+    /// Offset of `first` (must match the page descriptor's `lru.next`).
+    pub const FIRST_OFFSET: usize = offset_of!(ZsDesc, first);
+    /// Offset of `zspage_lock` (must match the page descriptor's `lru.prev`).
+    pub const ZSPAGE_LOCK_OFFSET: usize = offset_of!(ZsDesc, zspage_lock);
     /// Offset of `movable_ops` (must match the page descriptor's `mapping`).
     pub const MOVABLE_OPS_OFFSET: usize = offset_of!(ZsDesc, movable_ops);
     /// Offset of `next` / huge handle (must match the page descriptor's `index`).
@@ -58,7 +70,8 @@ impl ZsDesc {
     pub const fn new() -> ZsDesc {
         ZsDesc {
             flags: AtomicU64::new(0),
-            _lru: [AtomicU64::new(0), AtomicU64::new(0)],
+            first: AtomicU64::new(NO_PAGE),
+            zspage_lock: AtomicU64::new(0),
             movable_ops: AtomicU64::new(0),
             next: AtomicU64::new(NO_PAGE),
             zspage: AtomicU64::new(0),
@@ -97,13 +110,27 @@ impl ZsPageRef {
     }
 }
 
-/// Sets a fresh page up as page `nth` of a zspage.
-pub(crate) fn init_page(d: &ZsDesc, owner: ZsPageRef, first: bool, first_obj_offset: u32) {
+/// Sets a fresh page up as a page of a zspage whose first page is `first_page`. `movable_ops`
+/// is the backend's token for its registered movable operations (0: not movable).
+pub(crate) fn init_page(
+    d: &ZsDesc,
+    owner: ZsPageRef,
+    first_page: Pfn,
+    is_first: bool,
+    first_obj_offset: u32,
+    movable_ops: u64,
+) {
     d.zspage.store(owner.encode(), Ordering::Relaxed);
+    d.first.store(first_page, Ordering::Relaxed);
+    d.zspage_lock.store(0, Ordering::Relaxed);
+    d.movable_ops.store(movable_ops, Ordering::Relaxed);
+    if movable_ops != 0 {
+        d.flags.fetch_or(PG_MOVABLE, Ordering::Relaxed);
+    }
     d.next.store(NO_PAGE, Ordering::Relaxed);
     d.first_obj_offset
         .store(first_obj_offset, Ordering::Relaxed);
-    if first {
+    if is_first {
         d.flags.fetch_or(PG_PRIVATE, Ordering::Relaxed);
     }
 }
@@ -113,6 +140,8 @@ pub(crate) fn reset(d: &ZsDesc) {
     d.flags
         .fetch_and(!(PG_PRIVATE | PG_MOVABLE | PG_LOCKED), Ordering::Relaxed);
     d.zspage.store(0, Ordering::Relaxed);
+    d.first.store(NO_PAGE, Ordering::Relaxed);
+    d.zspage_lock.store(0, Ordering::Relaxed);
     d.next.store(NO_PAGE, Ordering::Relaxed);
     d.first_obj_offset.store(0, Ordering::Relaxed);
     d.movable_ops.store(0, Ordering::Relaxed);
@@ -158,4 +187,92 @@ pub(crate) fn huge_slot(d: &ZsDesc) -> Option<u32> {
 /// Offset of the first object that starts in this page.
 pub(crate) fn first_obj_offset(d: &ZsDesc) -> u32 {
     d.first_obj_offset.load(Ordering::Relaxed)
+}
+
+/// The first page of the zspage this page belongs to.
+pub(crate) fn first_page(d: &ZsDesc) -> Pfn {
+    d.first.load(Ordering::Relaxed)
+}
+
+/// Points a page at its zspage's (new) first page.
+pub(crate) fn set_first_page(d: &ZsDesc, first: Pfn) {
+    d.first.store(first, Ordering::Relaxed);
+}
+
+/// True if the page is marked movable.
+pub fn is_movable(d: &ZsDesc) -> bool {
+    d.flags.load(Ordering::Relaxed) & PG_MOVABLE != 0
+}
+
+/// The movable-operations token a page was marked with (0 if none).
+pub fn movable_ops(d: &ZsDesc) -> u64 {
+    d.movable_ops.load(Ordering::Relaxed)
+}
+
+/// Marks the page isolated for migration (Linux: the page lock around `isolate_movable_page`);
+/// false if it already was.
+pub(crate) fn try_isolate(d: &ZsDesc) -> bool {
+    d.flags.fetch_or(PG_LOCKED, Ordering::Acquire) & PG_LOCKED == 0
+}
+
+/// Clears the isolation mark.
+pub(crate) fn clear_isolated(d: &ZsDesc) {
+    d.flags.fetch_and(!PG_LOCKED, Ordering::Release);
+}
+
+/// True if the page is isolated for migration.
+pub fn is_isolated(d: &ZsDesc) -> bool {
+    d.flags.load(Ordering::Relaxed) & PG_LOCKED != 0
+}
+
+/// The zspage lock word's writer bit; the rest counts readers.
+const ZSPAGE_WRITER: u64 = 1 << 63;
+
+/// Takes the zspage lock (in the zspage's first page) for reading: a mapping. The caller
+/// holds the pool's migrate lock for reading, so no writer can hold it.
+pub(crate) fn zspage_read_lock(first: &ZsDesc) {
+    let old = first.zspage_lock.fetch_add(1, Ordering::Acquire);
+    debug_assert!(
+        old & ZSPAGE_WRITER == 0,
+        "zspage lock taken for reading while written: the migrate lock was not held"
+    );
+}
+
+/// Releases a read hold of the zspage lock.
+pub(crate) fn zspage_read_unlock(first: &ZsDesc) {
+    let old = first.zspage_lock.fetch_sub(1, Ordering::Release);
+    debug_assert!(
+        old & !ZSPAGE_WRITER != 0,
+        "zspage lock read-released when not held"
+    );
+}
+
+/// Tries to take the zspage lock for writing (compaction, migration): fails if any object of
+/// the zspage is mapped.
+pub(crate) fn zspage_try_write_lock(first: &ZsDesc) -> bool {
+    first
+        .zspage_lock
+        .compare_exchange(0, ZSPAGE_WRITER, Ordering::Acquire, Ordering::Relaxed)
+        .is_ok()
+}
+
+/// Releases the write hold.
+pub(crate) fn zspage_write_unlock(first: &ZsDesc) {
+    let old = first.zspage_lock.swap(0, Ordering::Release);
+    debug_assert_eq!(
+        old, ZSPAGE_WRITER,
+        "zspage lock write-released when not held"
+    );
+}
+
+/// Moves the zspage lock word from an old first page to its replacement (migration of the
+/// first page, which holds the lock for writing).
+pub(crate) fn move_zspage_lock(from: &ZsDesc, to: &ZsDesc) {
+    to.zspage_lock
+        .store(from.zspage_lock.load(Ordering::Relaxed), Ordering::Relaxed);
+}
+
+/// Mappings currently holding the zspage lock (first page's descriptor), for checks.
+pub(crate) fn zspage_readers(first: &ZsDesc) -> u64 {
+    first.zspage_lock.load(Ordering::Relaxed) & !ZSPAGE_WRITER
 }

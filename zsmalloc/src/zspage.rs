@@ -1,12 +1,14 @@
 //! A size class's state: its zspages (metadata in an arena, pages linked through their
-//! zsdescs), the fullness groups that order them, the in-place freelists, and the handle
-//! slots of its objects. Everything here is protected by the class's lock.
+//! zsdescs), the fullness groups that order them and the in-place freelists. Everything here
+//! is protected by the class's lock; moving objects (compaction, migration) also needs the
+//! pool's migrate lock held for writing, since it rewrites handle slots.
 
 use alloc::vec::Vec;
 
 use crate::backend::{Backend, Pfn};
 use crate::class::{ClassLayout, PAGE_SIZE};
-use crate::handle::{self, GEN_MASK};
+use crate::handle;
+use crate::slots::SlotTable;
 use crate::zsdesc::{self, ZsPageRef};
 
 /// Fullness groups, as Linux since 6.4: 0 = empty, 1..=10 = in-use ratio 0-9%, 10-19%, ...,
@@ -17,8 +19,6 @@ pub const GROUP_EMPTY: usize = 0;
 /// Group of full zspages.
 pub const GROUP_FULL: usize = NR_GROUPS - 1;
 const NIL: u32 = u32::MAX;
-/// `Slot::maps` value while the object is mapped for writing.
-pub const WRITE_MAPPED: u16 = u16::MAX;
 
 /// The fullness group of a zspage with `inuse` of `objs` objects allocated.
 pub fn fullness_group(inuse: u32, objs: u32) -> usize {
@@ -44,26 +44,8 @@ pub struct ZsPage {
     pub group: u8,
     prev: u32,
     next: u32,
-    /// Live mappings and reads of objects in this zspage: while non-zero, nothing may move
-    /// its objects (compaction, migration).
-    pub pins: u32,
     /// False once freed (its id waits for reuse).
     pub live: bool,
-}
-
-/// One handle's slot: where its object is, and what it is doing.
-#[derive(Debug, Clone, Copy)]
-pub struct Slot {
-    /// Encoded location (`pfn << 24 | index`).
-    pub obj: u64,
-    /// The object's size as the user asked for it.
-    pub size: u16,
-    /// Changes on each reuse of the slot.
-    pub generation: u16,
-    /// True while the object is allocated.
-    pub live: bool,
-    /// Readers mapping the object, or [`WRITE_MAPPED`].
-    pub maps: u16,
 }
 
 /// A size class and everything in it.
@@ -77,9 +59,6 @@ pub struct ClassState {
     heads: [u32; NR_GROUPS],
     /// zspages per fullness group.
     pub group_counts: [u64; NR_GROUPS],
-    /// Handle slots of this class.
-    pub slots: Vec<Slot>,
-    free_slots: Vec<u32>,
     /// Object slots in all zspages of the class.
     pub objs_allocated: u64,
     /// Objects allocated by users.
@@ -116,8 +95,6 @@ impl ClassState {
             free_ids: Vec::new(),
             heads: [NIL; NR_GROUPS],
             group_counts: [0; NR_GROUPS],
-            slots: Vec::new(),
-            free_slots: Vec::new(),
             objs_allocated: 0,
             objs_inuse: 0,
         }
@@ -223,6 +200,7 @@ impl ClassState {
     /// their zsdescs, each page's first object offset, and the freelist through every object.
     /// On failure every page taken so far is given back.
     pub fn alloc_zspage<B: Backend>(&mut self, b: &B) -> Option<u32> {
+        let movable_ops = b.movable_ops();
         let pages = self.layout.pages_per_zspage;
         let mut pfns = [0 as Pfn; 16];
         for i in 0..pages {
@@ -245,7 +223,6 @@ impl ClassState {
                 group: 0,
                 prev: NIL,
                 next: NIL,
-                pins: 0,
                 live: false,
             });
             (self.zspages.len() - 1) as u32
@@ -260,7 +237,7 @@ impl ClassState {
             // The first object that starts in this page.
             let first_obj = page_start.div_ceil(size) * size - page_start;
             let d = b.desc(pfn);
-            zsdesc::init_page(d, owner, i == 0, first_obj as u32);
+            zsdesc::init_page(d, owner, pfns[0], i == 0, first_obj as u32, movable_ops);
             if i + 1 < pages {
                 zsdesc::set_next(d, pfns[i + 1]);
             }
@@ -292,7 +269,6 @@ impl ClassState {
             group: 0,
             prev: NIL,
             next: NIL,
-            pins: 0,
             live: true,
         };
         self.insert(id, GROUP_EMPTY);
@@ -302,11 +278,14 @@ impl ClassState {
 
     /// Frees an empty zspage: resets its zsdescs and gives its pages back. Returns how many.
     pub fn free_zspage<B: Backend>(&mut self, b: &B, id: u32) -> usize {
-        let (first, inuse, pins) = {
+        let (first, inuse) = {
             let z = &self.zspages[id as usize];
-            (z.first, z.inuse, z.pins)
+            (z.first, z.inuse)
         };
-        assert!(inuse == 0 && pins == 0, "freeing a zspage that is in use");
+        assert!(
+            inuse == 0 && zsdesc::zspage_readers(b.desc(first)) == 0,
+            "freeing a zspage that is in use"
+        );
         self.remove(id);
         let mut pfn = Some(first);
         let mut freed = 0;
@@ -371,36 +350,6 @@ impl ClassState {
         self.objs_inuse -= 1;
     }
 
-    /// A slot for a new object.
-    pub fn alloc_slot(&mut self, size: u16) -> (u32, u16) {
-        match self.free_slots.pop() {
-            Some(i) => {
-                let s = &mut self.slots[i as usize];
-                s.generation = (s.generation + 1) & GEN_MASK;
-                s.live = true;
-                s.size = size;
-                s.maps = 0;
-                (i, s.generation)
-            }
-            None => {
-                self.slots.push(Slot {
-                    obj: 0,
-                    size,
-                    generation: 0,
-                    live: true,
-                    maps: 0,
-                });
-                ((self.slots.len() - 1) as u32, 0)
-            }
-        }
-    }
-
-    /// Gives a slot back for reuse.
-    pub fn release_slot(&mut self, slot: u32) {
-        self.slots[slot as usize].live = false;
-        self.free_slots.push(slot);
-    }
-
     /// zspages a perfect repacking of the live objects would free (Linux: `zs_can_compact`,
     /// in zspages).
     pub fn freeable_zspages(&self) -> u64 {
@@ -409,13 +358,15 @@ impl ClassState {
 
     /// Compacts the class (Linux's `__zs_compact`): moves live objects out of the emptiest
     /// zspages into the fullest ones, and frees each zspage it empties, until no zspage can
-    /// be freed. A pinned zspage (one with a mapped object) is never a source: its objects do
-    /// not move. Returns (pages freed, objects moved).
-    pub fn compact<B: Backend>(&mut self, b: &B) -> (usize, u64) {
+    /// be freed. A zspage with a mapped object (its lock held for reading) is never a source:
+    /// its objects do not move. The caller holds the migrate lock for writing. Returns (pages
+    /// freed, objects moved).
+    pub fn compact<B: Backend>(&mut self, b: &B, slots: &SlotTable) -> (usize, u64) {
         let (mut pages_freed, mut moved) = (0, 0);
         let objs = self.layout.objs_per_zspage as u32;
         while self.freeable_zspages() > 0 {
-            // Destination: the fullest zspage with room; source: the emptiest unpinned one.
+            // Destination: the fullest zspage with room; source: the emptiest one whose lock
+            // can be taken for writing (none of its objects is mapped).
             let dst = (GROUP_EMPTY + 1..GROUP_FULL)
                 .rev()
                 .flat_map(|g| self.group_members(g))
@@ -423,7 +374,12 @@ impl ClassState {
             let src = dst.and_then(|dst| {
                 (GROUP_EMPTY + 1..GROUP_FULL)
                     .flat_map(|g| self.group_members(g))
-                    .find(|&id| id != dst && self.zspages[id as usize].pins == 0)
+                    .find(|&id| {
+                        id != dst
+                            && zsdesc::zspage_try_write_lock(
+                                b.desc(self.zspages[id as usize].first),
+                            )
+                    })
             });
             let (Some(dst), Some(src)) = (dst, src) else {
                 break;
@@ -438,17 +394,21 @@ impl ClassState {
                 let Some(slot) = self.header_slot(b, pfn, idx) else {
                     continue;
                 };
+                let cell = slots
+                    .get(slot)
+                    .expect("an object's header names a real slot");
                 let new_obj = self.obj_malloc(b, dst, slot);
                 self.copy_slot_bytes(
                     b,
-                    handle::decode_obj(self.slots[slot as usize].obj),
+                    handle::decode_obj(cell.obj()),
                     handle::decode_obj(new_obj),
                 );
-                self.slots[slot as usize].obj = new_obj;
+                cell.set_obj(new_obj);
                 self.obj_free(b, src, pfn, idx);
                 moved += 1;
             }
             self.fix_group(dst);
+            zsdesc::zspage_write_unlock(b.desc(src_first));
             if self.fix_group(src) == GROUP_EMPTY {
                 pages_freed += self.free_zspage(b, src);
             }
@@ -495,13 +455,16 @@ impl ClassState {
         }
     }
 
-    /// Moves page `pfn` of zspage `id` to a fresh frame; see `Pool::migrate_page`.
+    /// Moves page `pfn` of zspage `id` to the frame `new`; see `Pool::migrate_page_into`. The
+    /// caller holds the migrate lock for writing. On error nothing changed and `new` is unused.
     pub fn migrate_page<B: Backend>(
         &mut self,
         b: &B,
+        slots: &SlotTable,
         id: u32,
         pfn: Pfn,
-    ) -> Result<Pfn, crate::Error> {
+        new: Pfn,
+    ) -> Result<(), crate::Error> {
         use crate::Error;
         let z = self
             .zspages
@@ -525,23 +488,26 @@ impl ClassState {
         if cur != Some(pfn) {
             return Err(Error::NotOurPage(pfn));
         }
-        if z.pins != 0 {
+        let first = z.first;
+        if !zsdesc::zspage_try_write_lock(b.desc(first)) {
             return Err(Error::ZspageBusy(pfn));
         }
-        let new = b.alloc_page().ok_or(Error::OutOfMemory)?;
         // SAFETY: both frames are the pool's (the old one is a page of a live, unpinned zspage
         // under the class lock; the new one was just allocated) and distinct.
         unsafe { core::ptr::copy_nonoverlapping(b.page_ptr(pfn), b.page_ptr(new), PAGE_SIZE) };
         let (old_d, new_d) = (b.desc(pfn), b.desc(new));
         let first_obj = zsdesc::first_obj_offset(old_d);
+        let moving_first = pfn == first;
         zsdesc::init_page(
             new_d,
             ZsPageRef {
                 class: self.pos,
                 id,
             },
-            zsdesc::is_first(old_d),
+            if moving_first { new } else { first },
+            moving_first,
             first_obj,
+            zsdesc::movable_ops(old_d),
         );
         if self.layout.huge {
             zsdesc::set_huge_slot(new_d, zsdesc::huge_slot(old_d));
@@ -551,6 +517,16 @@ impl ClassState {
         match prev {
             None => self.zspages[id as usize].first = new,
             Some(p) => zsdesc::set_next(b.desc(p), new),
+        }
+        if moving_first {
+            // The zspage lock lives in the first page: it moves (still held for writing), and
+            // every page learns its new first page.
+            zsdesc::move_zspage_lock(old_d, new_d);
+            let mut cur = zsdesc::next(new_d).filter(|_| !self.layout.huge);
+            while let Some(p) = cur {
+                zsdesc::set_first_page(b.desc(p), new);
+                cur = zsdesc::next(b.desc(p));
+            }
         }
         // Repoint the objects that start in this page (objects that start in the previous
         // page and run into this one are located by the previous page and do not change).
@@ -562,15 +538,38 @@ impl ClassState {
                 break;
             }
             if let Some(slot) = self.header_slot(b, new, idx) {
-                self.slots[slot as usize].obj = handle::encode_obj(new, idx);
+                slots
+                    .get(slot)
+                    .expect("an object's header names a real slot")
+                    .set_obj(handle::encode_obj(new, idx));
             }
             off += size;
         }
+        zsdesc::zspage_write_unlock(b.desc(self.zspages[id as usize].first));
         zsdesc::reset(old_d);
         // SAFETY: nothing refers to the old frame any more: the chain, the zspage and every
         // slot now name the new one.
         unsafe { b.free_page(pfn) };
-        Ok(new)
+        Ok(())
+    }
+
+    /// True if `pfn` is a page of live zspage `id`.
+    pub fn holds_page<B: Backend>(&self, b: &B, id: u32, pfn: Pfn) -> bool {
+        let Some(z) = self.zspages.get(id as usize).filter(|z| z.live) else {
+            return false;
+        };
+        let mut cur = Some(z.first);
+        while let Some(p) = cur {
+            if p == pfn {
+                return true;
+            }
+            cur = if self.layout.huge {
+                None
+            } else {
+                zsdesc::next(b.desc(p))
+            };
+        }
+        false
     }
 
     /// Walks a zspage's freelist (for checks): the free object indices.

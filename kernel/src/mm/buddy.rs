@@ -35,6 +35,10 @@ pub enum FrameError {
     Reserved(u64),
     /// The frame is already free.
     DoubleFree(u64),
+    /// Another range is being emptied.
+    RangeBusy,
+    /// The frame is in use.
+    NotFree(u64),
     /// The pfn is not aligned to the block order being freed.
     Misaligned {
         /// The pfn.
@@ -54,6 +58,8 @@ impl core::fmt::Display for FrameError {
             FrameError::OutOfRange(p) => write!(f, "pfn {p:#x} is outside physical memory"),
             FrameError::Reserved(p) => write!(f, "pfn {p:#x} is reserved, not allocator memory"),
             FrameError::DoubleFree(p) => write!(f, "pfn {p:#x} is already free (double free)"),
+            FrameError::RangeBusy => write!(f, "another range is being emptied"),
+            FrameError::NotFree(p) => write!(f, "pfn {p:#x} is in use"),
             FrameError::Misaligned { pfn, order } => {
                 write!(f, "pfn {pfn:#x} is not aligned to order {order}")
             }
@@ -77,6 +83,9 @@ pub struct Buddy {
     heads: [u64; ORDERS],
     stats: BuddyStats,
     memmap: &'static Memmap,
+    /// A range `[start, end)` being emptied: its free frames are held back, marked
+    /// `ISOLATED`, instead of sitting on the free lists.
+    isolated: Option<(u64, u64)>,
 }
 
 impl Buddy {
@@ -176,8 +185,107 @@ impl Buddy {
         d.clear(flags::PAGE_TABLE | flags::HEAP | flags::PRIVATE | flags::MOVABLE | flags::LOCKED);
         d.refcount.store(0, Ordering::Relaxed);
         self.stats.allocated_frames -= 1 << order;
-        self.insert_merging(pfn, order);
+        match self.isolated {
+            Some((start, end)) if pfn < end && pfn + (1 << order) > start => {
+                // Frames of the range being emptied are held back; the rest go back singly.
+                for f in pfn..pfn + (1 << order) {
+                    if (start..end).contains(&f) {
+                        self.hold_isolated(f);
+                    } else {
+                        self.insert_merging(f, 0);
+                    }
+                }
+            }
+            _ => self.insert_merging(pfn, order),
+        }
         Ok(())
+    }
+
+    fn hold_isolated(&mut self, pfn: u64) {
+        let d = self.desc(pfn);
+        d.refcount.store(0, Ordering::Relaxed);
+        d.set(flags::ISOLATED);
+    }
+
+    /// The free block that contains `pfn`, as (first pfn, order), if `pfn` is free.
+    pub fn free_block_containing(&self, pfn: u64) -> Option<(u64, usize)> {
+        (0..ORDERS).find_map(|order| {
+            let head = pfn & !((1u64 << order) - 1);
+            let d = self.memmap.desc(head)?;
+            (d.has(flags::BUDDY) && d.page_type.load(Ordering::Relaxed) as usize == order)
+                .then_some((head, order))
+        })
+    }
+
+    /// Starts emptying `[start, end)`: takes every free frame of the range off the free lists
+    /// (splitting blocks that straddle its edges) and holds it back, and from now on holds
+    /// back every frame of the range that is freed, so that nothing allocates from it while
+    /// its pages are migrated out. One range at a time.
+    pub fn isolate_range(&mut self, start: u64, end: u64) -> Result<(), FrameError> {
+        if end > self.memmap.frames() || start >= end {
+            return Err(FrameError::OutOfRange(start));
+        }
+        if self.isolated.is_some() {
+            return Err(FrameError::RangeBusy);
+        }
+        self.isolated = Some((start, end));
+        let mut pfn = start;
+        while pfn < end {
+            match self.free_block_containing(pfn) {
+                Some((head, order)) => {
+                    self.unlink(head, order);
+                    for f in head..head + (1 << order) {
+                        if (start..end).contains(&f) {
+                            self.hold_isolated(f);
+                        } else {
+                            self.insert_merging(f, 0);
+                        }
+                    }
+                    pfn = head + (1 << order);
+                }
+                None => pfn += 1,
+            }
+        }
+        Ok(())
+    }
+
+    /// True if every frame of `[start, end)` is free and held back by the isolation.
+    pub fn range_is_empty(&self, start: u64, end: u64) -> bool {
+        (start..end).all(|f| self.desc(f).has(flags::ISOLATED))
+    }
+
+    /// Ends the isolation: the held-back frames go back to the free lists.
+    pub fn end_isolation(&mut self) {
+        if let Some((start, end)) = self.isolated.take() {
+            for f in start..end {
+                let d = self.desc(f);
+                if d.has(flags::ISOLATED) {
+                    d.clear(flags::ISOLATED);
+                    self.insert_merging(f, 0);
+                }
+            }
+        }
+    }
+
+    /// Ends the isolation of an emptied range by allocating it whole: the block of
+    /// 2^`order` frames at `start`, which must be the isolated range and all held back.
+    pub fn take_isolated(&mut self, start: u64, order: usize) -> Result<u64, FrameError> {
+        let end = start + (1 << order);
+        if self.isolated != Some((start, end)) {
+            return Err(FrameError::OutOfRange(start));
+        }
+        if let Some(busy) = (start..end).find(|&f| !self.desc(f).has(flags::ISOLATED)) {
+            return Err(FrameError::NotFree(busy));
+        }
+        for f in start..end {
+            self.desc(f).clear(flags::ISOLATED);
+        }
+        self.isolated = None;
+        let d = self.desc(start);
+        d.refcount.store(1, Ordering::Relaxed);
+        d.page_type.store(0, Ordering::Relaxed);
+        self.stats.allocated_frames += 1 << order;
+        Ok(start)
     }
 
     fn insert_merging(&mut self, mut pfn: u64, mut order: usize) {
@@ -235,6 +343,7 @@ pub fn init(regions: &bootloader_api::info::MemoryRegions) -> u64 {
         heads: [NO_PFN; ORDERS],
         stats: BuddyStats::default(),
         memmap: memmap::get(),
+        isolated: None,
     };
     for (start, end) in memmap::usable_ranges(regions) {
         buddy.add_range(start, end);
@@ -291,6 +400,15 @@ impl FrameBlock {
     /// Virtual address of the block in the direct map.
     pub fn addr(&self) -> u64 {
         memmap::get().frame_addr(self.pfn)
+    }
+
+    /// Takes ownership of an allocated block (from [`FrameBlock::into_raw`] or
+    /// `Buddy::take_isolated`).
+    ///
+    /// # Safety
+    /// The block is allocated and nobody else owns it (it will be freed when this drops).
+    pub unsafe fn from_raw(pfn: u64, order: usize) -> FrameBlock {
+        FrameBlock { pfn, order }
     }
 
     /// Gives up ownership without freeing; the frames stay allocated until [`free_raw`].

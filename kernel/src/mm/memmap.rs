@@ -36,6 +36,9 @@ pub mod flags {
     pub const MOVABLE: u64 = 1 << 5;
     /// Locked for migration, like Linux's `PG_locked`.
     pub const LOCKED: u64 = 1 << 6;
+    /// Free, in a range being emptied (see `buddy::Buddy::isolate_range`): held back from
+    /// the free lists so that nothing allocates it (Linux: `MIGRATE_ISOLATE`).
+    pub const ISOLATED: u64 = 1 << 7;
 }
 
 /// One physical frame's descriptor (Linux: `struct page`). 64 bytes, fields at fixed offsets.

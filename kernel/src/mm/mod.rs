@@ -1,5 +1,6 @@
 //! Physical memory: the memmap of page descriptors, the buddy frame allocator, the kernel
-//! heap, kernel page tables, and the per-CPU two-page PTE window.
+//! heap, kernel page tables, the per-CPU two-page PTE window, and page migration (movable
+//! pages, emptying a physical range).
 //!
 //! Boot order: memmap (needs only the direct map) → buddy (frees the usable frames into its
 //! lists) → paging (takes over the bootloader's tables) → heap (claims a region, maps frames)
@@ -8,6 +9,7 @@
 pub mod buddy;
 pub mod heap;
 pub mod memmap;
+pub mod migrate;
 pub mod paging;
 pub mod window;
 

@@ -7,10 +7,11 @@ use zsmalloc::class::{HANDLE_SIZE, MAX_ALLOC_SIZE};
 use zsmalloc::model::{self, pattern};
 use zsmalloc::{Error, Handle, MapMode, MapPath, Pool, PoolConfig};
 
-use super::KernelBackend;
+use super::{KernelBackend, KernelRanges, MovablePool};
 use crate::ktest::Test;
 use crate::mm::buddy;
 use crate::mm::memmap::{self, flags};
+use crate::mm::migrate::{self, RangeError, Refusal};
 use crate::percpu;
 
 fn pool(path: MapPath) -> Pool<KernelBackend> {
@@ -188,7 +189,8 @@ fn bad_inputs_are_refused() {
 fn model_random_operations_on_real_frames_and_the_window() {
     for (seed, path) in [(0x2026_0001, MapPath::Window), (0x2026_0002, MapPath::Copy)] {
         let p = pool(path);
-        let report = model::run(&p, seed, 3000, 25).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+        let report =
+            model::run(&p, seed, 3000, 25, None).unwrap_or_else(|e| panic!("{path:?}: {e}"));
         assert!(report.mallocs > 500 && report.reads > 200, "{report:?}");
         assert!(
             report.compactions > 20 && report.migrations > 20,
@@ -197,6 +199,295 @@ fn model_random_operations_on_real_frames_and_the_window() {
         assert_eq!(p.total_pages(), 0);
         assert_eq!(p.backend().frames_held(), 0, "{path:?}: frames leaked");
         drop_returning_frames(p);
+    }
+    // And with the machine emptying physical ranges under the pool (order-2 blocks around a
+    // random pool page: some hold heap or page-table frames and are refused, which the model
+    // accepts; the rest are emptied, allocated whole and freed again).
+    let p = MovablePool::new("ktest-ranges", PoolConfig::default());
+    let report = model::run(&p, 0x2026_0003, 3000, 25, Some(&KernelRanges { order: 2 }))
+        .unwrap_or_else(|e| panic!("with ranges: {e}"));
+    crate::println!(
+        "  ranges: {} emptied, {} refused; {} pages migrated, {} compactions",
+        report.ranges_emptied,
+        report.ranges_refused,
+        report.migrations,
+        report.compactions
+    );
+    assert!(report.ranges_emptied > 5, "{report:?}");
+    assert_eq!(p.backend().frames_held(), 0, "with ranges: frames leaked");
+}
+
+/// The first aligned block of 2^`order` frames containing one of `candidates` in which every
+/// frame is free or a page of `pool`: a range that can be emptied.
+fn emptiable_block(pool: &MovablePool, candidates: &[u64], order: usize) -> Option<u64> {
+    use core::sync::atomic::Ordering::Relaxed;
+    let mm = memmap::get();
+    candidates
+        .iter()
+        .map(|&p| p & !((1 << order) - 1))
+        .find(|&start| {
+            (start..start + (1 << order)).all(|f| {
+                let d = mm.desc(f).expect("in the memmap");
+                buddy::with(|b| b.free_block_containing(f)).is_some()
+                    || (d.has(flags::MOVABLE) && d.mapping.load(Relaxed) == pool.token())
+            })
+        })
+}
+
+/// Fills a movable pool with `n` objects of sizes 1..=4096 (so huge zspages too), each
+/// written with its own pattern.
+fn fill_movable(pool: &MovablePool, n: u64) -> Vec<(Handle, Vec<u8>)> {
+    let mut rng = crate::rng::Rng::new(0x7a9e);
+    (0..n)
+        .map(|i| {
+            let size = 1 + rng.below(MAX_ALLOC_SIZE as u64) as usize;
+            let h = pool.malloc(size).unwrap();
+            let bytes = pattern(i, size);
+            pool.write(h, &bytes).unwrap();
+            (h, bytes)
+        })
+        .collect()
+}
+
+/// Linux's `alloc_contig_range` in zsos: a 16-frame block holding pool pages (a huge one
+/// among them) is emptied by migrating each page out, then allocated as one block; every
+/// object keeps its handle and bytes.
+fn emptying_a_range_migrates_its_pages_and_allocates_it_whole() {
+    let p = MovablePool::new("ktest-range", PoolConfig::default());
+    let live = fill_movable(&p, 3000);
+    let huge_pages: Vec<u64> = live
+        .iter()
+        .filter(|(_, b)| b.len() >= p.huge_class_size())
+        .map(|(h, _)| p.location(*h).unwrap().pfn)
+        .collect();
+    let start = emptiable_block(&p, &huge_pages, 4)
+        .expect("a 16-frame block of pool pages around a huge one");
+    let in_range = p
+        .pages()
+        .iter()
+        .filter(|&&f| f >= start && f < start + 16)
+        .count() as u64;
+    let r = migrate::empty_range(start, 4).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.block.pfn(), start);
+    assert_eq!(r.block.order(), 4);
+    assert_eq!(r.migrated, in_range, "every pool page in the range moved");
+    assert!(
+        p.pages().iter().all(|&f| f < start || f >= start + 16),
+        "no pool page left in the range"
+    );
+    // The block is really ours: fill it.
+    // SAFETY: the block's 16 frames are allocated to us and mapped in the direct map.
+    unsafe { core::ptr::write_bytes(r.block.addr() as *mut u8, 0xee, 16 * 4096) };
+    drop(r);
+    p.check_invariants().unwrap();
+    for (i, (h, bytes)) in live.iter().enumerate() {
+        assert_eq!(
+            &model::read_object(&p, *h, i as u64).unwrap(),
+            bytes,
+            "object {i} after emptying the range"
+        );
+        p.free(*h).unwrap();
+    }
+    assert_eq!(p.backend().frames_held(), 0);
+}
+
+/// A range holding a page whose zspage has a mapped object is refused (that page does not
+/// move), everything is put back; so is one whose pages find no frame to move to; and the same
+/// range empties once the object is unmapped and memory is there.
+/// Ranges with frames nothing can move (reserved frame 0, a kernel-heap frame) are refused
+/// before anything is touched.
+fn emptying_a_range_is_refused_under_a_mapping_and_for_unmovable_frames() {
+    use core::sync::atomic::Ordering::Relaxed;
+    let p = MovablePool::new("ktest-range-busy", PoolConfig::default());
+    let live = fill_movable(&p, 2000);
+    let pages: Vec<u64> = live
+        .iter()
+        .map(|(h, _)| p.location(*h).unwrap().pfn)
+        .collect();
+    let start = emptiable_block(&p, &pages, 3).expect("an 8-frame block of pool pages");
+    let (h, bytes) = live
+        .iter()
+        .find(|(h, _)| {
+            let f = p.location(*h).unwrap().pfn;
+            f >= start && f < start + 8
+        })
+        .expect("an object in the block");
+    let free_before = buddy::stats().free_frames;
+    {
+        let m = p.map(*h, MapMode::ReadOnly).unwrap();
+        match migrate::empty_range(start, 3) {
+            Err(RangeError::Refused {
+                why: Refusal::Busy, ..
+            }) => {}
+            other => panic!("emptying a range under a mapping gave {other:?}"),
+        }
+        assert_eq!(
+            &m[..],
+            &bytes[..],
+            "the mapped object did not change under its user"
+        );
+        assert!(
+            (start..start + 8).all(|f| !memmap::get().desc(f).unwrap().has(flags::ISOLATED)),
+            "the refused range's frames were given back"
+        );
+    }
+    p.check_invariants().unwrap();
+    assert!(
+        buddy::stats().free_frames + 8 >= free_before,
+        "a refused range keeps no frames"
+    );
+    // No frame to move to: refused, everything put back, the pages still the pool's.
+    migrate::fail_next_destinations(1);
+    match migrate::empty_range(start, 3) {
+        Err(RangeError::OutOfMemory { pfn }) => {
+            assert!(pfn >= start && pfn < start + 8);
+            assert!(
+                p.pages().contains(&pfn),
+                "the page that could not move stays"
+            );
+            assert!(
+                !memmap::get().desc(pfn).unwrap().has(flags::LOCKED),
+                "claim put back"
+            );
+        }
+        other => panic!("emptying a range without memory gave {other:?}"),
+    }
+    p.check_invariants().unwrap();
+    let r = migrate::empty_range(start, 3).unwrap_or_else(|e| panic!("after unmap: {e}"));
+    drop(r);
+    assert_eq!(model::read_object(&p, *h, 0).unwrap(), *bytes);
+
+    match migrate::empty_range(0, 0) {
+        Err(RangeError::Unmovable { pfn: 0, flags: f }) => assert!(f & flags::RESERVED != 0),
+        other => panic!("emptying frame 0 gave {other:?}"),
+    }
+    let mm = memmap::get();
+    let heap = (0..mm.frames())
+        .find(|&f| mm.desc(f).unwrap().has(flags::HEAP))
+        .expect("the kernel heap has frames");
+    match migrate::empty_range(heap, 0) {
+        Err(RangeError::Unmovable { pfn, flags: f }) => {
+            assert_eq!(pfn, heap);
+            assert!(f & flags::HEAP != 0);
+        }
+        other => panic!("emptying a heap frame gave {other:?}"),
+    }
+    assert!(matches!(
+        migrate::empty_range(3, 2),
+        Err(RangeError::Invalid(buddy::FrameError::Misaligned { .. }))
+    ));
+    assert_eq!(
+        mm.desc(heap).unwrap().flags.load(Relaxed) & flags::ISOLATED,
+        0
+    );
+    for (h, _) in &live {
+        p.free(*h).unwrap();
+    }
+}
+
+/// The soak: one million pool operations (malloc, map+write, read-verify, free) with
+/// compaction every 20000 operations, a page migration every 500 and a range emptied every
+/// 5000, keeping about 20000 objects alive; then every live object is checked byte for byte.
+fn soak_one_million_operations_with_compaction_and_migration() {
+    const OPS: u64 = 1_000_000;
+    const TARGET_LIVE: usize = 20_000;
+    let p = MovablePool::new("soak", PoolConfig::default());
+    let ranges = KernelRanges { order: 2 };
+    let mut rng = crate::rng::Rng::new(0x50a4);
+    // Each live object: its handle and the seed of its bytes.
+    let mut live: Vec<(Handle, u64)> = Vec::with_capacity(TARGET_LIVE * 2);
+    let (mut ops, mut compacted, mut migrated, mut emptied, mut refused) =
+        (0u64, 0, 0u64, 0u64, 0u64);
+    let start = crate::arch::tsc::start();
+    while ops < OPS {
+        let roll = rng.below(100);
+        if live.is_empty()
+            || (roll < 45 && live.len() < TARGET_LIVE * 3 / 2)
+            || live.len() < TARGET_LIVE / 2
+        {
+            let size = 1 + rng.below(MAX_ALLOC_SIZE as u64) as usize;
+            let h = p
+                .malloc(size)
+                .unwrap_or_else(|e| panic!("soak op {ops}: malloc({size}): {e}"));
+            let seed = rng.next_u64();
+            fill_bytes(&mut p.map(h, MapMode::WriteOnly).unwrap(), seed);
+            live.push((h, seed));
+            ops += 2;
+        } else if roll < 90 {
+            let (h, seed) = live.swap_remove(rng.below(live.len() as u64) as usize);
+            if roll < 55 {
+                check_bytes(&p.map(h, MapMode::ReadOnly).unwrap(), seed, ops);
+                ops += 1;
+            }
+            p.free(h)
+                .unwrap_or_else(|e| panic!("soak op {ops}: free: {e}"));
+            ops += 1;
+        } else {
+            let (h, seed) = live[rng.below(live.len() as u64) as usize];
+            check_bytes(&p.map(h, MapMode::ReadOnly).unwrap(), seed, ops);
+            ops += 1;
+        }
+        if ops % 500 < 2 {
+            let pages = p.pages();
+            let pfn = pages[rng.below(pages.len() as u64) as usize];
+            p.migrate_page(pfn)
+                .unwrap_or_else(|e| panic!("soak op {ops}: migrating {pfn:#x}: {e}"));
+            migrated += 1;
+        }
+        if ops % 5000 < 2 {
+            match model::RangeEmptier::empty_range(&ranges, &p, rng.next_u64()) {
+                Ok(r) => {
+                    emptied += 1;
+                    migrated += r.migrated;
+                }
+                Err(_) => refused += 1,
+            }
+        }
+        if ops % 20_000 < 2 {
+            compacted += p.compact();
+        }
+    }
+    let cycles = crate::arch::tsc::stop() - start;
+    p.check_invariants().unwrap();
+    for (i, (h, seed)) in live.iter().enumerate() {
+        check_bytes(&p.map(*h, MapMode::ReadOnly).unwrap(), *seed, i as u64);
+    }
+    crate::println!(
+        "  soak: {ops} operations in {} ms; {} objects live at the end ({} pages), all intact; \
+         {compacted} pages compacted, {migrated} pages migrated, {emptied} ranges emptied, \
+         {refused} refused",
+        crate::arch::tsc::cycles_to_us(cycles) / 1000,
+        live.len(),
+        p.total_pages()
+    );
+    assert!(
+        compacted > 0 && migrated > 100 && emptied > 10,
+        "the soak exercised little"
+    );
+    for (h, _) in live {
+        p.free(h).unwrap();
+    }
+    assert_eq!(p.backend().frames_held(), 0);
+}
+
+/// The soak's bytes: a cheap function of the object's seed and the offset.
+fn soak_byte(seed: u64, i: usize) -> u8 {
+    let x = seed.wrapping_add((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    (x >> 56) as u8 ^ (x >> 24) as u8
+}
+
+fn fill_bytes(obj: &mut [u8], seed: u64) {
+    for (i, b) in obj.iter_mut().enumerate() {
+        *b = soak_byte(seed, i);
+    }
+}
+
+fn check_bytes(obj: &[u8], seed: u64, at: u64) {
+    if let Some(i) = (0..obj.len()).find(|&i| obj[i] != soak_byte(seed, i)) {
+        panic!(
+            "soak at {at}: object of {} bytes differs at byte {i}",
+            obj.len()
+        );
     }
 }
 
@@ -267,5 +558,8 @@ pub const TESTS: &[Test] = crate::ktests![
     model_random_operations_on_real_frames_and_the_window,
     compaction_frees_the_perfect_repacking_bound_on_real_frames,
     migrating_every_page_of_every_class_on_real_frames,
+    emptying_a_range_migrates_its_pages_and_allocates_it_whole,
+    emptying_a_range_is_refused_under_a_mapping_and_for_unmovable_frames,
+    soak_one_million_operations_with_compaction_and_migration,
     dropping_a_pool_with_live_objects_frees_its_frames,
 ];

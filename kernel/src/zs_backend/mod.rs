@@ -2,17 +2,21 @@
 //! per-CPU PTE window, and the compile-time proof that zsmalloc's zsdesc overlays the memmap's
 //! page descriptor field for field (as Linux's `ZSDESC_MATCH` asserts).
 
+use alloc::sync::Arc;
 use core::fmt;
 use core::marker::PhantomData;
 use core::mem::{offset_of, size_of};
+use core::ops::Deref;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use zsmalloc::model::{EmptiedRange, RangeEmptier, RangeRefusal};
 use zsmalloc::zsdesc::{self, ZsDesc};
-use zsmalloc::{Backend, PairMapping, Pfn};
+use zsmalloc::{Backend, PairMapping, Pfn, Pool, PoolConfig};
 
 use crate::arch::irq::InterruptsOff;
 use crate::mm::buddy::{self, FrameBlock};
 use crate::mm::memmap::{self, PageDesc, flags};
+use crate::mm::migrate::{self, MovableOps, RangeError, Refusal, Registration};
 use crate::mm::window::{Access, WindowMapping};
 use crate::percpu;
 
@@ -20,6 +24,8 @@ use crate::percpu;
 // the same, and zsdesc no larger.
 const _: () = {
     assert!(ZsDesc::FLAGS_OFFSET == offset_of!(PageDesc, flags));
+    assert!(ZsDesc::FIRST_OFFSET == offset_of!(PageDesc, lru_next));
+    assert!(ZsDesc::ZSPAGE_LOCK_OFFSET == offset_of!(PageDesc, lru_prev));
     assert!(ZsDesc::MOVABLE_OPS_OFFSET == offset_of!(PageDesc, mapping));
     assert!(ZsDesc::NEXT_OFFSET == offset_of!(PageDesc, index));
     assert!(ZsDesc::ZSPAGE_OFFSET == offset_of!(PageDesc, private));
@@ -45,6 +51,7 @@ pub struct KernelBackend {
     allocations: AtomicU64,
     fail_from: AtomicU64,
     held: AtomicU64,
+    movable_ops: AtomicU64,
 }
 
 impl KernelBackend {
@@ -54,6 +61,7 @@ impl KernelBackend {
             allocations: AtomicU64::new(0),
             fail_from: AtomicU64::new(u64::MAX),
             held: AtomicU64::new(0),
+            movable_ops: AtomicU64::new(0),
         }
     }
 
@@ -68,6 +76,11 @@ impl KernelBackend {
             self.allocations.load(Ordering::Relaxed) + k,
             Ordering::Relaxed,
         );
+    }
+
+    /// Counts a frame the pool took over from page migration (not from `alloc_page`).
+    fn adopted_frame(&self) {
+        self.held.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Frame allocations succeed again (as far as memory lasts).
@@ -156,6 +169,107 @@ unsafe impl Backend for KernelBackend {
 
     fn report(&self, message: fmt::Arguments) {
         crate::println!("{message}");
+    }
+
+    fn movable_ops(&self) -> u64 {
+        self.movable_ops.load(Ordering::Relaxed)
+    }
+}
+
+/// A pool whose pages are movable: its migration operations are registered with
+/// `mm::migrate`, and every page it allocates carries the registration's token, so that
+/// [`migrate::empty_range`] can move them. Derefs to the pool.
+pub struct MovablePool {
+    pool: Arc<Pool<KernelBackend>>,
+    registration: Registration,
+}
+
+impl MovablePool {
+    /// A new pool with movable pages.
+    pub fn new(name: &str, config: PoolConfig) -> MovablePool {
+        let pool = Arc::new(Pool::new(name, KernelBackend::new(), config));
+        let registration = migrate::register(Arc::new(ZsMovable(pool.clone())));
+        pool.backend()
+            .movable_ops
+            .store(registration.token(), Ordering::Relaxed);
+        MovablePool { pool, registration }
+    }
+
+    /// The token its pages carry.
+    pub fn token(&self) -> u64 {
+        self.registration.token()
+    }
+}
+
+impl Deref for MovablePool {
+    type Target = Pool<KernelBackend>;
+    fn deref(&self) -> &Pool<KernelBackend> {
+        &self.pool
+    }
+}
+
+/// zsmalloc's movable operations (Linux: `zsmalloc_mops`).
+struct ZsMovable(Arc<Pool<KernelBackend>>);
+
+fn refusal(e: zsmalloc::Error) -> Refusal {
+    match e {
+        zsmalloc::Error::NotOurPage(_) => Refusal::Gone,
+        _ => Refusal::Busy,
+    }
+}
+
+impl MovableOps for ZsMovable {
+    fn isolate(&self, pfn: u64) -> Result<(), Refusal> {
+        self.0.isolate_page(pfn).map_err(refusal)
+    }
+
+    fn migrate(&self, pfn: u64, dst: FrameBlock) -> Result<(), (FrameBlock, Refusal)> {
+        match self.0.migrate_page_into(pfn, dst.pfn()) {
+            Ok(()) => {
+                let _ = dst.into_raw();
+                self.0.backend().adopted_frame();
+                Ok(())
+            }
+            Err(e) => Err((dst, refusal(e))),
+        }
+    }
+
+    fn putback(&self, pfn: u64) {
+        self.0.putback_page(pfn);
+    }
+}
+
+/// The model checker's empty-a-range operation on real frames: the aligned block of
+/// 2^`order` frames around a random page of the pool goes through [`migrate::empty_range`],
+/// and the block it yields is freed again.
+pub struct KernelRanges {
+    /// Order of the blocks emptied.
+    pub order: usize,
+}
+
+impl RangeEmptier<KernelBackend> for KernelRanges {
+    fn empty_range(
+        &self,
+        pool: &Pool<KernelBackend>,
+        seed: u64,
+    ) -> Result<EmptiedRange, RangeRefusal> {
+        let pages = pool.pages();
+        if pages.is_empty() {
+            return Err(RangeRefusal::OutOfMemory);
+        }
+        let pfn = pages[(seed % pages.len() as u64) as usize];
+        let start = pfn & !((1 << self.order) - 1);
+        match migrate::empty_range(start, self.order) {
+            Ok(r) => Ok(EmptiedRange {
+                start: r.block.pfn(),
+                frames: 1 << self.order,
+                migrated: r.migrated,
+            }),
+            Err(RangeError::OutOfMemory { .. }) => Err(RangeRefusal::OutOfMemory),
+            Err(RangeError::Refused { pfn, .. }) => Err(RangeRefusal::Busy(pfn)),
+            Err(RangeError::Unmovable { pfn, .. }) => Err(RangeRefusal::Unmovable(pfn)),
+            Err(e) => panic!("emptying {start:#x}: {e}"),
+        }
     }
 }
 
