@@ -29,6 +29,8 @@ Modes (passed to the kernel; everything after the mode goes to it unchanged):
                     run the in-kernel tests whose names contain FILTER (libtest style lines,
                     then 'N passed, N failed'); --list only lists them
   bench             run the benchmarks; one 'BENCH name=... value=... unit=...' line per figure
+  replay FILE       replay a trace of pool operations (a ID SIZE, f ID, w ID, c, s, # comment)
+                    from the host file FILE, reporting at every c and s and at the end
   crash KIND        end in a chosen failure (panic, page-fault, gp, ud) to see its diagnostic
 
 Exit status: 0 kernel success, 1 kernel failure, 2 usage error, 3 timeout or no verdict.";
@@ -42,6 +44,27 @@ struct Options {
     machine: Machine,
     timeout_given: bool,
     kernel_args: Vec<String>,
+    /// Data for the kernel after its arguments (the trace file of `replay`).
+    payload: Vec<u8>,
+}
+
+/// `replay FILE`: the file is read here and travels as the ramdisk's payload; the kernel gets
+/// `replay NAME` (NAME only labels its output).
+fn load_replay_file(opts: &mut Options) -> Result<(), String> {
+    if opts.kernel_args.first().map(String::as_str) != Some("replay") {
+        return Ok(());
+    }
+    let file = match &opts.kernel_args[1..] {
+        [file] => file.clone(),
+        [] => return Err("replay needs a trace FILE: cargo run -- replay FILE".into()),
+        [_, extra, ..] => return Err(format!("replay takes one FILE, got also '{extra}'")),
+    };
+    opts.payload = std::fs::read(&file).map_err(|e| format!("cannot read trace '{file}': {e}"))?;
+    let name = std::path::Path::new(&file)
+        .file_name()
+        .map_or(file.clone(), |n| n.to_string_lossy().into_owned());
+    opts.kernel_args = vec!["replay".into(), name.replace(['\n', '\r'], "?")];
+    Ok(())
 }
 
 fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
@@ -102,6 +125,7 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
         machine,
         timeout_given,
         kernel_args,
+        payload: Vec::new(),
     }))
 }
 
@@ -139,6 +163,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    if let Err(msg) = load_replay_file(&mut opts) {
+        eprintln!("zsos: error: {msg}");
+        return ExitCode::from(EXIT_USAGE);
+    }
     if opts.machine.gdb {
         if !opts.timeout_given {
             opts.machine.timeout = Duration::from_secs(3600);
@@ -203,7 +231,7 @@ impl Console {
 }
 
 fn run_once(opts: &Options) -> std::io::Result<ExitCode> {
-    let ramdisk = image::encode_ramdisk(&opts.kernel_args, &[])
+    let ramdisk = image::encode_ramdisk(&opts.kernel_args, &opts.payload)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.0))?;
     let img = image::build(boot::kernel_elf(), ramdisk, opts.machine.firmware)?;
     let mut console = Console::default();

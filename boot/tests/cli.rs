@@ -50,3 +50,64 @@ fn kernel_panic_ends_the_run_non_zero_with_the_message_visible() {
         "{stdout}"
     );
 }
+
+#[test]
+fn replay_runs_a_trace_file_and_reports_at_every_c_and_s() {
+    let trace = concat!(env!("CARGO_MANIFEST_DIR"), "/../traces/sample.trace");
+    let out = boot_cmd(&["--timeout", "180", "replay", trace]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let replay_lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("REPLAY "))
+        .collect();
+    // sample.trace: 's' at line 13 with 6 objects; 'c' at 16 with 4; 's' at 19 and the end
+    // with 5 (sizes 100+4096+1632+700 after freeing the 3000 and one 1632).
+    let expect = [
+        ("line=13 at=s objects=6 bytes=12092 ", 0),
+        ("line=16 at=c objects=4 bytes=7460 ", 1),
+        ("line=19 at=s objects=5 bytes=8160 ", 2),
+        ("line=19 at=end objects=5 bytes=8160 ", 3),
+    ];
+    assert_eq!(replay_lines.len(), expect.len(), "{stdout}");
+    for (needle, i) in expect {
+        assert!(replay_lines[i].contains(needle), "{needle}\n{stdout}");
+    }
+    assert!(
+        stdout.contains(" class  size"),
+        "the class table is printed"
+    );
+    assert!(stdout.contains("zsos: replay sample.trace done: 19 lines, 17 operations"));
+}
+
+#[test]
+fn replay_stops_at_a_bad_line_with_its_number_and_fails() {
+    let path = std::env::temp_dir().join(format!("zsos-bad-{}.trace", std::process::id()));
+    std::fs::write(&path, "a 1 100\nw 1\nf 9\na 2 200\n").unwrap();
+    let out = boot_cmd(&["--timeout", "180", "replay", path.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&path);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("zsos: error: replay zsos-bad-")
+            && stdout.contains("line 3: unknown object 9"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn replay_without_a_readable_file_is_a_usage_error_without_booting() {
+    for (args, needle) in [
+        (&["replay"][..], "replay needs a trace FILE"),
+        (
+            &["replay", "/nonexistent/zsos.trace"],
+            "cannot read trace '/nonexistent/zsos.trace'",
+        ),
+        (&["replay", "a", "b"], "replay takes one FILE, got also 'b'"),
+    ] {
+        let out = boot_cmd(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}

@@ -23,6 +23,8 @@ pub mod model;
 pub mod pool;
 pub mod slots;
 pub mod stats;
+pub mod trace;
+pub mod zbud;
 pub mod zsdesc;
 mod zspage;
 

@@ -664,3 +664,132 @@ fn a_range_emptied_holds_no_pool_page() {
         p.free(*h).unwrap();
     }
 }
+
+#[test]
+fn trace_lines_parse_and_bad_ones_say_why() {
+    use crate::trace::{Op, parse_line};
+    assert_eq!(
+        parse_line("a 7 100"),
+        Ok(Some(Op::Alloc { id: 7, size: 100 }))
+    );
+    assert_eq!(parse_line("  f\t7  # gone"), Ok(Some(Op::Free { id: 7 })));
+    assert_eq!(
+        parse_line("w 18446744073709551615"),
+        Ok(Some(Op::Write { id: u64::MAX }))
+    );
+    assert_eq!(parse_line("c"), Ok(Some(Op::Compact)));
+    assert_eq!(parse_line("s # stats"), Ok(Some(Op::Stats)));
+    assert_eq!(parse_line("# only a comment"), Ok(None));
+    assert_eq!(parse_line("   "), Ok(None));
+    for (line, needle) in [
+        ("a 1", "needs a SIZE"),
+        ("a", "needs an ID"),
+        ("a x 10", "'x' is not an unsigned number"),
+        ("a 1 -5", "'-5' is not an unsigned number"),
+        ("f", "needs an ID"),
+        ("q 1", "unknown operation 'q'"),
+        ("a 1 10 20", "unexpected '20'"),
+        ("c now", "unexpected 'now'"),
+    ] {
+        let err = parse_line(line).expect_err(line);
+        assert!(err.contains(needle), "{line:?}: {err}");
+    }
+}
+
+#[test]
+fn a_trace_replays_and_reports_at_every_c_and_s() {
+    let p = pool(MapPath::Window, 8);
+    let trace =
+        b"# three objects, one freed\na 1 100\na 2 3000\na 3 4096\nw 1\nw 2\nw 3\ns\nf 2\nc\n";
+    let mut reports = Vec::new();
+    let totals = crate::trace::replay(&p, trace, |r| reports.push(r.clone())).unwrap();
+    assert_eq!((totals.lines, totals.ops), (10, 9));
+    assert_eq!((totals.allocs, totals.frees, totals.writes), (3, 1, 3));
+    let at: Vec<(usize, char, usize, u64)> = reports
+        .iter()
+        .map(|r| (r.line, r.at, r.live_objects, r.live_bytes))
+        .collect();
+    assert_eq!(
+        at,
+        [(8, 's', 3, 7196), (10, 'c', 2, 4196), (10, '$', 2, 4196)]
+    );
+    for r in &reports {
+        assert!(r.pages > 0);
+        let expect = r.live_bytes as f64 / (r.pages * 4096) as f64;
+        assert!((r.density - expect).abs() < 1e-12);
+        assert_eq!(r.stats.objects(), r.live_objects as u64);
+    }
+    assert_eq!(
+        p.total_pages(),
+        0,
+        "the replay frees what is left at the end"
+    );
+}
+
+#[test]
+fn a_bad_trace_stops_at_its_line_with_the_reason() {
+    let p = pool(MapPath::Window, 8);
+    for (trace, line, needle) in [
+        (&b"a 1 10\nf 2\n"[..], 2, "unknown object 2"),
+        (b"a 1 10\na 1 20\n", 2, "object 1 is already allocated"),
+        (b"a 1 0\n", 1, "invalid size 0"),
+        (b"a 1 4097\n", 1, "invalid size 4097"),
+        (b"# ok\n\nw 5\n", 3, "unknown object 5"),
+        (b"a 1 10\nf 1\nf 1\n", 3, "unknown object 1"),
+        (b"a 1 10\nzap\n", 2, "unknown operation 'zap'"),
+        (b"a 1 \xff\n", 1, "not valid UTF-8"),
+    ] {
+        let err = crate::trace::replay(&p, trace, |_| {}).expect_err("a bad trace");
+        assert_eq!(err.line, line, "{err}");
+        assert!(err.reason.contains(needle), "{err}");
+    }
+}
+
+#[test]
+fn zbud_keeps_at_most_two_objects_per_page_and_never_overlaps_them() {
+    use crate::zbud::{MAX_BUDDY_SIZE, Zbud};
+    let z = Zbud::new(HostBackend::new(if cfg!(miri) { 64 } else { 1024 }, 3));
+    // 1000-byte objects: 16 chunks each, two per page.
+    let small: Vec<_> = (0..40).map(|_| z.alloc(1000).unwrap()).collect();
+    assert_eq!(z.pages(), 20);
+    // Every page now holds two buddies, and two 3000-byte objects (47 chunks each) cannot
+    // share a page (63 usable chunks).
+    let big: Vec<_> = (0..4).map(|_| z.alloc(3000).unwrap()).collect();
+    assert_eq!(z.pages(), 24, "3000-byte objects need a page each");
+    let whole = z.alloc(MAX_BUDDY_SIZE + 1).unwrap();
+    assert_eq!(z.pages(), 25);
+    let all: Vec<(_, usize)> = small
+        .iter()
+        .map(|&h| (h, 1000))
+        .chain(big.iter().map(|&h| (h, 3000)))
+        .chain([(whole, MAX_BUDDY_SIZE + 1)])
+        .collect();
+    // Under Miri, every 8th small object and all the large ones (byte loops are slow there).
+    let checked = |i: usize| !cfg!(miri) || i % 8 == 0 || i >= small.len();
+    for (i, &(h, size)) in all.iter().enumerate().filter(|(i, _)| checked(*i)) {
+        // SAFETY: the pointer shows the object's `size` bytes in a frame the pool holds.
+        unsafe { core::ptr::copy_nonoverlapping(pattern(i as u64, size).as_ptr(), z.ptr(h), size) };
+    }
+    for (i, &(h, size)) in all.iter().enumerate().filter(|(i, _)| checked(*i)) {
+        // SAFETY: as above; nothing writes meanwhile.
+        let got = unsafe { core::slice::from_raw_parts(z.ptr(h), size) };
+        assert_eq!(
+            got,
+            &pattern(i as u64, size)[..],
+            "zbud object {i} was overwritten"
+        );
+    }
+    // Freeing one buddy of each page of small objects frees no page; freeing both does.
+    for h in small.iter().step_by(2) {
+        z.free(*h);
+    }
+    assert_eq!(z.pages(), 25);
+    for h in small.iter().skip(1).step_by(2) {
+        z.free(*h);
+    }
+    assert_eq!(z.pages(), 5);
+    for h in big.into_iter().chain([whole]) {
+        z.free(h);
+    }
+    assert_eq!(z.pages(), 0);
+}

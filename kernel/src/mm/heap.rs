@@ -75,6 +75,15 @@ pub fn init() {
     });
 }
 
+/// Maps `bytes` of fresh frames in a region of its own (a newly claimed top-level slot) and
+/// returns its start: room for a private heap, such as the density baseline's. The frames
+/// stay mapped (and marked `HEAP`) for the rest of the boot.
+pub fn map_private_region(bytes: u64) -> Result<u64, &'static str> {
+    let base = super::paging::claim_l4_slot();
+    map_more(base, bytes)?;
+    Ok(base)
+}
+
 /// Maps `bytes` of fresh frames at `at`, one frame at a time (the heap never needs
 /// physically contiguous memory).
 fn map_more(at: u64, bytes: u64) -> Result<(), &'static str> {

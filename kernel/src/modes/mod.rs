@@ -6,6 +6,7 @@ use crate::println;
 
 mod bench;
 mod crash;
+mod replay;
 mod run;
 
 /// The modes, with a one-line description each (printed on a bad mode).
@@ -16,6 +17,10 @@ pub const MODES: &[(&str, &str)] = &[
         "run the in-kernel tests: test [FILTER] [--exact] [--after NAME] [--list]",
     ),
     ("bench", "run the benchmarks and print BENCH lines"),
+    (
+        "replay",
+        "replay the trace given with the boot image: replay NAME (cargo run -- replay FILE)",
+    ),
     (
         "crash",
         "end in a chosen failure to show its diagnostic: crash panic|page-fault|gp|ud",
@@ -33,6 +38,7 @@ pub fn dispatch(args: &BootArgs) -> ExitCode {
         "run" => run::run(rest),
         "test" => crate::ktest::run_mode(rest),
         "bench" => bench::run(rest),
+        "replay" => replay::run(rest, args.payload),
         "crash" => crash::run(rest),
         unknown => {
             println!("zsos: error: unknown mode '{unknown}'. Modes:");

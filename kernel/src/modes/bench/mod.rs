@@ -4,6 +4,8 @@
 //! Each figure is the median over many batches of the cycles per operation (TSC, fenced),
 //! also given in ns from the calibrated TSC rate. Ratios are taken within the same run.
 
+mod density;
+
 use alloc::vec::Vec;
 
 use crate::arch::qemu::ExitCode;
@@ -83,6 +85,7 @@ pub fn run(rest: &[&str]) -> ExitCode {
     report("memcpy.4k", memcpy);
     ratio("window.map_unmap", map_unmap, "memcpy.4k", memcpy);
     zsmalloc_figures();
+    density::figures();
     ExitCode::Success
 }
 

@@ -1,0 +1,316 @@
+//! Density against baselines: the same objects held by zsmalloc, by a zbud-style allocator
+//! (at most two objects per page) and by a linked-list heap (`linked_list_allocator`), after
+//! fill, after freeing a random half, and (zsmalloc) after compaction. Frames used and density
+//! (sum of live sizes / (frames × 4096)) for each.
+//!
+//! Workloads: sizes uniform in 32..=4096; LZ4-compressed pages of realistic content (the
+//! demo's generator; a page that does not compress below the huge size is stored whole, as
+//! zram does); and the allocations and frees of `traces/mixed.trace`. Only placement matters
+//! for density, so object bytes are not written.
+//!
+//! The heap's frames are its footprint: from the bottom of its region to the end of the
+//! highest live object, the memory a heap growing upward must have mapped (a linked-list heap
+//! cannot give back a hole in the middle).
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+use core::alloc::Layout;
+use core::ptr::NonNull;
+
+use zsmalloc::trace::{self, Op};
+use zsmalloc::zbud::{Zbud, ZbudHandle};
+use zsmalloc::{Handle, Pool, PoolConfig};
+
+use crate::println;
+use crate::rng::Rng;
+use crate::workload::{self, PAGE};
+use crate::zs_backend::KernelBackend;
+
+/// The trace replayed as the third workload.
+const MIXED_TRACE: &[u8] = include_bytes!("../../../../traces/mixed.trace");
+/// Bytes mapped for the heap baseline (the uniform workload needs about 21 MB).
+const HEAP_REGION: u64 = 48 << 20;
+
+/// One step of a workload.
+#[derive(Clone, Copy)]
+enum Step {
+    Alloc(u64, usize),
+    Free(u64),
+}
+
+/// An allocator under comparison.
+trait Store {
+    fn alloc(&mut self, id: u64, size: usize);
+    fn free(&mut self, id: u64);
+    fn frames(&self) -> u64;
+    /// Compacts, if the allocator can.
+    fn compact(&mut self) -> bool {
+        false
+    }
+}
+
+struct ZsStore {
+    pool: Pool<KernelBackend>,
+    live: BTreeMap<u64, Handle>,
+}
+
+impl Store for ZsStore {
+    fn alloc(&mut self, id: u64, size: usize) {
+        let h = self
+            .pool
+            .malloc(size)
+            .expect("zsmalloc: out of memory in the density bench");
+        self.live.insert(id, h);
+    }
+    fn free(&mut self, id: u64) {
+        let h = self.live.remove(&id).expect("a live id");
+        self.pool.free(h).expect("zsmalloc free");
+    }
+    fn frames(&self) -> u64 {
+        self.pool.total_pages() as u64
+    }
+    fn compact(&mut self) -> bool {
+        self.pool.compact();
+        true
+    }
+}
+
+struct ZbudStore {
+    zbud: Zbud<KernelBackend>,
+    live: BTreeMap<u64, ZbudHandle>,
+}
+
+impl Store for ZbudStore {
+    fn alloc(&mut self, id: u64, size: usize) {
+        let h = self
+            .zbud
+            .alloc(size)
+            .expect("zbud: out of memory in the density bench");
+        self.live.insert(id, h);
+    }
+    fn free(&mut self, id: u64) {
+        self.zbud.free(self.live.remove(&id).expect("a live id"));
+    }
+    fn frames(&self) -> u64 {
+        self.zbud.pages() as u64
+    }
+}
+
+struct HeapStore {
+    heap: linked_list_allocator::Heap,
+    bottom: u64,
+    live: BTreeMap<u64, (NonNull<u8>, Layout)>,
+}
+
+impl Store for HeapStore {
+    fn alloc(&mut self, id: u64, size: usize) {
+        let layout = Layout::from_size_align(size, 8).expect("a valid layout");
+        let ptr = self
+            .heap
+            .allocate_first_fit(layout)
+            .expect("heap baseline: region too small for the workload");
+        self.live.insert(id, (ptr, layout));
+    }
+    fn free(&mut self, id: u64) {
+        let (ptr, layout) = self.live.remove(&id).expect("a live id");
+        // SAFETY: `ptr` came from this heap with this layout and is freed once.
+        unsafe { self.heap.deallocate(ptr, layout) };
+    }
+    fn frames(&self) -> u64 {
+        let top = self
+            .live
+            .values()
+            .map(|(p, l)| p.as_ptr() as u64 + l.size() as u64)
+            .max()
+            .unwrap_or(self.bottom);
+        (top - self.bottom).div_ceil(PAGE as u64)
+    }
+}
+
+/// Frames and density at one point.
+#[derive(Clone, Copy)]
+struct Point {
+    frames: u64,
+    density: f64,
+}
+
+fn point(store: &dyn Store, live_bytes: u64) -> Point {
+    let frames = store.frames();
+    Point {
+        frames,
+        density: live_bytes as f64 / (frames.max(1) * PAGE as u64) as f64,
+    }
+}
+
+/// Runs a workload on a store: (after fill, after freeing a random half, after compaction).
+fn measure(store: &mut dyn Store, steps: &[Step]) -> (Point, Point, Option<Point>) {
+    let mut live: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut bytes = 0u64;
+    for &step in steps {
+        match step {
+            Step::Alloc(id, size) => {
+                store.alloc(id, size);
+                live.insert(id, size);
+                bytes += size as u64;
+            }
+            Step::Free(id) => {
+                store.free(id);
+                bytes -= live.remove(&id).expect("the trace frees live ids") as u64;
+            }
+        }
+    }
+    let fill = point(store, bytes);
+    let mut ids: Vec<u64> = live.keys().copied().collect();
+    Rng::new(0x4a1f).shuffle(&mut ids);
+    for id in ids.drain(..ids.len() / 2) {
+        store.free(id);
+        bytes -= live.remove(&id).expect("live") as u64;
+    }
+    let half = point(store, bytes);
+    let compacted = store.compact().then(|| point(store, bytes));
+    for id in ids {
+        store.free(id);
+    }
+    (fill, half, compacted)
+}
+
+/// The workloads: name and steps.
+fn workloads() -> Vec<(&'static str, Vec<Step>)> {
+    let mut rng = Rng::new(0xd15);
+    let uniform = (0..10_000)
+        .map(|id| Step::Alloc(id, 32 + rng.below(4096 - 32 + 1) as usize))
+        .collect();
+    let huge = Pool::new("sizes", KernelBackend::new(), PoolConfig::default()).huge_class_size();
+    let mut page = [0u8; PAGE];
+    let lz4 = (0..6000)
+        .map(|n| {
+            workload::page(2013, n, &mut page);
+            let len = workload::compress(&page).len();
+            Step::Alloc(n, if len >= huge { PAGE } else { len })
+        })
+        .collect();
+    let mut mixed = Vec::new();
+    for line in MIXED_TRACE.split(|&b| b == b'\n') {
+        match trace::parse_line(core::str::from_utf8(line).unwrap_or("")) {
+            Ok(Some(Op::Alloc { id, size })) => mixed.push(Step::Alloc(id, size)),
+            Ok(Some(Op::Free { id })) => mixed.push(Step::Free(id)),
+            _ => {}
+        }
+    }
+    alloc::vec![
+        ("uniform", uniform),
+        ("lz4-pages", lz4),
+        ("mixed-trace", mixed)
+    ]
+}
+
+fn histogram(steps: &[Step]) {
+    let mut buckets = [0u64; 9];
+    for s in steps {
+        if let Step::Alloc(_, size) = s {
+            buckets[(size / 512).min(8)] += 1;
+        }
+    }
+    crate::print!("    sizes:");
+    for (i, n) in buckets.iter().enumerate() {
+        if i == 8 {
+            crate::print!(" 4096:{n}");
+        } else {
+            crate::print!(" {}-{}:{n}", i * 512, i * 512 + 511);
+        }
+    }
+    println!();
+}
+
+/// Runs every workload on every store and prints the table, the BENCH lines and the targets.
+pub fn figures() {
+    let region = match crate::mm::heap::map_private_region(HEAP_REGION) {
+        Ok(r) => r,
+        Err(e) => {
+            println!("zsos: bench: no region for the heap baseline: {e}");
+            return;
+        }
+    };
+    println!("  density (live bytes / (frames x 4096)); frames in parentheses");
+    println!(
+        "    {:<12} {:<10} {:>18} {:>18} {:>18}",
+        "workload", "allocator", "after fill", "after half freed", "after compaction"
+    );
+    for (name, steps) in workloads() {
+        let objects = steps
+            .iter()
+            .filter(|s| matches!(s, Step::Alloc(..)))
+            .count();
+        let mut zs = ZsStore {
+            pool: Pool::new("density", KernelBackend::new(), PoolConfig::default()),
+            live: BTreeMap::new(),
+        };
+        let mut zbud = ZbudStore {
+            zbud: Zbud::new(KernelBackend::new()),
+            live: BTreeMap::new(),
+        };
+        let mut heap = HeapStore {
+            // SAFETY: the region is mapped, writable, ours alone, and HEAP_REGION bytes long;
+            // each workload starts a fresh heap over it after the last one freed everything.
+            heap: unsafe {
+                linked_list_allocator::Heap::new(region as *mut u8, HEAP_REGION as usize)
+            },
+            bottom: region,
+            live: BTreeMap::new(),
+        };
+        let stores: [(&str, &mut dyn Store); 3] = [
+            ("zsmalloc", &mut zs),
+            ("zbud", &mut zbud),
+            ("heap", &mut heap),
+        ];
+        let mut fills = [None; 3];
+        for (i, (store_name, store)) in stores.into_iter().enumerate() {
+            let (fill, half, compacted) = measure(store, &steps);
+            fills[i] = Some(fill);
+            let cell = |p: Point| alloc::format!("{:.3} ({})", p.density, p.frames);
+            println!(
+                "    {:<12} {:<10} {:>18} {:>18} {:>18}",
+                name,
+                store_name,
+                cell(fill),
+                cell(half),
+                compacted.map_or(alloc::string::String::from("-"), cell)
+            );
+            for (at, p) in [
+                ("fill", Some(fill)),
+                ("half", Some(half)),
+                ("compacted", compacted),
+            ] {
+                if let Some(p) = p {
+                    println!(
+                        "BENCH name=density.{name}.{store_name}.{at} value={:.4} unit=ratio",
+                        p.density
+                    );
+                    println!(
+                        "BENCH name=frames.{name}.{store_name}.{at} value={} unit=frames",
+                        p.frames
+                    );
+                }
+            }
+        }
+        if name == "lz4-pages" {
+            histogram(&steps);
+            let (zs, zbud) = (fills[0].expect("measured"), fills[1].expect("measured"));
+            let zs_fill = zs.density;
+            let vs_zbud = zs.frames as f64 / zbud.frames.max(1) as f64;
+            println!(
+                "    targets: density after fill {zs_fill:.3} (target >= 0.90: {}); zsmalloc/zbud frames {vs_zbud:.2} (target <= 0.60: {})",
+                met(zs_fill >= 0.90),
+                met(vs_zbud <= 0.60)
+            );
+            println!(
+                "BENCH name=ratio.frames.lz4-pages.zsmalloc/zbud value={vs_zbud:.3} unit=ratio"
+            );
+        }
+        println!("    ({objects} objects)");
+    }
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok { "met" } else { "MISSED" }
+}

@@ -1,0 +1,87 @@
+//! Mode `replay NAME`: replays the trace that came as the ramdisk's payload (see
+//! `zsmalloc::trace` for the format) into a fresh pool with movable pages, printing the
+//! pool's state at every `c` and `s` and at the end: a human line, the class table, and one
+//! machine-readable `REPLAY` line. A bad line stops the replay with its number and the reason,
+//! and the run fails.
+
+use zsmalloc::PoolConfig;
+use zsmalloc::trace::{self, Report};
+
+use crate::arch::qemu::ExitCode;
+use crate::println;
+use crate::zs_backend::MovablePool;
+
+/// Runs the mode; `payload` is the trace.
+pub fn run(rest: &[&str], payload: &[u8]) -> ExitCode {
+    let name = match rest {
+        [] => "(unnamed)",
+        [name] => name,
+        [_, extra, ..] => {
+            println!("zsos: error: mode 'replay' takes one trace name, got also '{extra}'");
+            return ExitCode::Failure;
+        }
+    };
+    if payload.is_empty() {
+        println!(
+            "zsos: error: replay {name}: no trace came with the boot image (cargo run -- replay FILE)"
+        );
+        return ExitCode::Failure;
+    }
+    println!(
+        "zsos: replaying {name} ({} bytes) into a fresh pool",
+        payload.len()
+    );
+    let pool = MovablePool::new("replay", PoolConfig::default());
+    let start = crate::arch::tsc::start();
+    let result = trace::replay(&pool, payload, |r| print_report(name, r));
+    let us = crate::arch::tsc::cycles_to_us(crate::arch::tsc::stop() - start);
+    match result {
+        Ok(t) => {
+            println!(
+                "zsos: replay {name} done: {} lines, {} operations ({} a, {} f, {} w, {} c) in {} ms",
+                t.lines,
+                t.ops,
+                t.allocs,
+                t.frees,
+                t.writes,
+                t.compactions,
+                us / 1000
+            );
+            ExitCode::Success
+        }
+        Err(e) => {
+            println!("zsos: error: replay {name}: {e}");
+            ExitCode::Failure
+        }
+    }
+}
+
+fn print_report(name: &str, r: &Report) {
+    let at = match r.at {
+        'c' => "after c",
+        's' => "at s",
+        _ => "at the end",
+    };
+    println!(
+        "replay {name}: line {} ({at}): {} objects, {} bytes in {} pages, density {:.3}; \
+         {} pages compacted ({} by this c)",
+        r.line, r.live_objects, r.live_bytes, r.pages, r.density, r.pages_compacted, r.freed_now
+    );
+    crate::print!("{}", r.stats);
+    println!(
+        "REPLAY line={} at={} objects={} bytes={} pages={} density={:.4} compacted={}",
+        r.line,
+        if r.at == '$' {
+            "end"
+        } else if r.at == 'c' {
+            "c"
+        } else {
+            "s"
+        },
+        r.live_objects,
+        r.live_bytes,
+        r.pages,
+        r.density,
+        r.pages_compacted
+    );
+}
