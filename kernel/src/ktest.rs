@@ -23,6 +23,7 @@ pub static SUITES: &[&[Test]] = &[
     crate::ktest::ktests::TESTS,
     crate::mm::ktests::TESTS,
     crate::zs_backend::ktests::TESTS,
+    crate::zram::ktests::TESTS,
 ];
 
 /// One registered test.

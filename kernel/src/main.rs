@@ -22,6 +22,7 @@ pub mod modes;
 pub mod percpu;
 pub mod rng;
 pub mod workload;
+pub mod zram;
 pub mod zs_backend;
 
 use bootloader_api::BootInfo;

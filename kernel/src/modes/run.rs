@@ -1,15 +1,13 @@
 //! Mode `run`: the default demo. Shows what the kernel found (memory, memmap, allocator),
-//! then zsmalloc at work: a pool filled with LZ4-compressed pages of varied content, part of
-//! it freed, and the class table, pages used and density.
+//! then zsmalloc at work under a zram-style device: 6000 pages of varied content written
+//! (LZ4-compressed), 30% discarded, the class table, compaction, and every page read back.
 
 use alloc::vec::Vec;
-
-use zsmalloc::{Handle, MapMode, Pool, PoolConfig};
 
 use crate::arch::qemu::ExitCode;
 use crate::rng::Rng;
 use crate::workload::{self, PAGE};
-use crate::zs_backend::KernelBackend;
+use crate::zram::{Zram, ZramStats};
 use crate::{print, println};
 
 /// Pages the demo compresses into the pool.
@@ -69,117 +67,91 @@ fn machine_summary() {
     );
 }
 
-/// Density: bytes of live objects per byte of pool memory.
-fn density(live_bytes: u64, pages: usize) -> f64 {
-    if pages == 0 {
-        0.0
-    } else {
-        live_bytes as f64 / (pages as f64 * PAGE as f64)
-    }
-}
-
 fn zsmalloc_demo() -> Result<(), &'static str> {
-    let pool = Pool::new("demo", KernelBackend::new(), PoolConfig::default());
+    let mut zram = Zram::new("demo", DEMO_PAGES as usize);
+    let pool = zram.pool();
     println!();
     println!(
-        "zsmalloc: pool 'demo': {} classes (chain {}), huge_class_size {}; filling it with {DEMO_PAGES} LZ4-compressed pages",
+        "zsmalloc: zram-style device 'demo' of {DEMO_PAGES} pages over a pool of {} classes (chain {}), huge_class_size {}",
         pool.classes().classes.len(),
         pool.classes().max_chain,
         pool.huge_class_size()
     );
+    println!(
+        "  writing {DEMO_PAGES} pages: LZ4-compressed; pages that do not compress below the huge size stored whole; zero pages only flagged"
+    );
     let mut page = [0u8; PAGE];
-    let mut stored: Vec<(u64, Handle, usize)> = Vec::with_capacity(DEMO_PAGES as usize);
     let mut kinds = [0u64; workload::KINDS.len()];
-    let mut huge = 0;
-    let mut live_bytes = 0u64;
     for n in 0..DEMO_PAGES {
         let kind = workload::page(DEMO_SEED, n, &mut page);
         if let Some(k) = workload::KINDS.iter().position(|(name, _)| *name == kind) {
             kinds[k] += 1;
         }
-        let compressed = workload::compress(&page);
-        // As zram does: a page that does not compress below the huge size is stored whole.
-        let data: &[u8] = if compressed.len() >= pool.huge_class_size() {
-            &page
-        } else {
-            &compressed
-        };
-        huge += (data.len() == PAGE) as u64;
-        let h = pool
-            .malloc(data.len())
-            .map_err(|_| "zsmalloc refused an allocation")?;
-        pool.map(h, MapMode::WriteOnly)
-            .map_err(|_| "map failed")?
-            .copy_from_slice(data);
-        live_bytes += data.len() as u64;
-        stored.push((n, h, data.len()));
+        zram.write(n as usize, &page)
+            .map_err(|_| "the device refused a page")?;
     }
     print!("  page kinds:");
     for ((name, _), count) in workload::KINDS.iter().zip(kinds) {
         print!(" {name} {count}");
     }
     println!();
-    let raw = DEMO_PAGES * PAGE as u64;
-    println!(
-        "  stored {} objects ({huge} incompressible, kept whole): {} KiB of data from {} KiB of pages (ratio {:.2})",
-        stored.len(),
-        live_bytes / 1024,
-        raw / 1024,
-        raw as f64 / live_bytes as f64
-    );
-    println!(
-        "  after fill:        {:>6} pages used, density {:.3}",
-        pool.total_pages(),
-        density(live_bytes, pool.total_pages())
-    );
+    report("after fill:       ", &zram.stats());
 
-    // Free 30% of the objects at random, as a swap device sees pages come back.
-    let mut rng = Rng::new(DEMO_SEED);
-    rng.shuffle(&mut stored);
-    let keep = stored.len() * 7 / 10;
-    for (_, h, len) in stored.drain(keep..) {
-        pool.free(h).map_err(|_| "free failed")?;
-        live_bytes -= len as u64;
+    // Discard 30% of the pages at random, as a swap device sees pages come back.
+    let mut order: Vec<u64> = (0..DEMO_PAGES).collect();
+    Rng::new(DEMO_SEED).shuffle(&mut order);
+    let keep = order.len() * 7 / 10;
+    for &n in &order[keep..] {
+        zram.discard(n as usize).map_err(|_| "discard failed")?;
     }
-    let stats = pool.stats();
-    println!(
-        "  after freeing 30%: {:>6} pages used, density {:.3}, {} pages freeable by compaction",
-        pool.total_pages(),
-        density(live_bytes, pool.total_pages()),
-        stats.freeable()
-    );
+    let stats = zram.pool().stats();
+    report("after discarding 30%:", &zram.stats());
+    println!("  {} pages freeable by compaction", stats.freeable());
     println!();
     println!("zsmalloc: class table of pool 'demo' (classes in use):");
     print!("{stats}");
-    let before = pool.total_pages();
-    let freed = pool.compact();
+    let before = zram.pool().total_pages();
+    let freed = zram.compact();
     println!(
-        "  compaction:        {before} pages before, {} after: {freed} pages freed, {} objects moved, density {:.3}",
-        pool.total_pages(),
-        pool.objs_moved(),
-        density(live_bytes, pool.total_pages())
+        "  compaction: {before} pages before, {} after: {freed} pages freed, {} objects moved",
+        zram.pool().total_pages(),
+        zram.pool().objs_moved(),
     );
+    report("after compaction: ", &zram.stats());
 
-    // Check every surviving page by decompressing it.
+    // Check every surviving page against its original.
     let mut back = [0u8; PAGE];
-    for &(n, h, len) in &stored {
+    for &n in &order[..keep] {
         workload::page(DEMO_SEED, n, &mut page);
-        let m = pool.map(h, MapMode::ReadOnly).map_err(|_| "map failed")?;
-        if len == PAGE {
-            back.copy_from_slice(&m);
-        } else {
-            workload::decompress(&m, &mut back)?;
-        }
+        zram.read(n as usize, &mut back)
+            .map_err(|_| "a page did not read back")?;
         if back != page {
             return Err("a stored page came back different");
         }
     }
-    println!(
-        "  verified: all {} surviving pages decompress to their originals",
-        stored.len()
-    );
-    for (_, h, _) in stored {
-        pool.free(h).map_err(|_| "free failed")?;
+    for &n in &order[keep..] {
+        zram.read(n as usize, &mut back)
+            .map_err(|_| "a page did not read back")?;
+        if back.iter().any(|&b| b != 0) {
+            return Err("a discarded page does not read as zeros");
+        }
     }
+    println!(
+        "  verified: all {keep} surviving pages read back as written, discarded ones as zeros"
+    );
     Ok(())
+}
+
+/// One line of device figures.
+fn report(when: &str, s: &ZramStats) {
+    println!(
+        "  {when} {:>5} pages ({} zero, {} stored whole), {} KiB stored in {} pool pages: ratio {:.2}, density {:.3}",
+        s.pages,
+        s.zero_pages,
+        s.huge_pages,
+        s.compr_bytes / 1024,
+        s.mem_used / PAGE as u64,
+        s.ratio(),
+        s.density()
+    );
 }

@@ -5,6 +5,7 @@
 //! also given in ns from the calibrated TSC rate. Ratios are taken within the same run.
 
 mod density;
+mod per_class;
 
 use alloc::vec::Vec;
 
@@ -85,6 +86,7 @@ pub fn run(rest: &[&str]) -> ExitCode {
     report("memcpy.4k", memcpy);
     ratio("window.map_unmap", map_unmap, "memcpy.4k", memcpy);
     zsmalloc_figures();
+    per_class::figures();
     density::figures();
     ExitCode::Success
 }

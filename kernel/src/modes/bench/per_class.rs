@@ -1,0 +1,159 @@
+//! Speed per size class: for every class of the default pool, cycles per malloc and per free
+//! (batches of 64 objects of the class's largest size), and per map+unmap read-write of an
+//! object within one page, of a spanning object through the PTE window, and of the same
+//! spanning object through the copy path, with the window/copy ratio in the same run.
+//! Medians over fewer batches than the headline figures (31), to keep the table quick.
+
+use alloc::vec::Vec;
+
+use zsmalloc::class::{ClassLayout, HANDLE_SIZE, MAX_ALLOC_SIZE};
+use zsmalloc::{Handle, MapMode, MapPath, Pool, PoolConfig};
+
+use super::median;
+use crate::arch::tsc;
+use crate::println;
+use crate::zs_backend::KernelBackend;
+
+const BATCHES: usize = 31;
+const OPS: u64 = 64;
+
+fn median_of(mut op: impl FnMut()) -> u64 {
+    let mut samples: Vec<u64> = (0..BATCHES)
+        .map(|_| {
+            let t0 = tsc::start();
+            for _ in 0..OPS {
+                op();
+            }
+            (tsc::stop() - t0) / OPS
+        })
+        .collect();
+    median(&mut samples)
+}
+
+fn map_cycles(pool: &Pool<KernelBackend>, h: Handle) -> u64 {
+    median_of(|| {
+        let m = pool.map(h, MapMode::ReadWrite).expect("bench map");
+        core::hint::black_box(m.as_ptr());
+    })
+}
+
+/// One zspage of the class filled with objects of its largest size: (handles, one object
+/// within a page, one spanning object if the class has any).
+fn fill_one_zspage(
+    pool: &Pool<KernelBackend>,
+    c: &ClassLayout,
+    size: usize,
+) -> (Vec<Handle>, Handle, Option<Handle>) {
+    let hs: Vec<Handle> = (0..c.objs_per_zspage)
+        .map(|_| pool.malloc(size).expect("bench malloc"))
+        .collect();
+    let spans = |h: &Handle| pool.location(*h).expect("live").second_page.is_some();
+    let single = *hs
+        .iter()
+        .find(|h| !spans(h))
+        .expect("an object within one page");
+    let spanning = hs.iter().find(|h| spans(h)).copied();
+    (hs, single, spanning)
+}
+
+/// Prints the table and one BENCH line per figure.
+pub fn figures() {
+    let window = Pool::new(
+        "bench-class-window",
+        KernelBackend::new(),
+        PoolConfig::default(),
+    );
+    let copy = Pool::new(
+        "bench-class-copy",
+        KernelBackend::new(),
+        PoolConfig {
+            map_path: MapPath::Copy,
+            ..PoolConfig::default()
+        },
+    );
+    println!("  per size class (median cycles per operation; map = map+unmap read-write)");
+    println!(
+        "    {:>5} {:>5} {:>4} {:>7} {:>7} {:>8} {:>10} {:>10} {:>8}",
+        "class", "size", "objs", "malloc", "free", "map.1pg", "span.win", "span.copy", "win/copy"
+    );
+    let (mut win_over_single, mut worst) = (Vec::new(), (0.0f64, 0));
+    for c in window.classes().classes.clone() {
+        let size = if c.huge {
+            c.size.min(MAX_ALLOC_SIZE)
+        } else {
+            c.size - HANDLE_SIZE
+        };
+        let mut batch = Vec::with_capacity(OPS as usize);
+        let (mut m_samples, mut f_samples) = (Vec::new(), Vec::new());
+        for _ in 0..BATCHES {
+            let t0 = tsc::start();
+            for _ in 0..OPS {
+                batch.push(window.malloc(size).expect("bench malloc"));
+            }
+            let t1 = tsc::stop();
+            for h in batch.drain(..) {
+                window.free(h).expect("bench free");
+            }
+            let t2 = tsc::stop();
+            m_samples.push((t1 - t0) / OPS);
+            f_samples.push((t2 - t1) / OPS);
+        }
+        let (malloc, free) = (median(&mut m_samples), median(&mut f_samples));
+        let (win_hs, single, win_span) = fill_one_zspage(&window, &c, size);
+        let (copy_hs, _, copy_span) = fill_one_zspage(&copy, &c, size);
+        let map_single = map_cycles(&window, single);
+        let spans = win_span.zip(copy_span).map(|(w, k)| {
+            let (win, cp) = (map_cycles(&window, w), map_cycles(&copy, k));
+            (win, cp, win as f64 / cp.max(1) as f64)
+        });
+        let name = alloc::format!("zs.class.{}", c.size);
+        println!("BENCH name={name}.malloc value={malloc} unit=cycles");
+        println!("BENCH name={name}.free value={free} unit=cycles");
+        println!("BENCH name={name}.map_unmap.single value={map_single} unit=cycles");
+        match spans {
+            Some((win, cp, ratio)) => {
+                println!(
+                    "    {:>5} {:>5} {:>4} {malloc:>7} {free:>7} {map_single:>8} {win:>10} {cp:>10} {ratio:>8.2}",
+                    c.index, c.size, c.objs_per_zspage
+                );
+                println!("BENCH name={name}.map_unmap.span_window value={win} unit=cycles");
+                println!("BENCH name={name}.map_unmap.span_copy value={cp} unit=cycles");
+                println!("BENCH name=ratio.{name}.window/copy value={ratio:.3} unit=ratio");
+                let over = win as f64 / map_single.max(1) as f64;
+                win_over_single.push(over);
+                if over > worst.0 {
+                    worst = (over, c.size);
+                }
+            }
+            None => println!(
+                "    {:>5} {:>5} {:>4} {malloc:>7} {free:>7} {map_single:>8} {:>10} {:>10} {:>8}",
+                c.index, c.size, c.objs_per_zspage, "-", "-", "-"
+            ),
+        }
+        for h in win_hs {
+            window.free(h).expect("bench free");
+        }
+        for h in copy_hs {
+            copy.free(h).expect("bench free");
+        }
+    }
+    if !win_over_single.is_empty() {
+        let mut sorted: Vec<u64> = win_over_single
+            .iter()
+            .map(|r| (r * 1000.0) as u64)
+            .collect();
+        let med = median(&mut sorted) as f64 / 1000.0;
+        println!(
+            "    spanning (window) / within-one-page map+unmap: median {med:.2} over {} classes (target <= 3: {}); highest {:.2} at size {} (single figures of 31 batches are noisy)",
+            win_over_single.len(),
+            if med <= 3.0 { "met" } else { "MISSED" },
+            worst.0,
+            worst.1
+        );
+        println!("BENCH name=ratio.span_window/single.median value={med:.3} unit=ratio");
+        println!(
+            "BENCH name=ratio.span_window/single.worst value={:.3} unit=ratio",
+            worst.0
+        );
+    }
+}
