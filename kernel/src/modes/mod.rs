@@ -16,7 +16,10 @@ pub const MODES: &[(&str, &str)] = &[
         "test",
         "run the in-kernel tests: test [FILTER] [--exact] [--after NAME] [--list]",
     ),
-    ("bench", "run the benchmarks and print BENCH lines"),
+    (
+        "bench",
+        "run the benchmarks and print BENCH lines: bench [speed|classes|density|scale|memmap]...",
+    ),
     (
         "replay",
         "replay the trace given with the boot image: replay NAME (cargo run -- replay FILE)",

@@ -6,6 +6,7 @@
 
 mod density;
 mod per_class;
+mod scale;
 
 use alloc::vec::Vec;
 
@@ -50,11 +51,54 @@ pub fn report(name: &str, cycles: u64) {
     );
 }
 
-/// Runs the benchmarks.
+/// The sections of the bench, in the order they run.
+const SECTIONS: &[(&str, &str)] = &[
+    (
+        "speed",
+        "window, malloc/free, map in each regime, zsmapbench, compaction, migration",
+    ),
+    ("classes", "malloc, free and map+unmap per size class"),
+    (
+        "density",
+        "zram store; zsmalloc against zbud and a heap on three workloads",
+    ),
+    (
+        "scale",
+        "malloc+free with 1 thousand to 1 million objects live",
+    ),
+    ("memmap", "the memmap's build time for this boot's memory"),
+];
+
+/// Runs the benchmarks: every section, or those named (`bench scale density`).
 pub fn run(rest: &[&str]) -> ExitCode {
-    if let Err(code) = super::no_args("bench", rest) {
-        return code;
+    if let Some(bad) = rest.iter().find(|a| !SECTIONS.iter().any(|(s, _)| s == *a)) {
+        println!("zsos: error: unknown bench section '{bad}'. Sections:");
+        for (name, what) in SECTIONS {
+            println!("  {name:<8} {what}");
+        }
+        return ExitCode::Failure;
     }
+    let wanted = |s: &str| rest.is_empty() || rest.contains(&s);
+    if wanted("memmap") {
+        scale::memmap_figure();
+    }
+    if wanted("speed") && !speed_figures() {
+        return ExitCode::Failure;
+    }
+    if wanted("classes") {
+        per_class::figures();
+    }
+    if wanted("density") {
+        density::figures();
+    }
+    if wanted("scale") {
+        scale::figures();
+    }
+    ExitCode::Success
+}
+
+/// The headline speed figures; false if the machine has no frames for them.
+fn speed_figures() -> bool {
     println!(
         "zsos: bench ({} MHz TSC; median cycles per operation over {BATCHES} batches of {OPS_PER_BATCH})",
         tsc::hz() / 1_000_000
@@ -65,7 +109,7 @@ pub fn run(rest: &[&str]) -> ExitCode {
 
     let (Ok(a), Ok(b)) = (FrameBlock::alloc_frame(), FrameBlock::alloc_frame()) else {
         println!("zsos: bench: no frames");
-        return ExitCode::Failure;
+        return false;
     };
     let window = &crate::percpu::current().window;
     let map_unmap = median_cycles(|| {
@@ -86,9 +130,7 @@ pub fn run(rest: &[&str]) -> ExitCode {
     report("memcpy.4k", memcpy);
     ratio("window.map_unmap", map_unmap, "memcpy.4k", memcpy);
     zsmalloc_figures();
-    per_class::figures();
-    density::figures();
-    ExitCode::Success
+    true
 }
 
 /// Prints `a / b` as a ratio line.
