@@ -42,15 +42,21 @@ const WORDS: &[&str] = &[
     "table",
 ];
 
-/// The kinds of page the generator makes, and how often (out of 100).
+/// The kinds of page the generator makes, and how often (out of 100). A `mixed` page is 2 to
+/// 4 runs of the other kinds at random boundaries, as real pages often are (a heap page with
+/// strings, structures and free space); it spreads compressed sizes over the whole range.
 pub const KINDS: &[(&str, u64)] = &[
     ("zero", 6),
-    ("text", 30),
-    ("records", 24),
-    ("code", 18),
-    ("sparse", 14),
-    ("noise", 8),
+    ("text", 18),
+    ("records", 14),
+    ("code", 10),
+    ("sparse", 8),
+    ("noise", 6),
+    ("mixed", 38),
 ];
+
+/// The kinds a run of a mixed page can be.
+const RUN_KINDS: [&str; 6] = ["zero", "text", "records", "code", "sparse", "noise"];
 
 /// Fills `out` with page number `n` of the workload seeded by `seed`; returns its kind.
 pub fn page(seed: u64, n: u64, out: &mut [u8; PAGE]) -> &'static str {
@@ -67,14 +73,35 @@ pub fn page(seed: u64, n: u64, out: &mut [u8; PAGE]) -> &'static str {
             }
         })
         .map_or("noise", |k| k.0);
+    if kind == "mixed" {
+        let runs = 2 + rng.below(3) as usize;
+        let mut cuts: [usize; 5] = [0, PAGE, PAGE, PAGE, PAGE];
+        for cut in cuts.iter_mut().take(runs).skip(1) {
+            *cut = 64 * rng.below(PAGE as u64 / 64) as usize;
+        }
+        cuts[..runs].sort_unstable();
+        for r in 0..runs {
+            let (from, to) = (cuts[r], cuts[r + 1]);
+            let run_kind = RUN_KINDS[rng.below(RUN_KINDS.len() as u64) as usize];
+            fill(run_kind, n, &mut rng, &mut out[from..to]);
+        }
+    } else {
+        fill(kind, n, &mut rng, out);
+    }
+    kind
+}
+
+/// Fills `out` (a page or a run of one) with bytes of `kind`.
+fn fill(kind: &str, n: u64, rng: &mut Rng, out: &mut [u8]) {
+    let len = out.len();
     match kind {
         "zero" => out.fill(0),
         "text" => {
             let mut i = 0;
-            while i < PAGE {
+            while i < len {
                 let w = WORDS[rng.below(WORDS.len() as u64) as usize].as_bytes();
                 for &b in w.iter().chain(b" ") {
-                    if i < PAGE {
+                    if i < len {
                         out[i] = b;
                         i += 1;
                     }
@@ -101,18 +128,18 @@ pub fn page(seed: u64, n: u64, out: &mut [u8; PAGE]) -> &'static str {
         }
         "sparse" => {
             out.fill(0);
-            for _ in 0..64 {
-                let at = rng.below(PAGE as u64) as usize;
+            for _ in 0..len / 64 {
+                let at = rng.below(len as u64) as usize;
                 out[at] = rng.next_u64() as u8;
             }
         }
         _ => {
             for chunk in out.chunks_mut(8) {
-                chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
+                let bytes = rng.next_u64().to_le_bytes();
+                chunk.copy_from_slice(&bytes[..chunk.len()]);
             }
         }
     }
-    kind
 }
 
 /// LZ4-compresses a page.

@@ -26,10 +26,12 @@ use crate::rng::Rng;
 use crate::workload::{self, PAGE};
 use crate::zs_backend::KernelBackend;
 
+/// Pages of the LZ4 workload: 120 MiB of swapped-out memory, a small zram device.
+const LZ4_PAGES: u64 = 30_000;
 /// The trace replayed as the third workload.
 const MIXED_TRACE: &[u8] = include_bytes!("../../../../traces/mixed.trace");
-/// Bytes mapped for the heap baseline (the uniform workload needs about 21 MB).
-const HEAP_REGION: u64 = 48 << 20;
+/// Bytes mapped for the heap baseline (the LZ4 workload needs about 70 MB).
+const HEAP_REGION: u64 = 128 << 20;
 
 /// One step of a workload.
 #[derive(Clone, Copy)]
@@ -182,7 +184,7 @@ fn workloads() -> Vec<(&'static str, Vec<Step>)> {
         .collect();
     let huge = Pool::new("sizes", KernelBackend::new(), PoolConfig::default()).huge_class_size();
     let mut page = [0u8; PAGE];
-    let lz4 = (0..6000)
+    let lz4 = (0..LZ4_PAGES)
         .map(|n| {
             workload::page(2013, n, &mut page);
             let len = workload::compress(&page).len();
