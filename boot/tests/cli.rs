@@ -111,3 +111,20 @@ fn replay_without_a_readable_file_is_a_usage_error_without_booting() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn the_cpus_qemu_gives_are_found_in_the_acpi_madt() {
+    for (smp, ids) in [("1", "APIC ids 0*;"), ("4", "APIC ids 0* 1 2 3;")] {
+        let out = boot_cmd(&["--timeout", "120", "--smp", smp, "test", "--list"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{stdout}");
+        let line = stdout
+            .lines()
+            .find(|l| l.contains("cpus: "))
+            .unwrap_or_else(|| panic!("no cpus line with --smp {smp}:\n{stdout}"));
+        assert!(
+            line.contains(&format!("cpus: {smp} in the ACPI MADT ({ids}")),
+            "--smp {smp}: {line}"
+        );
+    }
+}

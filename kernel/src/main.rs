@@ -63,6 +63,8 @@ pub struct BootFacts {
     pub region_count: usize,
     /// What memory set-up found.
     pub memory: mm::MemorySummary,
+    /// Physical address of ACPI's RSDP, if the bootloader found it.
+    pub rsdp: Option<u64>,
 }
 
 static BOOT_FACTS: Once<BootFacts> = Once::new();
@@ -98,6 +100,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         kernel_stack_len: boot_info.kernel_stack_len,
         usable_bytes,
         region_count: boot_info.memory_regions.len(),
+        rsdp: boot_info.rsdp_addr.into_option(),
     });
     log::info!(
         "boot: {} MiB usable in {} regions, TSC {} MHz, kernel at {:#x}",
@@ -107,6 +110,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         boot_info.kernel_image_offset,
     );
     memory.log();
+    report_cpus();
 
     let ramdisk: &'static [u8] = match boot_info.ramdisk_addr.into_option() {
         // SAFETY: the bootloader mapped the ramdisk at this address with this length and
@@ -129,6 +133,32 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     };
     let verdict = modes::dispatch(&args);
     arch::qemu::exit(verdict)
+}
+
+/// Prints the CPUs ACPI lists. Only the boot CPU runs: the others are not started yet.
+fn report_cpus() {
+    let facts = boot_facts();
+    match arch::cpus::discover(facts.rsdp, facts.physical_memory_offset) {
+        Ok(cpus) => {
+            let ids: alloc::vec::Vec<alloc::string::String> = cpus
+                .iter()
+                .map(|c| {
+                    alloc::format!(
+                        "{}{}{}",
+                        c.apic_id,
+                        if c.is_boot { "*" } else { "" },
+                        if c.usable { "" } else { "(disabled)" }
+                    )
+                })
+                .collect();
+            log::info!(
+                "cpus: {} in the ACPI MADT (APIC ids {}; * = boot CPU); running: 1 (application processors are not started yet)",
+                cpus.len(),
+                ids.join(" ")
+            );
+        }
+        Err(e) => log::warn!("cpus: cannot list the CPUs: {e}; running on the boot CPU only"),
+    }
 }
 
 #[panic_handler]

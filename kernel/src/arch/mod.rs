@@ -2,6 +2,7 @@
 //! the cycle counter, fault-tolerant memory probes and QEMU's exit device.
 //! The rest of the kernel reaches hardware only through these modules.
 
+pub mod cpus;
 pub mod gdt;
 pub mod idt;
 pub mod irq;
