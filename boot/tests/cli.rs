@@ -113,7 +113,7 @@ fn replay_without_a_readable_file_is_a_usage_error_without_booting() {
 }
 
 #[test]
-fn the_cpus_qemu_gives_are_found_in_the_acpi_madt() {
+fn every_cpu_qemu_gives_is_found_in_the_acpi_madt_and_started() {
     for (smp, ids) in [("1", "APIC ids 0*;"), ("4", "APIC ids 0* 1 2 3;")] {
         let out = boot_cmd(&["--timeout", "120", "--smp", smp, "test", "--list"]);
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -126,5 +126,10 @@ fn the_cpus_qemu_gives_are_found_in_the_acpi_madt() {
             line.contains(&format!("cpus: {smp} in the ACPI MADT ({ids}")),
             "--smp {smp}: {line}"
         );
+        assert!(
+            line.ends_with(&format!("running: {smp}")),
+            "--smp {smp}: {line}"
+        );
+        assert!(!stdout.contains("did not come up"), "{stdout}");
     }
 }

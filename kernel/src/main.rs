@@ -135,29 +135,41 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     arch::qemu::exit(verdict)
 }
 
-/// Prints the CPUs ACPI lists. Only the boot CPU runs: the others are not started yet.
+/// Finds the CPUs in ACPI's MADT and starts the application processors; prints what it found
+/// and which CPUs run.
 fn report_cpus() {
     let facts = boot_facts();
-    match arch::cpus::discover(facts.rsdp, facts.physical_memory_offset) {
-        Ok(cpus) => {
-            let ids: alloc::vec::Vec<alloc::string::String> = cpus
-                .iter()
-                .map(|c| {
-                    alloc::format!(
-                        "{}{}{}",
-                        c.apic_id,
-                        if c.is_boot { "*" } else { "" },
-                        if c.usable { "" } else { "(disabled)" }
-                    )
-                })
-                .collect();
-            log::info!(
-                "cpus: {} in the ACPI MADT (APIC ids {}; * = boot CPU); running: 1 (application processors are not started yet)",
-                cpus.len(),
-                ids.join(" ")
-            );
+    let cpus = match arch::cpus::discover(facts.rsdp, facts.physical_memory_offset) {
+        Ok(cpus) => cpus,
+        Err(e) => {
+            log::warn!("cpus: cannot list the CPUs: {e}; running on the boot CPU only");
+            return;
         }
-        Err(e) => log::warn!("cpus: cannot list the CPUs: {e}; running on the boot CPU only"),
+    };
+    let ids: alloc::vec::Vec<alloc::string::String> = cpus
+        .iter()
+        .map(|c| {
+            alloc::format!(
+                "{}{}{}",
+                c.apic_id,
+                if c.is_boot { "*" } else { "" },
+                if c.usable { "" } else { "(disabled)" }
+            )
+        })
+        .collect();
+    arch::smp::record_boot_cpu_state();
+    let started = arch::smp::start_aps(&cpus, arch::smp::local_apic_base());
+    log::info!(
+        "cpus: {} in the ACPI MADT (APIC ids {}; * = boot CPU); running: {}",
+        cpus.len(),
+        ids.join(" "),
+        arch::smp::cpus_up()
+    );
+    if let Some(why) = started.error {
+        log::warn!("cpus: application processors not started: {why}");
+    }
+    for id in &started.missing {
+        log::warn!("cpus: the CPU with APIC id {id} did not come up");
     }
 }
 

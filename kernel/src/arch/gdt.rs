@@ -67,6 +67,33 @@ pub fn init() {
     }
 }
 
+/// Builds and loads a GDT and TSS of their own for an application processor, with its own
+/// double-fault stack (all leaked: a CPU's tables live as long as the machine).
+pub fn init_for_ap() {
+    use alloc::boxed::Box;
+    let stack: &'static mut FaultStack =
+        Box::leak(Box::new(FaultStack([0; DOUBLE_FAULT_STACK_SIZE])));
+    let mut tss = TaskStateSegment::new();
+    tss.interrupt_stack_table[DOUBLE_FAULT_IST_INDEX as usize] =
+        VirtAddr::from_ptr(stack) + DOUBLE_FAULT_STACK_SIZE as u64;
+    let tss: &'static TaskStateSegment = Box::leak(Box::new(tss));
+    let mut gdt = GlobalDescriptorTable::new();
+    let code = gdt.append(Descriptor::kernel_code_segment());
+    let data = gdt.append(Descriptor::kernel_data_segment());
+    let tss_sel = gdt.append(Descriptor::tss_segment(tss));
+    let gdt: &'static GlobalDescriptorTable = Box::leak(Box::new(gdt));
+    gdt.load();
+    // SAFETY: the selectors come from this CPU's GDT, just loaded and leaked (it lives for
+    // good), and the TSS selector points at this CPU's leaked TSS.
+    unsafe {
+        CS::set_reg(code);
+        DS::set_reg(data);
+        ES::set_reg(data);
+        SS::set_reg(data);
+        load_tss(tss_sel);
+    }
+}
+
 /// Top and bottom of the double-fault stack, for tests that check the handler ran on it.
 pub fn double_fault_stack_range() -> core::ops::Range<u64> {
     let start = VirtAddr::from_ptr(&raw const DOUBLE_FAULT_STACK).as_u64();

@@ -10,6 +10,7 @@ pub mod pic;
 pub mod pit;
 pub mod probe;
 pub mod qemu;
+pub mod smp;
 pub mod tsc;
 
 pub mod ktests;

@@ -4,6 +4,14 @@
 //! direct map makes every table frame addressable) and carves its own virtual regions (the
 //! heap, the PTE windows) out of top-level slots the bootloader left empty, so nothing about
 //! the address-space layout is hard-coded.
+//!
+//! TLB shootdowns: all CPUs share these tables, so a change to a mapping another CPU may have
+//! cached would need an IPI to flush it there. zsos never makes one: it only ever adds
+//! mappings where none was (heap growth, the local APIC, the AP trampoline, new windows; a
+//! not-present entry is never cached), and the only mappings it removes or changes are
+//! those of a CPU's own PTE window (and the scratch page `prebuild_leaf_entry` maps while
+//! building one), which no other CPU ever touches. Whoever adds an unmap of a shared mapping
+//! must add the shootdown with it.
 
 use spin::Mutex;
 use x86_64::VirtAddr;
