@@ -17,7 +17,7 @@ Builds a zsos disk image, boots it under QEMU (TCG), streams the serial console 
 Options (before the mode):
   --uefi            boot with UEFI firmware (OVMF; the default)
   --bios            boot with legacy BIOS
-  --smp N           number of CPUs, 1 to 64 (default 1)
+  --smp N           number of CPUs, 1 to 64 (default 2)
   --memory SIZE     guest memory, e.g. 256M or 2G (default 512M)
   --timeout SECS    kill QEMU after SECS seconds (default 300; 3600 with --gdb)
   --gdb             start halted with a gdb server on localhost:1234 and print the gdb command

@@ -38,7 +38,7 @@ impl Default for Machine {
     fn default() -> Self {
         Machine {
             firmware: Firmware::Uefi,
-            smp: 1,
+            smp: 2,
             memory: "512M".into(),
             timeout: Duration::from_secs(120),
             gdb: false,

@@ -24,6 +24,7 @@ pub static SUITES: &[&[Test]] = &[
     crate::mm::ktests::TESTS,
     crate::zs_backend::ktests::TESTS,
     crate::zram::ktests::TESTS,
+    crate::concurrency::ktests::TESTS,
 ];
 
 /// One registered test.

@@ -15,6 +15,7 @@ extern crate alloc;
 
 pub mod arch;
 pub mod args;
+pub mod concurrency;
 pub mod console;
 pub mod ktest;
 pub mod mm;

@@ -105,6 +105,8 @@ pub fn init() {
         idt.general_protection_fault
             .set_handler_fn(general_protection);
         idt.invalid_opcode.set_handler_fn(invalid_opcode);
+        idt[crate::arch::smp::WAKE_VECTOR].set_handler_fn(wake_up);
+        idt[crate::arch::smp::SPURIOUS_VECTOR].set_handler_fn(spurious);
         // SAFETY: DOUBLE_FAULT_IST_INDEX names the TSS slot that `gdt::init` filled with a
         // dedicated, otherwise unused stack.
         unsafe {
@@ -116,6 +118,15 @@ pub fn init() {
     });
     idt.load();
 }
+
+/// The IPI that wakes a halted AP: nothing to do but acknowledge it (the AP looks for work
+/// when `hlt` returns).
+extern "x86-interrupt" fn wake_up(_frame: InterruptStackFrame) {
+    crate::arch::smp::end_of_interrupt();
+}
+
+/// A spurious local-APIC interrupt: ignored, and (as the APIC requires) not acknowledged.
+extern "x86-interrupt" fn spurious(_frame: InterruptStackFrame) {}
 
 /// How many `int3` traps have been handled.
 pub fn breakpoint_count() -> u64 {

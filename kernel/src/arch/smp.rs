@@ -327,9 +327,77 @@ extern "C" fn ap_main(index: u64) -> ! {
     crate::arch::gdt::init_for_ap();
     crate::arch::idt::init();
     crate::percpu::init_this_cpu(index as usize);
+    // Software-enable this CPU's local APIC, or it ignores the wake-up IPI.
+    lapic_write(LAPIC_SVR, lapic_read(LAPIC_SVR) | 0x1ff);
     LAST_UP.store(index, Ordering::SeqCst);
     CPUS_UP.fetch_add(1, Ordering::SeqCst);
-    crate::arch::halt_forever()
+    wait_for_work(index as usize)
+}
+
+/// Vector of the IPI that wakes halted APs when there is work.
+pub const WAKE_VECTOR: u8 = 0xf0;
+/// Vector the local APIC uses for spurious interrupts.
+pub const SPURIOUS_VECTOR: u8 = 0xff;
+const LAPIC_EOI: usize = 0xb0;
+
+/// Tells this CPU's local APIC that the interrupt being handled is done.
+pub fn end_of_interrupt() {
+    lapic_write(LAPIC_EOI, 0);
+}
+
+/// Work for every CPU: what `run_on_all_cpus` publishes.
+struct WorkItem<'a> {
+    f: &'a (dyn Fn(usize) + Sync),
+}
+
+/// The current work item (a `WorkItem` on the publishing CPU's stack), its generation, and
+/// how many APs have finished it.
+static WORK: AtomicU64 = AtomicU64::new(0);
+static WORK_GEN: AtomicU64 = AtomicU64::new(0);
+static WORK_DONE: AtomicUsize = AtomicUsize::new(0);
+static WORK_LOCK: spin::Mutex<()> = spin::Mutex::new(());
+
+/// An AP's life after start-up: halt until woken, run the published work, report, repeat.
+fn wait_for_work(index: usize) -> ! {
+    let mut seen = 0;
+    loop {
+        x86_64::instructions::interrupts::disable();
+        let generation = WORK_GEN.load(Ordering::Acquire);
+        if generation == seen {
+            // `sti; hlt` is atomic for interrupts (sti's one-instruction shadow): a wake-up
+            // IPI sent after the check above is taken by the `hlt`, not lost before it.
+            x86_64::instructions::interrupts::enable_and_hlt();
+            continue;
+        }
+        seen = generation;
+        let item = WORK.load(Ordering::Acquire) as *const WorkItem<'static>;
+        // SAFETY: `run_on_all_cpus` published a pointer to a live WorkItem for this
+        // generation and does not return (so the item and what it borrows stay alive) until
+        // every AP has counted itself done below.
+        let f = unsafe { (*item).f };
+        f(index);
+        WORK_DONE.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// Runs `f(cpu index)` on every running CPU at once (this one included, as index 0) and
+/// returns when all have finished. A panic on any CPU ends the machine with its message.
+pub fn run_on_all_cpus(f: &(dyn Fn(usize) + Sync)) {
+    let _one_at_a_time = WORK_LOCK.lock();
+    let aps = cpus_up() - 1;
+    let item = WorkItem { f };
+    WORK_DONE.store(0, Ordering::SeqCst);
+    WORK.store(&item as *const WorkItem as u64, Ordering::Release);
+    WORK_GEN.fetch_add(1, Ordering::AcqRel);
+    if aps > 0 {
+        // Fixed delivery, assert, to all CPUs but this one.
+        lapic_write(LAPIC_ICR_HIGH, 0);
+        lapic_write(LAPIC_ICR_LOW, 0x000c_4000 | WAKE_VECTOR as u32);
+    }
+    f(crate::percpu::current().index);
+    while WORK_DONE.load(Ordering::Acquire) < aps {
+        core::hint::spin_loop();
+    }
 }
 
 /// The boot CPU's CR4, for the APs.

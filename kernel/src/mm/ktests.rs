@@ -47,8 +47,10 @@ fn kernel_image_and_stack_frames_are_reserved() {
 }
 
 fn allocating_every_frame_then_freeing_in_random_order_restores_the_boot_state() {
+    // Reserve the list first: growing the heap for it takes frames, which must happen
+    // before the boot state is recorded.
+    let mut pfns: Vec<u64> = Vec::with_capacity(buddy::stats().free_frames as usize + 1024);
     let before = buddy::stats();
-    let mut pfns: Vec<u64> = Vec::with_capacity(before.free_frames as usize + 16);
     let oom = loop {
         match buddy::with(|b| b.alloc(0)) {
             Ok(pfn) => pfns.push(pfn),

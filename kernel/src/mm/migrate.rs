@@ -201,8 +201,14 @@ pub fn empty_range(start: u64, order: usize) -> Result<EmptiedRange, RangeError>
             if desc.has(flags::ISOLATED) {
                 continue;
             }
-            migrate_one(pfn)?;
-            migrated += 1;
+            match migrate_one(pfn) {
+                Ok(()) => migrated += 1,
+                // Freed while we got to it (its owner let go): now held back like any free frame.
+                Err(RangeError::Refused {
+                    why: Refusal::Gone, ..
+                }) if desc.has(flags::ISOLATED) => {}
+                Err(e) => return Err(e),
+            }
         }
         buddy::with(|b| b.take_isolated(start, order)).map_err(|e| match e {
             FrameError::NotFree(pfn) => {
