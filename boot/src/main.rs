@@ -31,7 +31,8 @@ Modes (passed to the kernel; everything after the mode goes to it unchanged):
   bench             run the benchmarks; one 'BENCH name=... value=... unit=...' line per figure
   replay FILE       replay a trace of pool operations (a ID SIZE, f ID, w ID, c, s, # comment)
                     from the host file FILE, reporting at every c and s and at the end
-  crash KIND        end in a chosen failure (panic, page-fault, gp, ud) to see its diagnostic
+  crash KIND        end in a chosen failure (panic, page-fault, gp, ud, ap-panic) to see its
+                    diagnostic
 
 Exit status: 0 kernel success, 1 kernel failure, 2 usage error, 3 timeout or no verdict.";
 

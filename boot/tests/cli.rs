@@ -133,3 +133,14 @@ fn every_cpu_qemu_gives_is_found_in_the_acpi_madt_and_started() {
         assert!(!stdout.contains("did not come up"), "{stdout}");
     }
 }
+
+#[test]
+fn a_panic_on_an_application_processor_stops_the_machine_with_that_cpus_diagnostic() {
+    let out = boot_cmd(&["--timeout", "120", "--smp", "2", "crash", "ap-panic"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("on CPU 1: crash requested on an application processor"),
+        "{stdout}"
+    );
+}

@@ -174,14 +174,27 @@ fn report_cpus() {
     }
 }
 
+/// " on CPU n", or nothing before per-CPU areas exist.
+struct OnCpu(Option<usize>);
+
+impl core::fmt::Display for OnCpu {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Some(cpu) => write!(f, " on CPU {cpu}"),
+            None => Ok(()),
+        }
+    }
+}
+
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     match info.location() {
         Some(loc) => console::emergency_write_fmt(format_args!(
-            "\nKERNEL PANIC at {}:{}:{}: {}\n",
+            "\nKERNEL PANIC at {}:{}:{}{}: {}\n",
             loc.file(),
             loc.line(),
             loc.column(),
+            OnCpu(percpu::current_index()),
             info.message()
         )),
         None => console::emergency_write_fmt(format_args!("\nKERNEL PANIC: {}\n", info.message())),

@@ -55,6 +55,17 @@ pub fn current() -> &'static PerCpu {
     unsafe { &*ptr }
 }
 
+/// This CPU's index, or `None` before its per-CPU area is set up (for diagnostics, which
+/// may run that early).
+pub fn current_index() -> Option<usize> {
+    let base = GsBase::read().as_u64();
+    AREAS
+        .iter()
+        .filter_map(|a| a.get())
+        .find(|a| core::ptr::from_ref::<PerCpu>(a) as u64 == base)
+        .map(|a| a.index)
+}
+
 /// CPU `index`'s area, if that CPU is set up.
 pub fn get(index: usize) -> Option<&'static PerCpu> {
     AREAS.get(index)?.get()

@@ -58,6 +58,12 @@ pub unsafe trait Backend {
     /// The current CPU's index and a guard that keeps the caller on it.
     fn pin_cpu(&self) -> (usize, Self::CpuPin);
 
+    /// The current CPU's index (below `possible_cpus()`), for per-CPU caches that tolerate
+    /// a stale answer. The default asks `pin_cpu`.
+    fn cpu_index(&self) -> usize {
+        self.pin_cpu().0
+    }
+
     /// How many CPUs may ever call into the pool (sizes per-CPU state).
     fn possible_cpus(&self) -> usize;
 

@@ -35,5 +35,5 @@ mod tests;
 
 pub use backend::{Backend, PairMapping, Pfn};
 pub use handle::Handle;
-pub use pool::{Error, Location, MapMode, MapPath, Mapping, Pool, PoolConfig, ReadGuard};
+pub use pool::{Error, Location, Locking, MapMode, MapPath, Mapping, Pool, PoolConfig, ReadGuard};
 pub use stats::{ClassStats, PoolStats};

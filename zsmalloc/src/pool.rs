@@ -59,6 +59,20 @@ pub struct PoolConfig {
     pub max_chain: usize,
     /// How spanning objects are mapped.
     pub map_path: MapPath,
+    /// The locking scheme.
+    pub locking: Locking,
+}
+
+/// Which locks serialise the pool's operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locking {
+    /// Seed 2024: per-class locks, the migrate rwlock, per-zspage locks (the default).
+    PerClass,
+    /// One pool-wide lock around every allocation, free, handle lookup (map, read, write),
+    /// compaction step and migration, as Linux had from 6.2 (`zsmalloc: consolidate
+    /// zs_pool's migrate_lock and size_class's locks`) until seed 2024 reverted it. Kept only
+    /// for the scalability comparison; the finer locks are still taken inside it.
+    PoolWide,
 }
 
 impl Default for PoolConfig {
@@ -66,6 +80,7 @@ impl Default for PoolConfig {
         PoolConfig {
             max_chain: class::DEFAULT_MAX_CHAIN,
             map_path: MapPath::Window,
+            locking: Locking::PerClass,
         }
     }
 }
@@ -161,6 +176,8 @@ pub struct Pool<B: Backend> {
     order: LockOrder,
     tag: u16,
     map_path: MapPath,
+    /// The pool-wide lock of [`Locking::PoolWide`] (`None` under the default locking).
+    pool_lock: Option<Mutex<()>>,
     copy_bufs: Vec<CopyBuf>,
     pages_allocated: AtomicUsize,
     pages_compacted: AtomicUsize,
@@ -312,6 +329,7 @@ impl<B: Backend> Pool<B> {
                 .collect(),
             MapPath::Window => Vec::new(),
         };
+        let slots = SlotTable::new(backend.possible_cpus());
         Pool {
             name: String::from(name),
             order: LockOrder::new(backend.possible_cpus()),
@@ -319,13 +337,28 @@ impl<B: Backend> Pool<B> {
             table,
             migrate: RwLock::new(()),
             classes,
-            slots: SlotTable::new(),
+            slots,
             tag,
             map_path: config.map_path,
+            pool_lock: (config.locking == Locking::PoolWide).then(|| Mutex::new(())),
             copy_bufs,
             pages_allocated: AtomicUsize::new(0),
             pages_compacted: AtomicUsize::new(0),
             objs_moved: AtomicU64::new(0),
+        }
+    }
+
+    /// The pool-wide lock, under [`Locking::PoolWide`]; taken before any other lock.
+    fn pool_wide(&self) -> Option<spin::MutexGuard<'_, ()>> {
+        self.pool_lock.as_ref().map(|l| l.lock())
+    }
+
+    /// The locking scheme.
+    pub fn locking(&self) -> Locking {
+        if self.pool_lock.is_some() {
+            Locking::PoolWide
+        } else {
+            Locking::PerClass
         }
     }
 
@@ -400,6 +433,7 @@ impl<B: Backend> Pool<B> {
             if self.lock_class(pos).freeable_zspages() == 0 {
                 continue;
             }
+            let _pool = self.pool_wide();
             let _migrate = self.write_migrate();
             let mut class = self.lock_class(pos);
             let (pages, moved) = class.compact(&self.backend, &self.slots);
@@ -434,6 +468,7 @@ impl<B: Backend> Pool<B> {
     /// the pool owns it. Refused, with nothing changed and `new` still the caller's, if the
     /// frame is not this pool's or its zspage has a mapped object.
     pub fn migrate_page_into(&self, pfn: Pfn, new: Pfn) -> Result<(), Error> {
+        let _pool = self.pool_wide();
         let _migrate = self.write_migrate();
         let owner = zsdesc::owner(self.backend.desc(pfn)).ok_or(Error::NotOurPage(pfn))?;
         if owner.class as usize >= self.classes.len() {
@@ -448,6 +483,7 @@ impl<B: Backend> Pool<B> {
     /// isolated. Its zspage may still be freed meanwhile; migration then reports
     /// [`Error::NotOurPage`].
     pub fn isolate_page(&self, pfn: Pfn) -> Result<(), Error> {
+        let _pool = self.pool_wide();
         let _migrate = self.read_migrate();
         let owner = zsdesc::owner(self.backend.desc(pfn)).ok_or(Error::NotOurPage(pfn))?;
         if owner.class as usize >= self.classes.len() {
@@ -466,6 +502,7 @@ impl<B: Backend> Pool<B> {
     /// Undoes [`Pool::isolate_page`] for a page that was not migrated (Linux:
     /// `zs_page_putback`). A page that is no longer the pool's is left alone.
     pub fn putback_page(&self, pfn: Pfn) {
+        let _pool = self.pool_wide();
         let _migrate = self.read_migrate();
         let Some(owner) = zsdesc::owner(self.backend.desc(pfn)) else {
             return;
@@ -515,9 +552,10 @@ impl<B: Backend> Pool<B> {
             return Err(Error::InvalidSize(size));
         }
         let pos = self.table.class_for(size);
+        let _pool = self.pool_wide();
         let (slot, generation) = self
             .slots
-            .reserve(pos as u8, size as u16)
+            .reserve(self.backend.cpu_index(), pos as u8, size as u16)
             .ok_or(Error::OutOfMemory)?;
         let mut class = self.lock_class(pos);
         let id = match class.find_zspage() {
@@ -530,7 +568,7 @@ impl<B: Backend> Pool<B> {
                 }
                 None => {
                     drop(class);
-                    self.slots.release(slot);
+                    self.slots.release(self.backend.cpu_index(), slot);
                     return Err(Error::OutOfMemory);
                 }
             },
@@ -591,6 +629,7 @@ impl<B: Backend> Pool<B> {
     /// then the migrate lock is dropped. A zspage left empty is freed at once.
     pub fn free(&self, handle: Handle) -> Result<(), Error> {
         let (p, slot) = self.slot_of(handle)?;
+        let _pool = self.pool_wide();
         let migrate = self.read_migrate();
         let mut class = self.lock_class(p.class as usize);
         drop(migrate);
@@ -610,7 +649,7 @@ impl<B: Backend> Pool<B> {
             self.pages_allocated.fetch_sub(freed, Ordering::Relaxed);
         }
         drop(class);
-        self.slots.release(p.slot);
+        self.slots.release(self.backend.cpu_index(), p.slot);
         Ok(())
     }
 
@@ -619,6 +658,7 @@ impl<B: Backend> Pool<B> {
     /// conflicts) and the object's zspage lock is taken for reading. No class lock is taken.
     fn pin(&self, handle: Handle, mode: MapMode) -> Result<Resolved, Error> {
         let (p, slot) = self.slot_of(handle)?;
+        let _pool = self.pool_wide();
         let _migrate = self.read_migrate();
         let st = slot.update(|st| {
             Self::check_state(handle, &p, st)?;

@@ -130,21 +130,27 @@ fn zeroed_slice<T: Zeroable>(n: usize) -> Box<[T]> {
     unsafe { Box::<[T]>::new_zeroed_slice(n).assume_init() }
 }
 
-/// All slots of a pool.
+/// All slots of a pool. Freed slots wait on the freeing CPU's own list (as Linux's handles
+/// come from a kmem cache with per-CPU caches), so CPUs allocating in different classes never
+/// meet on a slot lock.
 pub struct SlotTable {
     chunks: Box<[AtomicPtr<Slot>]>,
-    /// Slots handed out at least once (indices below it exist).
+    /// Indices handed out at least once (every index below it was, or is being, set up).
     used: AtomicUsize,
-    free: Mutex<Vec<u32>>,
+    /// Freed slots, per CPU.
+    free: Box<[Mutex<Vec<u32>>]>,
+    /// Serialises the allocation of a new chunk.
+    grow: Mutex<()>,
 }
 
 impl SlotTable {
-    /// An empty table.
-    pub fn new() -> SlotTable {
+    /// An empty table for `cpus` CPUs.
+    pub fn new(cpus: usize) -> SlotTable {
         SlotTable {
             chunks: zeroed_slice(MAX_CHUNKS),
             used: AtomicUsize::new(0),
-            free: Mutex::new(Vec::new()),
+            free: (0..cpus.max(1)).map(|_| Mutex::new(Vec::new())).collect(),
+            grow: Mutex::new(()),
         }
     }
 
@@ -155,34 +161,35 @@ impl SlotTable {
             return None;
         }
         let chunk = self.chunks[i / CHUNK].load(Ordering::Acquire);
-        // SAFETY: every index below `used` lies in a chunk that was published (Release) before
-        // `used` grew past it, chunks are arrays of CHUNK slots that live until the table is
-        // dropped, and slots are only accessed through atomics.
+        // SAFETY: a non-null chunk pointer was published (Release, matched by the Acquire
+        // above) after the chunk, an array of CHUNK slots that lives until the table is
+        // dropped, was fully built; slots are only accessed through atomics.
         (!chunk.is_null()).then(|| unsafe { &*chunk.add(i % CHUNK) })
     }
 
-    /// Reserves a slot for a new object of `size` bytes in class `class`: returns its index
-    /// and generation. The slot is not live until [`SlotTable::publish`]. `None` when the
-    /// table is full.
-    pub fn reserve(&self, class: u8, size: u16) -> Option<(u32, u16)> {
-        let mut free = self.free.lock();
-        let index = match free.pop() {
+    /// Reserves a slot for a new object of `size` bytes in class `class`, on CPU `cpu`:
+    /// returns its index and generation. The slot is not live until [`SlotTable::publish`].
+    /// `None` when the table is full.
+    pub fn reserve(&self, cpu: usize, class: u8, size: u16) -> Option<(u32, u16)> {
+        let recycled = self.free[cpu % self.free.len()].lock().pop();
+        let index = match recycled {
             Some(i) => i,
             None => {
-                let i = self.used.load(Ordering::Relaxed);
+                let i = self.used.fetch_add(1, Ordering::AcqRel);
                 if i >= MAX_CHUNKS * CHUNK {
                     return None;
                 }
-                if i.is_multiple_of(CHUNK) {
-                    let chunk: Box<[Slot]> = zeroed_slice(CHUNK);
-                    let raw = Box::into_raw(chunk).cast::<Slot>();
-                    self.chunks[i / CHUNK].store(raw, Ordering::Release);
+                let chunk = &self.chunks[i / CHUNK];
+                if chunk.load(Ordering::Acquire).is_null() {
+                    let _grow = self.grow.lock();
+                    if chunk.load(Ordering::Acquire).is_null() {
+                        let fresh: Box<[Slot]> = zeroed_slice(CHUNK);
+                        chunk.store(Box::into_raw(fresh).cast::<Slot>(), Ordering::Release);
+                    }
                 }
-                self.used.store(i + 1, Ordering::Release);
                 i as u32
             }
         };
-        drop(free);
         let slot = self.get(index).expect("a reserved slot exists");
         let old = slot.state();
         // A slot never used has state 0 (a used one always had a size).
@@ -211,30 +218,29 @@ impl SlotTable {
         slot.state.fetch_or(LIVE, Ordering::Release);
     }
 
-    /// Gives a slot back (its object was freed, or its reservation is abandoned).
-    pub fn release(&self, index: u32) {
+    /// Gives a slot back on CPU `cpu` (its object was freed, or its reservation abandoned).
+    pub fn release(&self, cpu: usize, index: u32) {
         if let Some(slot) = self.get(index) {
             slot.state.fetch_and(!LIVE, Ordering::Release);
-            self.free.lock().push(index);
+            self.free[cpu % self.free.len()].lock().push(index);
         }
     }
 
     /// Every slot ever handed out, with its index.
     pub fn iter(&self) -> impl Iterator<Item = (u32, &Slot)> + '_ {
-        (0..self.used.load(Ordering::Acquire) as u32).filter_map(|i| self.get(i).map(|s| (i, s)))
-    }
-}
-
-impl Default for SlotTable {
-    fn default() -> Self {
-        Self::new()
+        let used = self.used.load(Ordering::Acquire).min(MAX_CHUNKS * CHUNK);
+        (0..used as u32).filter_map(|i| self.get(i).map(|s| (i, s)))
     }
 }
 
 impl Drop for SlotTable {
     fn drop(&mut self) {
         // Only chunks below `used` were ever allocated.
-        let allocated = self.used.load(Ordering::Relaxed).div_ceil(CHUNK);
+        let allocated = self
+            .used
+            .load(Ordering::Relaxed)
+            .div_ceil(CHUNK)
+            .min(MAX_CHUNKS);
         for chunk in &self.chunks[..allocated] {
             let raw = chunk.load(Ordering::Relaxed);
             if !raw.is_null() {

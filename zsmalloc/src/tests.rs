@@ -22,6 +22,7 @@ fn pool(path: MapPath, chain: usize) -> Pool<HostBackend> {
         PoolConfig {
             max_chain: chain,
             map_path: path,
+            ..PoolConfig::default()
         },
     )
 }
@@ -496,6 +497,7 @@ fn run_model(seed: u64, steps: usize, path: MapPath, chain: usize, frames: usize
         PoolConfig {
             max_chain: chain,
             map_path: path,
+            ..PoolConfig::default()
         },
     );
     p.backend().set_movable_ops(0x5a);
@@ -792,4 +794,24 @@ fn zbud_keeps_at_most_two_objects_per_page_and_never_overlaps_them() {
         z.free(h);
     }
     assert_eq!(z.pages(), 0);
+}
+
+#[test]
+fn model_random_operations_under_the_pool_wide_lock() {
+    // The comparison scheme must be as correct as the default: same model, one lock.
+    let p = Pool::new(
+        "pool-wide",
+        HostBackend::new(1024.min(FRAMES), 9),
+        PoolConfig {
+            locking: crate::Locking::PoolWide,
+            ..PoolConfig::default()
+        },
+    );
+    assert_eq!(p.locking(), crate::Locking::PoolWide);
+    p.backend().set_movable_ops(3);
+    let steps = if cfg!(miri) { 40 } else { 2000 };
+    let report = crate::model::run(&p, 0x9001, steps, 10, Some(&HostRanges { frames: 16 }))
+        .unwrap_or_else(|e| panic!("pool-wide: {e}"));
+    assert!(report.mallocs > 0 && report.frees > 0, "{report:?}");
+    assert_eq!(p.backend().frames_in_use(), 0);
 }

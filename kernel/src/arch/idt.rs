@@ -174,7 +174,12 @@ fn handle_recoverable(frame: &mut InterruptStackFrame, fault: Fault) {
 /// The end of the road for an exception nobody recovers from.
 fn fatal(fault: Fault) -> ! {
     crate::ktest::on_fault(&fault);
-    crate::console::emergency_write_fmt(format_args!("\nFATAL: {fault}\n"));
+    match crate::percpu::current_index() {
+        Some(cpu) => {
+            crate::console::emergency_write_fmt(format_args!("\nFATAL: {fault} (on CPU {cpu})\n"))
+        }
+        None => crate::console::emergency_write_fmt(format_args!("\nFATAL: {fault}\n")),
+    }
     super::qemu::exit(super::qemu::ExitCode::Failure)
 }
 

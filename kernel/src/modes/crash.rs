@@ -27,8 +27,24 @@ pub fn run(rest: &[&str]) -> ExitCode {
             unsafe { core::arch::asm!("ud2", options(nomem, nostack)) };
             ExitCode::Failure
         }
+        ["ap-panic"] => {
+            if crate::arch::smp::cpus_up() < 2 {
+                println!("zsos: error: crash ap-panic needs two CPUs or more (--smp 2)");
+                return ExitCode::Failure;
+            }
+            crate::arch::smp::run_on_all_cpus(&|cpu| {
+                if cpu == 1 {
+                    panic!("crash requested on an application processor");
+                }
+                // The other CPUs wait here; the panic on CPU 1 ends the machine.
+                loop {
+                    core::hint::spin_loop();
+                }
+            });
+            ExitCode::Failure
+        }
         _ => {
-            println!("zsos: error: usage: crash panic|page-fault|gp|ud");
+            println!("zsos: error: usage: crash panic|page-fault|gp|ud|ap-panic");
             ExitCode::Failure
         }
     }

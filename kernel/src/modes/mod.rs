@@ -18,7 +18,7 @@ pub const MODES: &[(&str, &str)] = &[
     ),
     (
         "bench",
-        "run the benchmarks and print BENCH lines: bench [speed|classes|density|scale|memmap]...",
+        "run the benchmarks and print BENCH lines: bench [speed|classes|density|scale|memmap|scaling]...",
     ),
     (
         "replay",
@@ -26,7 +26,7 @@ pub const MODES: &[(&str, &str)] = &[
     ),
     (
         "crash",
-        "end in a chosen failure to show its diagnostic: crash panic|page-fault|gp|ud",
+        "end in a chosen failure to show its diagnostic: crash panic|page-fault|gp|ud|ap-panic",
     ),
 ];
 

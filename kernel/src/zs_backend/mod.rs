@@ -163,6 +163,10 @@ unsafe impl Backend for KernelBackend {
         (percpu::current().index, pin)
     }
 
+    fn cpu_index(&self) -> usize {
+        percpu::current().index
+    }
+
     fn possible_cpus(&self) -> usize {
         percpu::MAX_CPUS
     }

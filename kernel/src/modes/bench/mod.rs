@@ -7,6 +7,7 @@
 mod density;
 mod per_class;
 mod scale;
+mod scaling;
 
 use alloc::vec::Vec;
 
@@ -67,6 +68,10 @@ const SECTIONS: &[(&str, &str)] = &[
         "malloc+free with 1 thousand to 1 million objects live",
     ),
     ("memmap", "the memmap's build time for this boot's memory"),
+    (
+        "scaling",
+        "ops/s on 1, 2, 4 CPUs: seed-2024 locking against one pool-wide lock",
+    ),
 ];
 
 /// Runs the benchmarks: every section, or those named (`bench scale density`).
@@ -93,6 +98,9 @@ pub fn run(rest: &[&str]) -> ExitCode {
     }
     if wanted("scale") {
         scale::figures();
+    }
+    if wanted("scaling") {
+        scaling::figures();
     }
     ExitCode::Success
 }
