@@ -72,14 +72,8 @@ pub mod ktests {
         }
     }
 
-    /// The soak's bytes: a cheap function of the object's seed and the offset.
-    fn byte(seed: u64, i: usize) -> u8 {
-        let x = seed.wrapping_add((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        (x >> 56) as u8 ^ (x >> 24) as u8
-    }
-
     fn check(obj: &[u8], seed: u64, cpu: usize) {
-        if let Some(i) = (0..obj.len()).find(|&i| obj[i] != byte(seed, i)) {
+        if let Some(i) = zsmalloc::model::seeded_mismatch(obj, seed) {
             panic!(
                 "CPU {cpu}: object of {} bytes differs at byte {i}",
                 obj.len()
@@ -144,11 +138,10 @@ pub mod ktests {
                         .malloc(size)
                         .unwrap_or_else(|e| panic!("CPU {cpu} op {op}: malloc({size}): {e}"));
                     let seed = rng.next_u64();
-                    let mut m = pool.map(h, MapMode::WriteOnly).expect("a new object maps");
-                    for (i, b) in m.iter_mut().enumerate() {
-                        *b = byte(seed, i);
-                    }
-                    drop(m);
+                    zsmalloc::model::fill_seeded(
+                        &mut pool.map(h, MapMode::WriteOnly).expect("a new object maps"),
+                        seed,
+                    );
                     mine.push((h, seed));
                 } else if roll < 80 {
                     let (h, seed) = mine.swap_remove(rng.below(mine.len() as u64) as usize);

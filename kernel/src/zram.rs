@@ -60,6 +60,23 @@ pub struct ZramStats {
     pub mem_used: u64,
 }
 
+impl fmt::Display for ZramStats {
+    /// One line: pages, zero and whole pages, bytes stored, pool pages, ratio and density.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:>5} pages ({} zero, {} stored whole), {} KiB stored in {} pool pages: ratio {:.2}, density {:.3}",
+            self.pages,
+            self.zero_pages,
+            self.huge_pages,
+            self.compr_bytes / 1024,
+            self.mem_used / PAGE as u64,
+            self.ratio(),
+            self.density()
+        )
+    }
+}
+
 impl ZramStats {
     /// Original bytes per byte of memory used.
     pub fn ratio(&self) -> f64 {

@@ -53,6 +53,25 @@ pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// Byte `i` of the object seeded with `seed`, computed in place (no buffer): for soaks that
+/// fill and check many objects where [`pattern`]'s allocation would dominate.
+pub fn seeded_byte(seed: u64, i: usize) -> u8 {
+    let x = seed.wrapping_add((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    (x >> 56) as u8 ^ (x >> 24) as u8
+}
+
+/// Fills `obj` with the bytes of `seed` ([`seeded_byte`]).
+pub fn fill_seeded(obj: &mut [u8], seed: u64) {
+    for (i, b) in obj.iter_mut().enumerate() {
+        *b = seeded_byte(seed, i);
+    }
+}
+
+/// The first offset at which `obj` differs from the bytes of `seed`, if any.
+pub fn seeded_mismatch(obj: &[u8], seed: u64) -> Option<usize> {
+    (0..obj.len()).find(|&i| obj[i] != seeded_byte(seed, i))
+}
+
 /// Writes an object one of three ways (`write`, a write-only map, a read-write map).
 pub fn write_object<B: Backend>(
     pool: &Pool<B>,

@@ -470,20 +470,12 @@ fn soak_one_million_operations_with_compaction_and_migration() {
     assert_eq!(p.backend().frames_held(), 0);
 }
 
-/// The soak's bytes: a cheap function of the object's seed and the offset.
-fn soak_byte(seed: u64, i: usize) -> u8 {
-    let x = seed.wrapping_add((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    (x >> 56) as u8 ^ (x >> 24) as u8
-}
-
 fn fill_bytes(obj: &mut [u8], seed: u64) {
-    for (i, b) in obj.iter_mut().enumerate() {
-        *b = soak_byte(seed, i);
-    }
+    model::fill_seeded(obj, seed);
 }
 
 fn check_bytes(obj: &[u8], seed: u64, at: u64) {
-    if let Some(i) = (0..obj.len()).find(|&i| obj[i] != soak_byte(seed, i)) {
+    if let Some(i) = model::seeded_mismatch(obj, seed) {
         panic!(
             "soak at {at}: object of {} bytes differs at byte {i}",
             obj.len()

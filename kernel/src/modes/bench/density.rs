@@ -233,15 +233,7 @@ fn zram_figures() {
         zram.write(n as usize, &page).expect("bench zram write");
     }
     let s = zram.stats();
-    println!(
-        "  zram store: 6000 pages ({} zero, {} stored whole): {} KiB stored in {} pool pages; ratio {:.2}, density {:.3}",
-        s.zero_pages,
-        s.huge_pages,
-        s.compr_bytes / 1024,
-        s.mem_used / PAGE as u64,
-        s.ratio(),
-        s.density()
-    );
+    println!("  zram store: {s}");
     println!("BENCH name=zram.ratio value={:.3} unit=ratio", s.ratio());
     println!(
         "BENCH name=zram.density value={:.4} unit=ratio",
