@@ -103,10 +103,14 @@ unsafe extern "C" {
     static zsos_ap_tr_long: u8;
 }
 
-/// Offset of a trampoline symbol from its start.
-fn offset(sym: &u8) -> usize {
-    let start = &raw const zsos_ap_trampoline_start as usize;
-    sym as *const u8 as usize - start
+/// Writes `value` into the copy of the trampoline at `page` (its frame's direct-map address),
+/// at the field that symbol `sym` marks in the original.
+fn set_field<T: Copy>(page: u64, sym: *const u8, value: T) {
+    let offset = sym as usize - &raw const zsos_ap_trampoline_start as usize;
+    // SAFETY: `page` maps the trampoline's frame, which holds a copy of the trampoline; `sym`
+    // is one of its data fields, of at least `size_of::<T>()` bytes, and no AP runs the
+    // trampoline while the boot CPU writes it.
+    unsafe { core::ptr::write_unaligned((page as usize + offset) as *mut T, value) };
 }
 
 /// Stack of each AP.
@@ -122,7 +126,6 @@ static LAST_UP: AtomicU64 = AtomicU64::new(0);
 /// Where the local APIC's registers are mapped.
 static LAPIC: AtomicU64 = AtomicU64::new(0);
 
-const LAPIC_ID: usize = 0x20;
 const LAPIC_SVR: usize = 0xf0;
 const LAPIC_ICR_LOW: usize = 0x300;
 const LAPIC_ICR_HIGH: usize = 0x310;
@@ -195,8 +198,8 @@ pub fn start_aps(cpus: &[Cpu], lapic_phys: u64) -> Started {
         }
         let stack = Box::leak(alloc::vec![0u8; AP_STACK].into_boxed_slice());
         let top = (stack.as_ptr() as u64 + AP_STACK as u64) & !15;
-        write_field(page, offset_of_sym(&raw const zsos_ap_tr_stack), top);
-        write_field(page, offset_of_sym(&raw const zsos_ap_tr_cpu), index as u64);
+        set_field(page, &raw const zsos_ap_tr_stack, top);
+        set_field(page, &raw const zsos_ap_tr_cpu, index as u64);
         let before = CPUS_UP.load(Ordering::SeqCst);
         // INIT, then two SIPIs with the trampoline's page number as vector.
         send_ipi(ap.apic_id, 0x0000_4500);
@@ -223,19 +226,12 @@ pub fn start_aps(cpus: &[Cpu], lapic_phys: u64) -> Started {
     out
 }
 
-fn offset_of_sym(sym: *const u8) -> usize {
-    // SAFETY: a pointer to an extern static of the trampoline; only its address is used.
-    offset(unsafe { &*sym })
-}
-
-fn write_field(page: u64, off: usize, value: u64) {
-    // SAFETY: `page` is the trampoline frame's direct-map address and `off` a field inside the
-    // copied trampoline (8-aligned by the assembly); no AP runs it while this is written.
-    unsafe { core::ptr::write_volatile((page as usize + off) as *mut u64, value) };
-}
-
 /// Maps the local APIC and enables it (software enable in the spurious-vector register).
 fn prepare(lapic_phys: u64) -> Result<(), &'static str> {
+    // The trampoline loads CR3 while still in real mode, with a 32-bit move.
+    if Cr3::read().0.start_address().as_u64() >= 1 << 32 {
+        return Err("the kernel's top-level page table is above 4 GiB");
+    }
     let region = paging::claim_l4_slot();
     let flags = PageTableFlags::PRESENT
         | PageTableFlags::WRITABLE
@@ -245,7 +241,6 @@ fn prepare(lapic_phys: u64) -> Result<(), &'static str> {
     paging::map_page(region, lapic_phys >> 12, flags).map_err(|_| "cannot map the local APIC")?;
     LAPIC.store(region + (lapic_phys & 0xfff), Ordering::SeqCst);
     lapic_write(LAPIC_SVR, lapic_read(LAPIC_SVR) | 0x1ff);
-    let _ = lapic_read(LAPIC_ID);
     Ok(())
 }
 
@@ -284,38 +279,34 @@ fn install_trampoline(phys: u64) -> u64 {
     assert!(end - start <= 4096, "the AP trampoline fits in a page");
     // SAFETY: the trampoline's bytes are readable kernel text; the frame is ours and mapped.
     unsafe { core::ptr::copy_nonoverlapping(start as *const u8, page as *mut u8, end - start) };
-    let gdt = phys + offset_of_sym(&raw const zsos_ap_tr_gdt) as u64;
-    let gdtr = offset_of_sym(&raw const zsos_ap_tr_gdtr);
-    // The GDTR is 2 bytes of limit then the base: write the base (fits in 32 bits).
-    // SAFETY: inside the copied trampoline, which nothing runs yet.
-    unsafe { core::ptr::write_unaligned((page as usize + gdtr + 2) as *mut u32, gdt as u32) };
-    let long = phys + offset_of_sym(&raw const zsos_ap_tr_long) as u64;
-    let farptr = offset_of_sym(&raw const zsos_ap_tr_farptr);
-    // SAFETY: as above.
-    unsafe { core::ptr::write_unaligned((page as usize + farptr) as *mut u32, long as u32) };
-    let (cr3, _) = Cr3::read();
-    let write32 = |sym: *const u8, v: u32| {
-        // SAFETY: as above.
-        unsafe { core::ptr::write_unaligned((page as usize + offset_of_sym(sym)) as *mut u32, v) };
-    };
-    write32(&raw const zsos_ap_tr_cr0, Cr0::read_raw() as u32);
-    write32(
+    let field = |sym: *const u8| phys + (sym as usize - start) as u64;
+    // The GDTR is 2 bytes of limit then the base; the far pointer's offset comes first.
+    set_field(
+        page,
+        (&raw const zsos_ap_tr_gdtr).wrapping_add(2),
+        field(&raw const zsos_ap_tr_gdt) as u32,
+    );
+    set_field(
+        page,
+        &raw const zsos_ap_tr_farptr,
+        field(&raw const zsos_ap_tr_long) as u32,
+    );
+    set_field(page, &raw const zsos_ap_tr_cr0, Cr0::read_raw() as u32);
+    set_field(
+        page,
         &raw const zsos_ap_tr_cr3,
-        cr3.start_address().as_u64() as u32,
+        Cr3::read().0.start_address().as_u64() as u32,
     );
     // Only what paging needs before long mode (PCIDE, for one, may not be set yet).
-    write32(
+    set_field(
+        page,
         &raw const zsos_ap_tr_cr4,
         (Cr4::read_raw() & 0b1011_0000) as u32,
     );
-    write_field(
+    set_field(
         page,
-        offset_of_sym(&raw const zsos_ap_tr_entry),
-        ap_main as *const () as usize as u64,
-    );
-    assert!(
-        cr3.start_address().as_u64() < 1 << 32,
-        "the kernel's top-level page table is below 4 GiB"
+        &raw const zsos_ap_tr_entry,
+        ap_main as *const () as u64,
     );
     page
 }

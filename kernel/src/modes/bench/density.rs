@@ -182,7 +182,7 @@ fn workloads() -> Vec<(&'static str, Vec<Step>)> {
     let uniform = (0..10_000)
         .map(|id| Step::Alloc(id, 32 + rng.below(4096 - 32 + 1) as usize))
         .collect();
-    let huge = Pool::new("sizes", KernelBackend::new(), PoolConfig::default()).huge_class_size();
+    let huge = zsmalloc::class::ClassTable::new(zsmalloc::class::DEFAULT_MAX_CHAIN).huge_class_size;
     let mut page = [0u8; PAGE];
     let lz4 = (0..LZ4_PAGES)
         .map(|n| {

@@ -175,23 +175,9 @@ fn zsmalloc_figures() {
         .iter()
         .map(|&s| window.malloc(s).expect("bench malloc"))
         .collect();
-    let mut handles = Vec::with_capacity(sizes.len());
-    let (mut malloc_samples, mut free_samples) = (Vec::new(), Vec::new());
-    for _ in 0..BATCHES {
-        let t0 = tsc::start();
-        for &s in &sizes {
-            handles.push(window.malloc(s).expect("bench malloc"));
-        }
-        let t1 = tsc::stop();
-        for h in handles.drain(..) {
-            window.free(h).expect("bench free");
-        }
-        let t2 = tsc::stop();
-        malloc_samples.push((t1 - t0) / OPS_PER_BATCH);
-        free_samples.push((t2 - t1) / OPS_PER_BATCH);
-    }
-    report("zs.malloc.mixed", median(&mut malloc_samples));
-    report("zs.free.mixed", median(&mut free_samples));
+    let (malloc, free) = malloc_free_cycles(&window, &sizes, BATCHES);
+    report("zs.malloc.mixed", malloc);
+    report("zs.free.mixed", free);
     for h in keepers {
         window.free(h).expect("bench free");
     }
@@ -309,6 +295,32 @@ fn migration_figures() {
     for h in hs {
         pool.free(h).expect("bench free");
     }
+}
+
+/// Median cycles per malloc and per free: `batches` times, one object of each of `sizes`
+/// allocated, then all of them freed.
+fn malloc_free_cycles(
+    pool: &zsmalloc::Pool<crate::zs_backend::KernelBackend>,
+    sizes: &[usize],
+    batches: usize,
+) -> (u64, u64) {
+    let n = sizes.len().max(1) as u64;
+    let mut handles = Vec::with_capacity(sizes.len());
+    let (mut malloc, mut free) = (Vec::new(), Vec::new());
+    for _ in 0..batches {
+        let t0 = tsc::start();
+        for &s in sizes {
+            handles.push(pool.malloc(s).expect("bench malloc"));
+        }
+        let t1 = tsc::stop();
+        for h in handles.drain(..) {
+            pool.free(h).expect("bench free");
+        }
+        let t2 = tsc::stop();
+        malloc.push((t1 - t0) / n);
+        free.push((t2 - t1) / n);
+    }
+    (median(&mut malloc), median(&mut free))
 }
 
 fn median(samples: &mut [u64]) -> u64 {

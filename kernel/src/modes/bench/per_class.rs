@@ -83,22 +83,7 @@ pub fn figures() {
         } else {
             c.size - HANDLE_SIZE
         };
-        let mut batch = Vec::with_capacity(OPS as usize);
-        let (mut m_samples, mut f_samples) = (Vec::new(), Vec::new());
-        for _ in 0..BATCHES {
-            let t0 = tsc::start();
-            for _ in 0..OPS {
-                batch.push(window.malloc(size).expect("bench malloc"));
-            }
-            let t1 = tsc::stop();
-            for h in batch.drain(..) {
-                window.free(h).expect("bench free");
-            }
-            let t2 = tsc::stop();
-            m_samples.push((t1 - t0) / OPS);
-            f_samples.push((t2 - t1) / OPS);
-        }
-        let (malloc, free) = (median(&mut m_samples), median(&mut f_samples));
+        let (malloc, free) = super::malloc_free_cycles(&window, &[size; OPS as usize], BATCHES);
         let (win_hs, single, win_span) = fill_one_zspage(&window, &c, size);
         let (copy_hs, _, copy_span) = fill_one_zspage(&copy, &c, size);
         let map_single = map_cycles(&window, single);
