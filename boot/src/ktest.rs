@@ -35,8 +35,8 @@ pub struct TestResult {
 pub struct SuiteReport {
     /// Results in the order the tests ran.
     pub results: Vec<TestResult>,
-    /// Names the kernel planned to run (from the first boot).
-    pub planned: Vec<String>,
+    /// The tests the kernel planned to run (from the first boot).
+    pub planned: Vec<Planned>,
     /// How many times QEMU was booted.
     pub boots: usize,
     /// Problems outside any one test (a boot that never reached the tests, a bad filter).
@@ -62,13 +62,23 @@ impl SuiteReport {
     }
 }
 
+/// A test the kernel listed or planned, with what it declared about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    /// The kernel's name for the test.
+    pub name: String,
+    /// The most CPUs it is written for (`(cpus N)`); 0 if it did not say.
+    pub cpus: u8,
+}
+
 /// What one line of kernel output means to the harness.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Line<'a> {
     /// `ktest: plan N`
     Plan(usize),
-    /// `ktest: test NAME[ (ends the machine)]` (mode `test --list`)
-    Listed(&'a str),
+    /// `ktest: test NAME[ (ends the machine)][ (cpus N)]` (the plan, or mode `test --list`):
+    /// the name and N (0 if absent).
+    Listed(&'a str, u8),
     /// `ktest: start NAME`
     Start(&'a str),
     /// `test NAME ... ok (N us)` or `... FAILED (N us)`
@@ -94,7 +104,15 @@ pub fn parse_line(line: &str) -> Line<'_> {
         return n.trim().parse().map(Line::Plan).unwrap_or(Line::Other);
     }
     if let Some(rest) = line.strip_prefix("ktest: test ") {
-        return Line::Listed(rest.strip_suffix(" (ends the machine)").unwrap_or(rest));
+        let (rest, cpus) = match rest.rsplit_once(" (cpus ") {
+            Some((head, n)) => match n.strip_suffix(')').and_then(|n| n.parse().ok()) {
+                Some(n) => (head, n),
+                None => return Line::Other,
+            },
+            None => (rest, 0),
+        };
+        let name = rest.strip_suffix(" (ends the machine)").unwrap_or(rest);
+        return Line::Listed(name, cpus);
     }
     if let Some(name) = line.strip_prefix("ktest: start ") {
         return Line::Start(name);
@@ -122,7 +140,7 @@ pub fn parse_line(line: &str) -> Line<'_> {
 }
 
 /// Lists the kernel's tests (one boot in mode `test --list`).
-pub fn list(machine: &Machine, test_args: &[String]) -> io::Result<Vec<String>> {
+pub fn list(machine: &Machine, test_args: &[String]) -> io::Result<Vec<Planned>> {
     let mut args = vec!["test".to_string()];
     args.extend(test_args.iter().cloned());
     args.push("--list".into());
@@ -138,7 +156,10 @@ pub fn list(machine: &Machine, test_args: &[String]) -> io::Result<Vec<String>> 
         .lines
         .iter()
         .filter_map(|l| match parse_line(l) {
-            Line::Listed(name) => Some(name.to_string()),
+            Line::Listed(name, cpus) => Some(Planned {
+                name: name.to_string(),
+                cpus,
+            }),
             _ => None,
         })
         .collect();
@@ -217,7 +238,8 @@ pub fn run_suite(
     let missing: Vec<&String> = report
         .planned
         .iter()
-        .filter(|p| !report.results.iter().any(|r| &&r.name == p))
+        .filter(|p| !report.results.iter().any(|r| r.name == p.name))
+        .map(|p| &p.name)
         .collect();
     if !missing.is_empty() {
         report
@@ -245,8 +267,11 @@ fn follow(run: &qemu::Run, report: &mut SuiteReport) -> BootEnd {
     for line in &run.lines {
         match parse_line(line) {
             Line::Plan(_) => {}
-            Line::Listed(name) if first_boot && current.is_none() => {
-                report.planned.push(name.to_string())
+            Line::Listed(name, cpus) if first_boot && current.is_none() => {
+                report.planned.push(Planned {
+                    name: name.to_string(),
+                    cpus,
+                })
             }
             Line::Start(name) => current = Some((name.to_string(), Vec::new())),
             Line::Result {
@@ -272,7 +297,7 @@ fn follow(run: &qemu::Run, report: &mut SuiteReport) -> BootEnd {
             }
             Line::ResumeAfter(name) => end = Some(BootEnd::Resume(name.to_string())),
             Line::Complete => end = Some(BootEnd::Complete),
-            Line::Listed(_) | Line::Other => {
+            Line::Listed(..) | Line::Other => {
                 if let Some((_, lines)) = current.as_mut() {
                     lines.push(line.clone());
                 }
@@ -297,11 +322,20 @@ mod tests {
     #[test]
     fn parses_every_protocol_line() {
         assert_eq!(parse_line("ktest: plan 12"), Line::Plan(12));
-        assert_eq!(parse_line("ktest: test a::b"), Line::Listed("a::b"));
+        assert_eq!(parse_line("ktest: test a::b"), Line::Listed("a::b", 0));
         assert_eq!(
             parse_line("ktest: test a::c (ends the machine)"),
-            Line::Listed("a::c")
+            Line::Listed("a::c", 0)
         );
+        assert_eq!(
+            parse_line("ktest: test a::d (cpus 4)"),
+            Line::Listed("a::d", 4)
+        );
+        assert_eq!(
+            parse_line("ktest: test a::e (ends the machine) (cpus 8)"),
+            Line::Listed("a::e", 8)
+        );
+        assert_eq!(parse_line("ktest: test a::f (cpus x)"), Line::Other);
         assert_eq!(parse_line("ktest: start a::b"), Line::Start("a::b"));
         assert_eq!(
             parse_line("test a::b ... ok (17 us)"),
@@ -361,7 +395,8 @@ mod tests {
             }
             _ => panic!("expected the boot to have died during test a"),
         }
-        assert_eq!(report.planned, vec!["a".to_string(), "b".to_string()]);
+        let names: Vec<&str> = report.planned.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
     }
 
     #[test]

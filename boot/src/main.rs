@@ -25,9 +25,11 @@ Options (before the mode):
 
 Modes (passed to the kernel; everything after the mode goes to it unchanged):
   run               the default demo
-  test [FILTER] [--exact]
+  test [FILTER] [--exact] [--list]
                     run the in-kernel tests whose names contain FILTER (libtest style lines,
-                    then 'N passed, N failed'); --list only lists them
+                    then 'N passed, N failed'); --list only lists them. They are built into
+                    the test kernel only: run them with `cargo ktest [FILTER]` (an alias for
+                    `cargo run -p boot --features ktest -- test`)
   bench             run the benchmarks; one 'BENCH name=... value=... unit=...' line per figure
   replay FILE       replay a trace of pool operations (a ID SIZE, f ID, w ID, c, s, # comment)
                     from the host file FILE, reporting at every c and s and at the end
@@ -180,6 +182,13 @@ fn main() -> ExitCode {
         );
     }
     let is_test = opts.kernel_args.first().map(String::as_str) == Some("test");
+    if is_test && !cfg!(feature = "ktest") {
+        eprintln!(
+            "zsos: error: the kernel `cargo run` builds has no tests; they are in the test \
+             kernel: `cargo ktest [FILTER]` (cargo run -p boot --features ktest -- test ...)"
+        );
+        return ExitCode::from(EXIT_USAGE);
+    }
     let is_list = opts.kernel_args.iter().any(|a| a == "--list");
     let result = if is_test && !is_list {
         run_tests(&opts)

@@ -98,7 +98,8 @@ impl<'a> BootArgs<'a> {
 }
 
 /// In-kernel tests of the parser (pure logic, but it is the kernel's own copy that runs).
-pub mod ktests {
+#[cfg(feature = "ktest")]
+mod ktests {
     use super::*;
 
     fn parses_mode_args_and_payload() {
@@ -135,7 +136,8 @@ pub mod ktests {
         assert_eq!(BootArgs::parse(&img[..=n]).unwrap_err(), ArgsError::TooMany);
     }
 
-    /// The tests of this module.
-    pub const TESTS: &[crate::ktest::Test] =
-        crate::ktests![parses_mode_args_and_payload, rejects_bad_input];
+    crate::ktests! {
+        parses_mode_args_and_payload,
+        rejects_bad_input,
+    }
 }

@@ -1,194 +1,191 @@
 //! zsmalloc on every CPU at once: the concurrent tests (they need two CPUs or more; the host
-//! runs them at `--smp 2` in the kernel suite and again at `--smp 4`).
+//! runs them with the rest of the suite at `--smp 2` and, as they declare `cpus: 4`, again at
+//! `--smp 4`). Built only into the test kernel.
 
-/// The concurrent tests.
-pub mod ktests {
-    use alloc::vec::Vec;
-    use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-    use spin::Mutex;
-    use zsmalloc::class::MAX_ALLOC_SIZE;
-    use zsmalloc::{Error, Handle, MapMode, PoolConfig};
+use spin::Mutex;
+use zsmalloc::class::MAX_ALLOC_SIZE;
+use zsmalloc::{Error, Handle, MapMode, PoolConfig};
 
-    use crate::arch::smp;
-    use crate::mm::buddy::FrameBlock;
-    use crate::mm::window::Access;
-    use crate::rng::Rng;
-    use crate::zs_backend::{KernelRanges, MovablePool};
+use crate::arch::smp;
+use crate::mm::buddy::FrameBlock;
+use crate::mm::window::Access;
+use crate::zs_backend::{KernelRanges, MovablePool};
+use zsmalloc::seeded::Rng;
 
-    fn cpus() -> usize {
-        let n = smp::cpus_up();
+fn cpus() -> usize {
+    let n = smp::cpus_up();
+    assert!(
+        n >= 2,
+        "this test needs two CPUs or more ({n} running): boot with --smp 2"
+    );
+    n
+}
+
+/// Every CPU runs the work, each with its own per-CPU area and its own window, and the
+/// windows work at the same time: each CPU maps its own pair of frames and reads back the
+/// bytes it wrote there, while the others do the same.
+fn every_cpu_runs_work_through_its_own_window() {
+    let n = cpus();
+    let seen: Mutex<Vec<(usize, u64)>> = Mutex::new(Vec::new());
+    let frames: Vec<(FrameBlock, FrameBlock)> = (0..n)
+        .map(|_| {
+            (
+                FrameBlock::alloc_frame().unwrap(),
+                FrameBlock::alloc_frame().unwrap(),
+            )
+        })
+        .collect();
+    smp::run_on_all_cpus(&|cpu| {
+        let me = crate::percpu::current();
+        assert_eq!(me.index, cpu, "GS points at this CPU's own area");
+        let (a, b) = &frames[cpu];
+        for round in 0..200u64 {
+            let stamp = (cpu as u64) << 32 | round;
+            let m = me
+                .window
+                .map(a.pfn(), b.pfn(), Access::ReadWrite)
+                .expect("this CPU's window is free");
+            let p = m.addr() as *mut u64;
+            // SAFETY: the window shows this CPU's two frames, 8192 bytes, writable.
+            unsafe {
+                p.write_volatile(stamp);
+                p.add(512).write_volatile(!stamp);
+                assert_eq!(p.read_volatile(), stamp, "CPU {cpu} reads its own frame");
+                assert_eq!(p.add(512).read_volatile(), !stamp);
+            }
+        }
+        seen.lock().push((cpu, me.window.base()));
+    });
+    let mut seen = seen.into_inner();
+    seen.sort_unstable();
+    assert_eq!(seen.len(), n, "every CPU ran the work once");
+    for (i, (cpu, base)) in seen.iter().enumerate() {
+        assert_eq!(*cpu, i);
         assert!(
-            n >= 2,
-            "this test needs two CPUs or more ({n} running): boot with --smp 2"
+            seen.iter().filter(|(_, b)| b == base).count() == 1,
+            "CPU {cpu}'s window is its own"
         );
-        n
     }
+}
 
-    /// Every CPU runs the work, each with its own per-CPU area and its own window, and the
-    /// windows work at the same time: each CPU maps its own pair of frames and reads back the
-    /// bytes it wrote there, while the others do the same.
-    fn every_cpu_runs_work_through_its_own_window() {
-        let n = cpus();
-        let seen: Mutex<Vec<(usize, u64)>> = Mutex::new(Vec::new());
-        let frames: Vec<(FrameBlock, FrameBlock)> = (0..n)
-            .map(|_| {
-                (
-                    FrameBlock::alloc_frame().unwrap(),
-                    FrameBlock::alloc_frame().unwrap(),
-                )
-            })
-            .collect();
-        smp::run_on_all_cpus(&|cpu| {
-            let me = crate::percpu::current();
-            assert_eq!(me.index, cpu, "GS points at this CPU's own area");
-            let (a, b) = &frames[cpu];
-            for round in 0..200u64 {
-                let stamp = (cpu as u64) << 32 | round;
-                let m = me
-                    .window
-                    .map(a.pfn(), b.pfn(), Access::ReadWrite)
-                    .expect("this CPU's window is free");
-                let p = m.addr() as *mut u64;
-                // SAFETY: the window shows this CPU's two frames, 8192 bytes, writable.
-                unsafe {
-                    p.write_volatile(stamp);
-                    p.add(512).write_volatile(!stamp);
-                    assert_eq!(p.read_volatile(), stamp, "CPU {cpu} reads its own frame");
-                    assert_eq!(p.add(512).read_volatile(), !stamp);
-                }
-            }
-            seen.lock().push((cpu, me.window.base()));
-        });
-        let mut seen = seen.into_inner();
-        seen.sort_unstable();
-        assert_eq!(seen.len(), n, "every CPU ran the work once");
-        for (i, (cpu, base)) in seen.iter().enumerate() {
-            assert_eq!(*cpu, i);
-            assert!(
-                seen.iter().filter(|(_, b)| b == base).count() == 1,
-                "CPU {cpu}'s window is its own"
-            );
-        }
+fn check(obj: &[u8], seed: u64, cpu: usize) {
+    if let Some(i) = zsmalloc::seeded::seeded_mismatch(obj, seed) {
+        panic!(
+            "CPU {cpu}: object of {} bytes differs at byte {i}",
+            obj.len()
+        );
     }
+}
 
-    fn check(obj: &[u8], seed: u64, cpu: usize) {
-        if let Some(i) = zsmalloc::model::seeded_mismatch(obj, seed) {
-            panic!(
-                "CPU {cpu}: object of {} bytes differs at byte {i}",
-                obj.len()
-            );
-        }
-    }
-
-    /// All CPUs but one do random malloc / map+write / read / write / free on one shared pool,
-    /// each with its own record of the objects it owns, while the last CPU compacts, migrates
-    /// random pages and empties physical ranges under them. Then every live object is checked
-    /// byte for byte and the pool's invariants hold.
-    fn concurrent_operations_on_one_pool_with_compaction_and_migration() {
-        const OPS_PER_CPU: u64 = 20_000;
-        let n = cpus();
-        let workers = n - 1;
-        let pool = MovablePool::new("smp", PoolConfig::default());
-        let finished = AtomicUsize::new(0);
-        let survivors: Mutex<Vec<(Handle, u64)>> = Mutex::new(Vec::new());
-        let (compactions, migrations, ranges) =
-            (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
-        let busy_refusals = AtomicU64::new(0);
-        let start = crate::arch::tsc::start();
-        smp::run_on_all_cpus(&|cpu| {
-            if cpu == n - 1 {
-                // The mover: compaction, migration, range emptying until the workers finish.
-                let mut rng = Rng::new(0xc0);
-                let emptier = KernelRanges { order: 2 };
-                while finished.load(Ordering::Acquire) < workers {
-                    pool.compact();
-                    compactions.fetch_add(1, Ordering::Relaxed);
-                    for _ in 0..8 {
-                        let pages = pool.pages();
-                        if pages.is_empty() {
-                            break;
-                        }
-                        match pool.migrate_page(pages[rng.below(pages.len() as u64) as usize]) {
-                            Ok(_) => {
-                                migrations.fetch_add(1, Ordering::Relaxed);
-                            }
-                            // A page under a mapping, or freed since the list was taken.
-                            Err(Error::ZspageBusy(_)) | Err(Error::NotOurPage(_)) => {
-                                busy_refusals.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Err(e) => panic!("mover: migration failed: {e}"),
-                        }
+/// All CPUs but one do random malloc / map+write / read / write / free on one shared pool,
+/// each with its own record of the objects it owns, while the last CPU compacts, migrates
+/// random pages and empties physical ranges under them. Then every live object is checked
+/// byte for byte and the pool's invariants hold.
+fn concurrent_operations_on_one_pool_with_compaction_and_migration() {
+    const OPS_PER_CPU: u64 = 20_000;
+    let n = cpus();
+    let workers = n - 1;
+    let pool = MovablePool::new("smp", PoolConfig::default());
+    let finished = AtomicUsize::new(0);
+    let survivors: Mutex<Vec<(Handle, u64)>> = Mutex::new(Vec::new());
+    let (compactions, migrations, ranges) =
+        (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    let busy_refusals = AtomicU64::new(0);
+    let start = crate::arch::tsc::start();
+    smp::run_on_all_cpus(&|cpu| {
+        if cpu == n - 1 {
+            // The mover: compaction, migration, range emptying until the workers finish.
+            let mut rng = Rng::new(0xc0);
+            let emptier = KernelRanges { order: 2 };
+            while finished.load(Ordering::Acquire) < workers {
+                pool.compact();
+                compactions.fetch_add(1, Ordering::Relaxed);
+                for _ in 0..8 {
+                    let pages = pool.pages();
+                    if pages.is_empty() {
+                        break;
                     }
-                    if zsmalloc::model::RangeEmptier::empty_range(&emptier, &pool, rng.next_u64())
-                        .is_ok()
-                    {
-                        ranges.fetch_add(1, Ordering::Relaxed);
+                    match pool.migrate_page(pages[rng.below(pages.len() as u64) as usize]) {
+                        Ok(_) => {
+                            migrations.fetch_add(1, Ordering::Relaxed);
+                        }
+                        // A page under a mapping, or freed since the list was taken.
+                        Err(Error::ZspageBusy(_)) | Err(Error::NotOurPage(_)) => {
+                            busy_refusals.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => panic!("mover: migration failed: {e}"),
                     }
                 }
-                return;
-            }
-            let mut rng = Rng::new(0x5eed ^ cpu as u64);
-            let mut mine: Vec<(Handle, u64)> = Vec::new();
-            for op in 0..OPS_PER_CPU {
-                let roll = rng.below(100);
-                if mine.is_empty() || (roll < 45 && mine.len() < 3000) {
-                    let size = 1 + rng.below(MAX_ALLOC_SIZE as u64) as usize;
-                    let h = pool
-                        .malloc(size)
-                        .unwrap_or_else(|e| panic!("CPU {cpu} op {op}: malloc({size}): {e}"));
-                    let seed = rng.next_u64();
-                    zsmalloc::model::fill_seeded(
-                        &mut pool.map(h, MapMode::WriteOnly).expect("a new object maps"),
-                        seed,
-                    );
-                    mine.push((h, seed));
-                } else if roll < 80 {
-                    let (h, seed) = mine.swap_remove(rng.below(mine.len() as u64) as usize);
-                    check(&pool.map(h, MapMode::ReadOnly).expect("maps"), seed, cpu);
-                    pool.free(h)
-                        .unwrap_or_else(|e| panic!("CPU {cpu} op {op}: free: {e}"));
-                } else {
-                    let (h, seed) = mine[rng.below(mine.len() as u64) as usize];
-                    let mut buf = [0u8; 4096];
-                    let len = pool.read(h, &mut buf).expect("reads");
-                    check(&buf[..len], seed, cpu);
+                if zsmalloc::model::RangeEmptier::empty_range(&emptier, &pool, rng.next_u64())
+                    .is_ok()
+                {
+                    ranges.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            for &(h, seed) in &mine {
+            return;
+        }
+        let mut rng = Rng::new(0x5eed ^ cpu as u64);
+        let mut mine: Vec<(Handle, u64)> = Vec::new();
+        for op in 0..OPS_PER_CPU {
+            let roll = rng.below(100);
+            if mine.is_empty() || (roll < 45 && mine.len() < 3000) {
+                let size = 1 + rng.below(MAX_ALLOC_SIZE as u64) as usize;
+                let h = pool
+                    .malloc(size)
+                    .unwrap_or_else(|e| panic!("CPU {cpu} op {op}: malloc({size}): {e}"));
+                let seed = rng.next_u64();
+                zsmalloc::seeded::fill_seeded(
+                    &mut pool.map(h, MapMode::WriteOnly).expect("a new object maps"),
+                    seed,
+                );
+                mine.push((h, seed));
+            } else if roll < 80 {
+                let (h, seed) = mine.swap_remove(rng.below(mine.len() as u64) as usize);
                 check(&pool.map(h, MapMode::ReadOnly).expect("maps"), seed, cpu);
+                pool.free(h)
+                    .unwrap_or_else(|e| panic!("CPU {cpu} op {op}: free: {e}"));
+            } else {
+                let (h, seed) = mine[rng.below(mine.len() as u64) as usize];
+                let mut buf = [0u8; 4096];
+                let len = pool.read(h, &mut buf).expect("reads");
+                check(&buf[..len], seed, cpu);
             }
-            survivors.lock().extend(mine);
-            finished.fetch_add(1, Ordering::Release);
-        });
-        let us = crate::arch::tsc::cycles_to_us(crate::arch::tsc::stop() - start);
-        let survivors = survivors.into_inner();
-        pool.check_invariants().unwrap();
-        for (i, &(h, seed)) in survivors.iter().enumerate() {
-            check(&pool.map(h, MapMode::ReadOnly).expect("maps"), seed, i);
         }
-        crate::println!(
-            "  {workers} CPUs x {OPS_PER_CPU} operations in {} ms beside a mover CPU: {} compactions, {} pages migrated, {} ranges emptied, {} moves refused (busy or gone); {} objects checked at the end",
-            us / 1000,
-            compactions.load(Ordering::Relaxed),
-            migrations.load(Ordering::Relaxed),
-            ranges.load(Ordering::Relaxed),
-            busy_refusals.load(Ordering::Relaxed),
-            survivors.len()
-        );
-        assert!(
-            compactions.load(Ordering::Relaxed) > 0 && migrations.load(Ordering::Relaxed) > 0,
-            "the mover moved nothing"
-        );
-        for (h, _) in survivors {
-            pool.free(h).unwrap();
+        for &(h, seed) in &mine {
+            check(&pool.map(h, MapMode::ReadOnly).expect("maps"), seed, cpu);
         }
-        assert_eq!(pool.backend().frames_held(), 0, "frames leaked");
+        survivors.lock().extend(mine);
+        finished.fetch_add(1, Ordering::Release);
+    });
+    let us = crate::arch::tsc::cycles_to_us(crate::arch::tsc::stop() - start);
+    let survivors = survivors.into_inner();
+    pool.check_invariants().unwrap();
+    for (i, &(h, seed)) in survivors.iter().enumerate() {
+        check(&pool.map(h, MapMode::ReadOnly).expect("maps"), seed, i);
     }
+    crate::println!(
+        "  {workers} CPUs x {OPS_PER_CPU} operations in {} ms beside a mover CPU: {} compactions, {} pages migrated, {} ranges emptied, {} moves refused (busy or gone); {} objects checked at the end",
+        us / 1000,
+        compactions.load(Ordering::Relaxed),
+        migrations.load(Ordering::Relaxed),
+        ranges.load(Ordering::Relaxed),
+        busy_refusals.load(Ordering::Relaxed),
+        survivors.len()
+    );
+    assert!(
+        compactions.load(Ordering::Relaxed) > 0 && migrations.load(Ordering::Relaxed) > 0,
+        "the mover moved nothing"
+    );
+    for (h, _) in survivors {
+        pool.free(h).unwrap();
+    }
+    assert_eq!(pool.backend().frames_held(), 0, "frames leaked");
+}
 
-    /// The tests of this module.
-    pub const TESTS: &[crate::ktest::Test] = crate::ktests![
-        every_cpu_runs_work_through_its_own_window,
-        concurrent_operations_on_one_pool_with_compaction_and_migration
-    ];
+crate::ktests! {
+    every_cpu_runs_work_through_its_own_window { cpus: 4 },
+    concurrent_operations_on_one_pool_with_compaction_and_migration { cpus: 4 },
 }

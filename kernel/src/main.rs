@@ -15,13 +15,15 @@ extern crate alloc;
 
 pub mod arch;
 pub mod args;
-pub mod concurrency;
+pub mod bringup;
+#[cfg(feature = "ktest")]
+mod concurrency;
 pub mod console;
+#[cfg(feature = "ktest")]
 pub mod ktest;
 pub mod mm;
 pub mod modes;
 pub mod percpu;
-pub mod rng;
 pub mod workload;
 pub mod zram;
 pub mod zs_backend;
@@ -111,7 +113,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         boot_info.kernel_image_offset,
     );
     memory.log();
-    report_cpus();
+    bringup::start_all_cpus(boot_info.rsdp_addr.into_option(), physical_memory_offset);
 
     let ramdisk: &'static [u8] = match boot_info.ramdisk_addr.into_option() {
         // SAFETY: the bootloader mapped the ramdisk at this address with this length and
@@ -134,71 +136,4 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     };
     let verdict = modes::dispatch(&args);
     arch::qemu::exit(verdict)
-}
-
-/// Finds the CPUs in ACPI's MADT and starts the application processors; prints what it found
-/// and which CPUs run.
-fn report_cpus() {
-    let facts = boot_facts();
-    let cpus = match arch::cpus::discover(facts.rsdp, facts.physical_memory_offset) {
-        Ok(cpus) => cpus,
-        Err(e) => {
-            log::warn!("cpus: cannot list the CPUs: {e}; running on the boot CPU only");
-            return;
-        }
-    };
-    let ids: alloc::vec::Vec<alloc::string::String> = cpus
-        .iter()
-        .map(|c| {
-            alloc::format!(
-                "{}{}{}",
-                c.apic_id,
-                if c.is_boot { "*" } else { "" },
-                if c.usable { "" } else { "(disabled)" }
-            )
-        })
-        .collect();
-    arch::smp::record_boot_cpu_state();
-    let started = arch::smp::start_aps(&cpus, arch::smp::local_apic_base());
-    log::info!(
-        "cpus: {} in the ACPI MADT (APIC ids {}; * = boot CPU); running: {}",
-        cpus.len(),
-        ids.join(" "),
-        arch::smp::cpus_up()
-    );
-    if let Some(why) = started.error {
-        log::warn!("cpus: application processors not started: {why}");
-    }
-    for id in &started.missing {
-        log::warn!("cpus: the CPU with APIC id {id} did not come up");
-    }
-}
-
-/// " on CPU n", or nothing before per-CPU areas exist.
-struct OnCpu(Option<usize>);
-
-impl core::fmt::Display for OnCpu {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self.0 {
-            Some(cpu) => write!(f, " on CPU {cpu}"),
-            None => Ok(()),
-        }
-    }
-}
-
-#[panic_handler]
-fn panic(info: &core::panic::PanicInfo) -> ! {
-    match info.location() {
-        Some(loc) => console::emergency_write_fmt(format_args!(
-            "\nKERNEL PANIC at {}:{}:{}{}: {}\n",
-            loc.file(),
-            loc.line(),
-            loc.column(),
-            OnCpu(percpu::current_index()),
-            info.message()
-        )),
-        None => console::emergency_write_fmt(format_args!("\nKERNEL PANIC: {}\n", info.message())),
-    }
-    ktest::on_panic();
-    arch::qemu::exit(arch::qemu::ExitCode::Failure)
 }

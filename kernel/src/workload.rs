@@ -4,7 +4,7 @@
 
 use alloc::vec::Vec;
 
-use crate::rng::Rng;
+use zsmalloc::seeded::Rng;
 
 /// Size of one page of workload data.
 pub const PAGE: usize = 4096;

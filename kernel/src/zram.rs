@@ -233,7 +233,8 @@ impl Drop for Zram {
 }
 
 /// In-kernel tests of the device.
-pub mod ktests {
+#[cfg(feature = "ktest")]
+mod ktests {
     use super::*;
 
     fn pages_round_trip_zero_pages_take_no_memory_and_overwrites_free_the_old_object() {
@@ -302,8 +303,7 @@ pub mod ktests {
         );
     }
 
-    /// The tests of this module.
-    pub const TESTS: &[crate::ktest::Test] = crate::ktests![
-        pages_round_trip_zero_pages_take_no_memory_and_overwrites_free_the_old_object
-    ];
+    crate::ktests! {
+        pages_round_trip_zero_pages_take_no_memory_and_overwrites_free_the_old_object,
+    }
 }

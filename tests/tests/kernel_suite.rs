@@ -6,76 +6,110 @@
 //! ends the machine); libtest-mimic then reports the results. A filter given to cargo test
 //! is passed on to the kernel, so `cargo test --test kernel_suite arch::` boots only those.
 //!
-//! The suite boots with two CPUs (the runner's default); the concurrent tests
-//! (`concurrency::`) run a second time on four CPUs, reported as `at_smp_4::concurrency::...`.
+//! The suite boots with two CPUs (the runner's default). A test that declares it is written
+//! for more CPUs (`cpus: 4` in its module's `ktests!` table, shown in the kernel's plan as
+//! `(cpus 4)`) runs again on a machine that size, reported as `at_smp_4::NAME`.
 
+use std::collections::BTreeSet;
+
+use boot::ktest::Planned;
+use boot::qemu::Machine;
 use libtest_mimic::{Arguments, Failed, Trial};
 use zsos_tests::suite_machine;
 
-/// Prefix of the trials of the four-CPU run.
-const SMP4: &str = "at_smp_4::";
-/// The kernel tests that run again on four CPUs.
-const CONCURRENT: &str = "concurrency::";
+/// `at_smp_N::`, the prefix of the trials of the run on N CPUs.
+fn prefix(cpus: u8) -> String {
+    format!("at_smp_{cpus}::")
+}
+
+/// Splits a cargo test filter into the CPU count it names (`at_smp_N::...`) and the part
+/// the kernel understands.
+fn split_filter(filter: &str) -> (Option<u8>, &str) {
+    if let Some(rest) = filter.strip_prefix("at_smp_")
+        && let Some((n, name)) = rest.split_once("::")
+        && let Ok(n) = n.parse()
+    {
+        return (Some(n), name);
+    }
+    (None, filter)
+}
 
 fn main() {
     let args = Arguments::from_args();
     let machine = suite_machine();
+    let (wide_only, kernel_filter) = match &args.filter {
+        Some(f) => {
+            let (cpus, name) = split_filter(f);
+            (cpus, Some(name.to_string()))
+        }
+        None => (None, None),
+    };
     let mut test_args = Vec::new();
-    if let Some(filter) = &args.filter {
-        test_args.push(filter.clone());
+    if let Some(filter) = kernel_filter.filter(|f| !f.is_empty()) {
+        test_args.push(filter);
         if args.exact {
             test_args.push("--exact".into());
         }
     }
-
-    // The four-CPU run, if the filter can match its trials.
-    let smp4 = match &args.filter {
-        None => true,
-        Some(f) if args.exact => f.starts_with(SMP4),
-        Some(f) => format!("{SMP4}{CONCURRENT}").contains(f.as_str()) || f.contains(CONCURRENT),
-    };
-    let smp4_machine = boot::qemu::Machine {
-        smp: 4,
+    let at = |cpus: u8| Machine {
+        smp: u32::from(cpus),
         ..machine.clone()
     };
-    let smp4_args = vec![CONCURRENT.to_string()];
-    let mut trials = if args.list {
-        list_trials(&machine, &test_args, "")
-    } else {
-        suite_trials(&machine, &test_args, "")
+    let wide_args = |cpus: u8| {
+        let mut a = test_args.clone();
+        a.extend(["--min-cpus".to_string(), cpus.to_string()]);
+        a
     };
-    if smp4 {
-        trials.extend(if args.list {
-            list_trials(&smp4_machine, &smp4_args, SMP4)
-        } else {
-            suite_trials(&smp4_machine, &smp4_args, SMP4)
-        });
+
+    let mut trials = Vec::new();
+    if args.list {
+        match boot::ktest::list(&machine, &test_args) {
+            Ok(planned) => {
+                for p in &planned {
+                    trials.push(Trial::test(p.name.clone(), || Ok(())));
+                }
+                for p in planned.iter().filter(|p| u32::from(p.cpus) > machine.smp) {
+                    trials.push(Trial::test(format!("{}{}", prefix(p.cpus), p.name), || {
+                        Ok(())
+                    }));
+                }
+            }
+            Err(e) => trials.push(Trial::test("kernel_suite::list", move || {
+                Err(Failed::from(e.to_string()))
+            })),
+        }
+    } else if let Some(cpus) = wide_only {
+        trials.extend(suite_trials(&at(cpus), &wide_args(cpus), &prefix(cpus)).0);
+    } else {
+        let (base, planned) = suite_trials(&machine, &test_args, "");
+        trials.extend(base);
+        let wide: BTreeSet<u8> = planned
+            .iter()
+            .map(|p| p.cpus)
+            .filter(|&n| u32::from(n) > machine.smp)
+            .collect();
+        for cpus in wide {
+            trials.extend(suite_trials(&at(cpus), &wide_args(cpus), &prefix(cpus)).0);
+        }
     }
     libtest_mimic::run(&args, trials).exit();
 }
 
-fn list_trials(machine: &boot::qemu::Machine, test_args: &[String], prefix: &str) -> Vec<Trial> {
-    match boot::ktest::list(machine, test_args) {
-        Ok(names) => names
-            .into_iter()
-            .map(|n| Trial::test(format!("{prefix}{n}"), || Ok(())))
-            .collect(),
-        Err(e) => vec![Trial::test(
-            format!("{prefix}kernel_suite::list"),
-            move || Err(Failed::from(e.to_string())),
-        )],
-    }
-}
-
-fn suite_trials(machine: &boot::qemu::Machine, test_args: &[String], prefix: &str) -> Vec<Trial> {
+/// Runs the suite on `machine` and turns each result into a trial named `prefix` + the
+/// kernel's name; also returns what the kernel planned.
+fn suite_trials(
+    machine: &Machine,
+    test_args: &[String],
+    prefix: &str,
+) -> (Vec<Trial>, Vec<Planned>) {
     let report = match boot::ktest::run_suite(machine, test_args, &mut |_| {}) {
         Ok(report) => report,
         Err(e) => {
             let msg = format!("could not boot the kernel test suite: {e}");
-            return vec![Trial::test(
-                format!("{prefix}kernel_suite::boot"),
-                move || Err(Failed::from(msg)),
-            )];
+            let trial = Trial::test(format!("{prefix}kernel_suite::boot"), move || {
+                Err(Failed::from(msg))
+            });
+            return (vec![trial], Vec::new());
         }
     };
     let mut trials: Vec<Trial> = report
@@ -101,5 +135,5 @@ fn suite_trials(machine: &boot::qemu::Machine, test_args: &[String], prefix: &st
             move || Err(Failed::from(msg)),
         ));
     }
-    trials
+    (trials, report.planned)
 }

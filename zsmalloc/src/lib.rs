@@ -8,8 +8,13 @@
 //!
 //! Rooms: [`class`] (size classes), [`handle`] (handles and locations), [`zsdesc`] (the page
 //! descriptor overlay, the only code that touches descriptor fields), `zspage` (zspages,
-//! fullness groups, freelists), [`slots`] (handle slots), [`pool`] (the API), [`stats`], and [`backend`] (the
-//! trait through which the allocator reaches the machine).
+//! fullness groups, freelists), [`slots`] (handle slots), [`pool`] (the API), [`stats`],
+//! [`backend`] (the trait through which the allocator reaches the machine), [`trace`] (trace
+//! files and their replay) and [`seeded`] (reproducible randomness and object contents).
+//!
+//! Features, both off by default: `testkit` adds `model` (the model checker and the cases the
+//! host and kernel tests share); `zbud` adds `zbud`, the two-objects-per-page baseline the
+//! kernel's bench compares density against.
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
@@ -19,11 +24,14 @@ extern crate alloc;
 pub mod backend;
 pub mod class;
 pub mod handle;
+#[cfg(any(test, feature = "testkit"))]
 pub mod model;
 pub mod pool;
+pub mod seeded;
 pub mod slots;
 pub mod stats;
 pub mod trace;
+#[cfg(any(test, feature = "zbud"))]
 pub mod zbud;
 pub mod zsdesc;
 mod zspage;

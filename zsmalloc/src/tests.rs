@@ -9,7 +9,8 @@ use alloc::vec::Vec;
 use crate::Backend;
 use crate::class::{CHAIN_RANGE, HANDLE_SIZE, MAX_ALLOC_SIZE};
 use crate::host::{HostBackend, HostRanges};
-use crate::model::{self, pattern};
+use crate::model;
+use crate::seeded::pattern;
 use crate::{Error, Handle, MapMode, MapPath, Pool, PoolConfig};
 
 /// Frames for a test pool (fewer under Miri, which is slow).

@@ -23,7 +23,7 @@ use alloc::vec::Vec;
 
 use crate::backend::Backend;
 use crate::class::PAGE_SIZE;
-use crate::model::pattern;
+use crate::seeded::pattern;
 use crate::{Error, Handle, MapMode, Pool, PoolStats};
 
 /// One operation of a trace.

@@ -4,8 +4,8 @@
 //! fault, the error code decoded) and ends the machine with a failing verdict, unless
 //!   * the faulting instruction is a [`probe`](super::probe) with a fix-up (the handler then
 //!     resumes at the fix-up, as Linux's exception tables do), or
-//!   * the running kernel test declared that it expects exactly this fault
-//!     ([`crate::ktest::Expect`]), in which case the test passes and the machine ends.
+//!   * a hook registered with [`set_fatal_hook`] ends the machine itself first (the kernel
+//!     test runner does, to pass a test that expects exactly this fault).
 
 use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Once;
@@ -105,8 +105,8 @@ pub fn init() {
         idt.general_protection_fault
             .set_handler_fn(general_protection);
         idt.invalid_opcode.set_handler_fn(invalid_opcode);
-        idt[crate::arch::smp::WAKE_VECTOR].set_handler_fn(wake_up);
-        idt[crate::arch::smp::SPURIOUS_VECTOR].set_handler_fn(spurious);
+        idt[super::smp::WAKE_VECTOR].set_handler_fn(wake_up);
+        idt[super::smp::SPURIOUS_VECTOR].set_handler_fn(spurious);
         // SAFETY: DOUBLE_FAULT_IST_INDEX names the TSS slot that `gdt::init` filled with a
         // dedicated, otherwise unused stack.
         unsafe {
@@ -122,7 +122,7 @@ pub fn init() {
 /// The IPI that wakes a halted AP: nothing to do but acknowledge it (the AP looks for work
 /// when `hlt` returns).
 extern "x86-interrupt" fn wake_up(_frame: InterruptStackFrame) {
-    crate::arch::smp::end_of_interrupt();
+    super::smp::end_of_interrupt();
 }
 
 /// A spurious local-APIC interrupt: ignored, and (as the APIC requires) not acknowledged.
@@ -171,10 +171,21 @@ fn handle_recoverable(frame: &mut InterruptStackFrame, fault: Fault) {
     fatal(fault)
 }
 
+/// Called first on a fault nobody recovers from; may end the machine itself.
+static FATAL_HOOK: Once<fn(&Fault)> = Once::new();
+
+/// Registers the function every unrecoverable fault is shown to before the default
+/// diagnostic (which follows if it returns). The first registration stays.
+pub fn set_fatal_hook(hook: fn(&Fault)) {
+    FATAL_HOOK.call_once(|| hook);
+}
+
 /// The end of the road for an exception nobody recovers from.
 fn fatal(fault: Fault) -> ! {
-    crate::ktest::on_fault(&fault);
-    match crate::percpu::current_index() {
+    if let Some(hook) = FATAL_HOOK.get() {
+        hook(&fault);
+    }
+    match super::cpu_local::try_index() {
         Some(cpu) => {
             crate::console::emergency_write_fmt(format_args!("\nFATAL: {fault} (on CPU {cpu})\n"))
         }

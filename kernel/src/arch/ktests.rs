@@ -101,8 +101,7 @@ fn write_to_kernel_stack_guard_page_faults() {
     unsafe { core::ptr::write_volatile(guard as *mut u64, 0xdead) };
 }
 
-/// The tests of this module.
-pub const TESTS: &[ktest::Test] = crate::ktests![
+crate::ktests! {
     breakpoint_handler_returns,
     probe_read_of_null_page_faults_with_address,
     probe_write_to_kernel_code_faults_as_protection_violation,
@@ -111,12 +110,16 @@ pub const TESTS: &[ktest::Test] = crate::ktests![
     probe_reads_mapped_memory,
     task_register_holds_our_tss,
     tsc_is_calibrated_and_advances,
-    stack_overflow_is_a_double_fault_on_its_own_stack => Expect::Fault {
-        kind: FaultKind::DoubleFault,
-        check: Some(ran_on_double_fault_stack),
+    stack_overflow_is_a_double_fault_on_its_own_stack {
+        expect: Expect::Fault {
+            kind: FaultKind::DoubleFault,
+            check: Some(ran_on_double_fault_stack),
+        },
     },
-    write_to_kernel_stack_guard_page_faults => Expect::Fault {
-        kind: FaultKind::PageFault,
-        check: None,
+    write_to_kernel_stack_guard_page_faults {
+        expect: Expect::Fault {
+            kind: FaultKind::PageFault,
+            check: None,
+        },
     },
-];
+}

@@ -1,22 +1,20 @@
-//! Starting the application processors (APs): the boot CPU maps its local APIC, copies a
-//! real-mode trampoline into a low frame reserved for it (identity-mapped, so the trampoline
-//! can turn on paging and keep running), and for each AP the MADT lists sends INIT, then two
-//! SIPIs whose vector is the trampoline's page. The trampoline loads a temporary GDT, enables
-//! long mode with the kernel's page tables, and calls [`ap_main`] on a fresh stack; the AP
-//! then loads its own GDT/TSS (with its own double-fault stack), the shared IDT, and its
-//! per-CPU area with its own PTE window, reports that it is up, and waits for work. An AP that
-//! does not report within a timeout is named, never waited for forever.
+//! The machine's side of running several CPUs: the local APIC, the real-mode trampoline,
+//! the INIT-SIPI-SIPI start-up sequence, the wake-up IPI and running work on every CPU.
+//!
+//! What memory an AP needs (the trampoline's frame, the APIC mapping, stacks, per-CPU state)
+//! is provided from above (`crate::bringup`): this module only programs the hardware. The
+//! trampoline loads a temporary GDT, enables long mode with the kernel's page tables, and
+//! calls [`ap_main`] on the stack it was given; the AP loads its own GDT/TSS (with its own
+//! double-fault stack), the shared IDT and its CPU index, runs the set-up registered with
+//! [`set_ap_setup`], reports that it is up, and waits for work. An AP that does not report
+//! within a timeout is named, never waited for forever.
 
-use alloc::boxed::Box;
-use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use spin::Once;
 use x86_64::registers::control::{Cr0, Cr3, Cr4};
-use x86_64::structures::paging::PageTableFlags;
 
-use crate::arch::cpus::Cpu;
 use crate::arch::tsc;
-use crate::mm::{buddy, memmap, paging};
 
 core::arch::global_asm!(
     r#"
@@ -113,8 +111,6 @@ fn set_field<T: Copy>(page: u64, sym: *const u8, value: T) {
     unsafe { core::ptr::write_unaligned((page as usize + offset) as *mut T, value) };
 }
 
-/// Stack of each AP.
-const AP_STACK: usize = 64 * 1024;
 /// How long an AP has to report after its SIPIs.
 const AP_TIMEOUT_MS: u64 = 500;
 
@@ -132,8 +128,9 @@ const LAPIC_ICR_HIGH: usize = 0x310;
 
 fn lapic_write(reg: usize, value: u32) {
     let base = LAPIC.load(Ordering::Relaxed);
-    // SAFETY: `base` maps the local APIC's 4 KiB register page uncached; `reg` is a register
-    // offset inside it; APIC registers are written with 32-bit stores.
+    // SAFETY: `base` maps the local APIC's 4 KiB register page uncached (the promise of
+    // `use_local_apic`); `reg` is a register offset inside it; APIC registers are written with
+    // 32-bit stores.
     unsafe { core::ptr::write_volatile((base as usize + reg) as *mut u32, value) };
 }
 
@@ -160,124 +157,51 @@ fn delay_us(us: u64) {
     }
 }
 
-/// What starting the APs did.
-#[derive(Debug, Default)]
-pub struct Started {
-    /// APIC ids of the APs that came up.
-    pub up: Vec<u32>,
-    /// APIC ids of the APs that did not report in time.
-    pub missing: Vec<u32>,
-    /// Why nothing was started, if so.
-    pub error: Option<&'static str>,
+/// Physical address of the local APIC's registers (the IA32_APIC_BASE MSR).
+pub fn local_apic_base() -> u64 {
+    // SAFETY: IA32_APIC_BASE (0x1b) exists on every x86_64 CPU; reading it has no side effect.
+    unsafe { x86_64::registers::model_specific::Msr::new(0x1b).read() & 0xf_ffff_f000 }
 }
 
-/// Starts every usable AP in `cpus` (the boot CPU is skipped), up to `percpu::MAX_CPUS`.
-pub fn start_aps(cpus: &[Cpu], lapic_phys: u64) -> Started {
-    let mut out = Started::default();
-    let aps: Vec<&Cpu> = cpus.iter().filter(|c| !c.is_boot && c.usable).collect();
-    if aps.is_empty() {
-        return out;
-    }
-    if let Err(e) = prepare(lapic_phys) {
-        out.error = Some(e);
-        return out;
-    }
-    let tramp = match reserve_trampoline_frame() {
-        Ok(f) => f,
-        Err(e) => {
-            out.error = Some(e);
-            return out;
-        }
-    };
-    let page = install_trampoline(tramp);
-    for (n, ap) in aps.iter().enumerate() {
-        let index = n + 1;
-        if index >= crate::percpu::MAX_CPUS {
-            out.missing.push(ap.apic_id);
-            continue;
-        }
-        let stack = Box::leak(alloc::vec![0u8; AP_STACK].into_boxed_slice());
-        let top = (stack.as_ptr() as u64 + AP_STACK as u64) & !15;
-        set_field(page, &raw const zsos_ap_tr_stack, top);
-        set_field(page, &raw const zsos_ap_tr_cpu, index as u64);
-        let before = CPUS_UP.load(Ordering::SeqCst);
-        // INIT, then two SIPIs with the trampoline's page number as vector.
-        send_ipi(ap.apic_id, 0x0000_4500);
-        delay_us(10_000);
-        let vector = (tramp >> 12) as u32 & 0xff;
-        for _ in 0..2 {
-            send_ipi(ap.apic_id, 0x0000_4600 | vector);
-            delay_us(200);
-            if CPUS_UP.load(Ordering::SeqCst) > before {
-                break;
-            }
-        }
-        let deadline = tsc::start() + tsc::hz() / 1000 * AP_TIMEOUT_MS;
-        while CPUS_UP.load(Ordering::SeqCst) == before && tsc::start() < deadline {
-            core::hint::spin_loop();
-        }
-        if CPUS_UP.load(Ordering::SeqCst) > before && LAST_UP.load(Ordering::SeqCst) == index as u64
-        {
-            out.up.push(ap.apic_id);
-        } else {
-            out.missing.push(ap.apic_id);
-        }
-    }
-    out
-}
-
-/// Maps the local APIC and enables it (software enable in the spurious-vector register).
-fn prepare(lapic_phys: u64) -> Result<(), &'static str> {
-    // The trampoline loads CR3 while still in real mode, with a 32-bit move.
-    if Cr3::read().0.start_address().as_u64() >= 1 << 32 {
-        return Err("the kernel's top-level page table is above 4 GiB");
-    }
-    let region = paging::claim_l4_slot();
-    let flags = PageTableFlags::PRESENT
-        | PageTableFlags::WRITABLE
-        | PageTableFlags::NO_CACHE
-        | PageTableFlags::WRITE_THROUGH
-        | PageTableFlags::NO_EXECUTE;
-    paging::map_page(region, lapic_phys >> 12, flags).map_err(|_| "cannot map the local APIC")?;
-    LAPIC.store(region + (lapic_phys & 0xfff), Ordering::SeqCst);
+/// Starts using the local APIC whose registers are mapped at `virt` and software-enables it
+/// on this CPU (the spurious-vector register).
+///
+/// # Safety
+/// `virt` maps the 4 KiB page at [`local_apic_base`], uncached and writable, for good.
+pub unsafe fn use_local_apic(virt: u64) {
+    LAPIC.store(virt, Ordering::SeqCst);
     lapic_write(LAPIC_SVR, lapic_read(LAPIC_SVR) | 0x1ff);
-    Ok(())
 }
 
-/// Takes a free frame below 640 KiB (SIPI vectors address the first megabyte) for the
-/// trampoline and identity-maps it (executable) in the kernel's tables.
-fn reserve_trampoline_frame() -> Result<u64, &'static str> {
-    let pfn = buddy::with(|b| {
-        (1..0xa0u64)
-            .rev()
-            .find(|&p| b.free_block_containing(p).is_some())
-            .and_then(|p| {
-                b.isolate_range(p, p + 1)
-                    .ok()
-                    .and_then(|_| b.take_isolated(p, 0).ok())
-            })
-    })
-    .ok_or("no free frame below 640 KiB for the AP trampoline")?;
-    if let Some(d) = memmap::get().desc(pfn) {
-        d.set(memmap::flags::RESERVED);
-    }
-    let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE;
-    paging::map_page(pfn << 12, pfn, flags)
-        .map_err(|_| "cannot identity-map the AP trampoline (the address is in use)")?;
-    Ok(pfn << 12)
+/// Whether the trampoline can load the kernel's page tables: it loads CR3 while still in
+/// real mode, with a 32-bit move, so the top-level table must lie below 4 GiB.
+pub fn trampoline_can_load_cr3() -> bool {
+    Cr3::read().0.start_address().as_u64() < 1 << 32
 }
 
-/// Copies the trampoline into its frame and fills in what does not change per AP; returns the
-/// frame's direct-map address.
-fn install_trampoline(phys: u64) -> u64 {
-    let page = memmap::get().frame_addr(phys >> 12);
+/// The trampoline, copied into its low frame.
+pub struct Trampoline {
+    /// Physical address of its frame (below 640 KiB; the SIPI vector is its page number).
+    phys: u64,
+    /// The frame's address in the direct map, where the boot CPU writes its fields.
+    page: u64,
+}
+
+/// Copies the trampoline into the frame at physical address `phys` (seen at `page` through
+/// the direct map) and fills in what is the same for every AP.
+///
+/// # Safety
+/// The frame is below 640 KiB, page-aligned, owned by the caller for good, readable and
+/// writable at `page`, and identity-mapped executable at `phys` in the kernel's tables.
+pub unsafe fn install_trampoline(phys: u64, page: u64) -> Trampoline {
     // Both symbols delimit the trampoline's bytes in the kernel image.
     let (start, end) = (
         &raw const zsos_ap_trampoline_start as usize,
         &raw const zsos_ap_trampoline_end as usize,
     );
     assert!(end - start <= 4096, "the AP trampoline fits in a page");
-    // SAFETY: the trampoline's bytes are readable kernel text; the frame is ours and mapped.
+    // SAFETY: the trampoline's bytes are readable kernel text; the frame is ours and mapped
+    // (the caller's promise).
     unsafe { core::ptr::copy_nonoverlapping(start as *const u8, page as *mut u8, end - start) };
     let field = |sym: *const u8| phys + (sym as usize - start) as u64;
     // The GDTR is 2 bytes of limit then the base; the far pointer's offset comes first.
@@ -308,7 +232,45 @@ fn install_trampoline(phys: u64) -> u64 {
         &raw const zsos_ap_tr_entry,
         ap_main as *const () as u64,
     );
-    page
+    BSP_CR4.store(Cr4::read_raw(), Ordering::SeqCst);
+    Trampoline { phys, page }
+}
+
+/// An AP's per-CPU set-up from the layers above, run on the AP before it reports in.
+static AP_SETUP: Once<fn(usize)> = Once::new();
+
+/// Registers what each AP runs (with its index) after its descriptor tables and CPU index are
+/// set and before it reports in. The first registration stays.
+pub fn set_ap_setup(setup: fn(usize)) {
+    AP_SETUP.call_once(|| setup);
+}
+
+/// Starts the AP with APIC id `apic_id` as CPU `index` on the stack ending at `stack_top`:
+/// INIT, then two SIPIs with the trampoline's page as vector; waits up to 500 ms for it to
+/// report in. Returns whether it did.
+pub fn start_ap(trampoline: &Trampoline, apic_id: u32, index: usize, stack_top: u64) -> bool {
+    set_field(
+        trampoline.page,
+        &raw const zsos_ap_tr_stack,
+        stack_top & !15,
+    );
+    set_field(trampoline.page, &raw const zsos_ap_tr_cpu, index as u64);
+    let before = CPUS_UP.load(Ordering::SeqCst);
+    send_ipi(apic_id, 0x0000_4500);
+    delay_us(10_000);
+    let vector = (trampoline.phys >> 12) as u32 & 0xff;
+    for _ in 0..2 {
+        send_ipi(apic_id, 0x0000_4600 | vector);
+        delay_us(200);
+        if CPUS_UP.load(Ordering::SeqCst) > before {
+            break;
+        }
+    }
+    let deadline = tsc::start() + tsc::hz() / 1000 * AP_TIMEOUT_MS;
+    while CPUS_UP.load(Ordering::SeqCst) == before && tsc::start() < deadline {
+        core::hint::spin_loop();
+    }
+    CPUS_UP.load(Ordering::SeqCst) > before && LAST_UP.load(Ordering::SeqCst) == index as u64
 }
 
 /// Where an AP arrives from the trampoline, on its own stack, with the kernel's page tables.
@@ -317,7 +279,10 @@ extern "C" fn ap_main(index: u64) -> ! {
     unsafe { Cr4::write_raw(BSP_CR4.load(Ordering::SeqCst)) };
     crate::arch::gdt::init_for_ap();
     crate::arch::idt::init();
-    crate::percpu::init_this_cpu(index as usize);
+    crate::arch::cpu_local::init_this_cpu(index as usize);
+    if let Some(setup) = AP_SETUP.get() {
+        setup(index as usize);
+    }
     // Software-enable this CPU's local APIC, or it ignores the wake-up IPI.
     lapic_write(LAPIC_SVR, lapic_read(LAPIC_SVR) | 0x1ff);
     LAST_UP.store(index, Ordering::SeqCst);
@@ -385,7 +350,7 @@ pub fn run_on_all_cpus(f: &(dyn Fn(usize) + Sync)) {
         lapic_write(LAPIC_ICR_HIGH, 0);
         lapic_write(LAPIC_ICR_LOW, 0x000c_4000 | WAKE_VECTOR as u32);
     }
-    f(crate::percpu::current().index);
+    f(crate::arch::cpu_local::index());
     while WORK_DONE.load(Ordering::Acquire) < aps {
         core::hint::spin_loop();
     }
@@ -393,17 +358,6 @@ pub fn run_on_all_cpus(f: &(dyn Fn(usize) + Sync)) {
 
 /// The boot CPU's CR4, for the APs.
 static BSP_CR4: AtomicU64 = AtomicU64::new(0);
-
-/// Records what the APs copy from the boot CPU. Call before [`start_aps`].
-pub fn record_boot_cpu_state() {
-    BSP_CR4.store(Cr4::read_raw(), Ordering::SeqCst);
-}
-
-/// Physical address of the local APIC's registers (the IA32_APIC_BASE MSR).
-pub fn local_apic_base() -> u64 {
-    // SAFETY: IA32_APIC_BASE (0x1b) exists on every x86_64 CPU; reading it has no side effect.
-    unsafe { x86_64::registers::model_specific::Msr::new(0x1b).read() & 0xf_ffff_f000 }
-}
 
 /// CPUs running (the boot CPU included).
 pub fn cpus_up() -> usize {

@@ -8,9 +8,8 @@ use super::memmap::{self, FRAME_SIZE, flags};
 use super::window::{self, Access, WindowError};
 use crate::arch::idt::FaultKind;
 use crate::arch::probe;
-use crate::ktest::Test;
 use crate::percpu;
-use crate::rng::Rng;
+use zsmalloc::seeded::Rng;
 
 fn memmap_maps_pfn_to_descriptor_and_back() {
     let mm = memmap::get();
@@ -382,8 +381,7 @@ fn direct_path_serves_a_single_frame() {
     assert_eq!(probe::read_u8(addr + 17), Ok(0x42));
 }
 
-/// The tests of this module.
-pub const TESTS: &[Test] = crate::ktests![
+crate::ktests! {
     memmap_maps_pfn_to_descriptor_and_back,
     kernel_image_and_stack_frames_are_reserved,
     allocating_every_frame_then_freeing_in_random_order_restores_the_boot_state,
@@ -399,4 +397,4 @@ pub const TESTS: &[Test] = crate::ktests![
     nested_mapping_is_refused_and_interrupts_stay_off_until_unmap,
     window_refuses_frames_outside_memory_or_reserved,
     direct_path_serves_a_single_frame,
-];
+}

@@ -7,7 +7,9 @@
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
-use core::sync::atomic::{AtomicU64, Ordering};
+#[cfg(feature = "ktest")]
+use core::sync::atomic::AtomicU64;
+use core::sync::atomic::Ordering;
 
 use spin::Mutex;
 
@@ -146,24 +148,27 @@ pub struct EmptiedRange {
 /// One range at a time (the buddy allocator isolates one range).
 static EMPTYING: Mutex<()> = Mutex::new(());
 
-/// Destination allocations still to fail on purpose (tests of the out-of-memory path).
+/// Test kernel only: destination allocations still to fail on purpose.
+#[cfg(feature = "ktest")]
 static FAIL_DESTINATIONS: AtomicU64 = AtomicU64::new(0);
 
-/// Makes the next `n` destination-frame allocations of [`empty_range`] fail, as if memory had
-/// run out (for tests of the out-of-memory path with plenty of memory left).
+/// Test kernel only: makes the next `n` destination-frame allocations of [`empty_range`]
+/// fail, as if memory had run out (for tests of the out-of-memory path with plenty of memory
+/// left).
+#[cfg(feature = "ktest")]
 pub fn fail_next_destinations(n: u64) {
     FAIL_DESTINATIONS.store(n, Ordering::Relaxed);
 }
 
 fn destination_frame() -> Option<FrameBlock> {
-    let failing = FAIL_DESTINATIONS
+    #[cfg(feature = "ktest")]
+    if FAIL_DESTINATIONS
         .try_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-        .is_ok();
-    if failing {
-        None
-    } else {
-        FrameBlock::alloc_frame().ok()
+        .is_ok()
+    {
+        return None;
     }
+    FrameBlock::alloc_frame().ok()
 }
 
 /// Empties the block of 2^`order` frames at `start` and allocates it: every free frame of the

@@ -4,7 +4,8 @@
 //!
 //! Boot order: memmap (needs only the direct map) → buddy (frees the usable frames into its
 //! lists) → paging (takes over the bootloader's tables) → heap (claims a region, maps frames)
-//! → window region → the boot CPU's per-CPU area and window.
+//! → window region. Then each CPU gets what it needs from [`init_cpu`] (its window); the
+//! caller keeps it (`crate::percpu`).
 
 pub mod buddy;
 pub mod heap;
@@ -13,7 +14,8 @@ pub mod migrate;
 pub mod paging;
 pub mod window;
 
-pub mod ktests;
+#[cfg(feature = "ktest")]
+mod ktests;
 
 use bootloader_api::info::MemoryRegions;
 
@@ -28,18 +30,31 @@ pub struct MemorySummary {
     pub free_frames: u64,
 }
 
-/// Sets up physical memory and the boot CPU's per-CPU area.
+/// Sets up physical memory: memmap, frame allocator, page tables, heap, window region.
 pub fn init(regions: &MemoryRegions, phys_offset: u64) -> MemorySummary {
     let memmap = memmap::build(regions, phys_offset);
     let managed_frames = buddy::init(regions);
     paging::init(phys_offset);
     heap::init();
     window::init_region();
-    crate::percpu::init_this_cpu(0);
     MemorySummary {
         memmap,
         managed_frames,
         free_frames: buddy::stats().free_frames,
+    }
+}
+
+/// What memory gives each CPU: its own two-page PTE window.
+pub struct CpuMemory {
+    /// The CPU's window.
+    pub window: window::Window,
+}
+
+/// Builds what CPU `index` needs from memory (every page-table level of its window). Run
+/// after [`init`], once per CPU.
+pub fn init_cpu(index: usize) -> CpuMemory {
+    CpuMemory {
+        window: window::Window::new(index),
     }
 }
 

@@ -64,7 +64,8 @@ pub struct Window {
     base: u64,
     ptes: [AtomicPtr<PageTableEntry>; 2],
     in_use: AtomicBool,
-    /// Test hook: skip the unmap flush once, to show what a missing `invlpg` does.
+    /// Test kernel only: skip the unmap flush once, to show what a missing `invlpg` does.
+    #[cfg(feature = "ktest")]
     skip_next_flush: AtomicBool,
 }
 
@@ -84,6 +85,7 @@ impl Window {
             base,
             ptes: [AtomicPtr::new(p0), AtomicPtr::new(p1)],
             in_use: AtomicBool::new(false),
+            #[cfg(feature = "ktest")]
             skip_next_flush: AtomicBool::new(false),
         }
     }
@@ -149,7 +151,10 @@ impl Window {
     }
 
     fn unmap(&self) {
+        #[cfg(feature = "ktest")]
         let flush = !self.skip_next_flush.swap(false, Ordering::Relaxed);
+        #[cfg(not(feature = "ktest"))]
+        let flush = true;
         for (i, pte) in self.ptes.iter().enumerate() {
             // SAFETY: as in `map`: this CPU's own prebuilt entry, interrupts off.
             unsafe { (*pte.load(Ordering::Relaxed)).set_unused() };
@@ -160,9 +165,9 @@ impl Window {
         self.in_use.store(false, Ordering::Release);
     }
 
-    /// Test hook: the next unmap clears the PTEs but skips `invlpg`, leaving stale
+    /// Test kernel only: the next unmap clears the PTEs but skips `invlpg`, leaving stale
     /// translations behind. Only the test that proves the flush matters uses it.
-    #[doc(hidden)]
+    #[cfg(feature = "ktest")]
     pub fn skip_flush_once_for_test(&self) {
         self.skip_next_flush.store(true, Ordering::Relaxed);
     }

@@ -39,7 +39,16 @@ pub fn dispatch(args: &BootArgs) -> ExitCode {
     };
     match mode {
         "run" => run::run(rest),
+        #[cfg(feature = "ktest")]
         "test" => crate::ktest::run_mode(rest),
+        #[cfg(not(feature = "ktest"))]
+        "test" => {
+            println!(
+                "zsos: error: this kernel was built without its tests; they are in the test \
+                 build: `cargo ktest [FILTER]` on the host (or `cargo test --test kernel_suite`)"
+            );
+            ExitCode::Failure
+        }
         "bench" => bench::run(rest),
         "replay" => replay::run(rest, args.payload),
         "crash" => crash::run(rest),

@@ -5,10 +5,10 @@
 use alloc::vec::Vec;
 
 use crate::arch::qemu::ExitCode;
-use crate::rng::Rng;
 use crate::workload::{self, PAGE};
 use crate::zram::{Zram, ZramStats};
 use crate::{print, println};
+use zsmalloc::seeded::Rng;
 
 /// Pages the demo compresses into the pool.
 const DEMO_PAGES: u64 = 6000;

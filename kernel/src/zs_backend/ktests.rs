@@ -4,11 +4,11 @@
 use alloc::vec::Vec;
 
 use zsmalloc::class::{HANDLE_SIZE, MAX_ALLOC_SIZE};
-use zsmalloc::model::{self, pattern};
+use zsmalloc::model;
+use zsmalloc::seeded::pattern;
 use zsmalloc::{Error, Handle, MapMode, MapPath, Pool, PoolConfig};
 
 use super::{KernelBackend, KernelRanges, MovablePool};
-use crate::ktest::Test;
 use crate::mm::buddy;
 use crate::mm::memmap::{self, flags};
 use crate::mm::migrate::{self, RangeError, Refusal};
@@ -237,7 +237,7 @@ fn emptiable_block(pool: &MovablePool, candidates: &[u64], order: usize) -> Opti
 /// Fills a movable pool with `n` objects of sizes 1..=4096 (so huge zspages too), each
 /// written with its own pattern.
 fn fill_movable(pool: &MovablePool, n: u64) -> Vec<(Handle, Vec<u8>)> {
-    let mut rng = crate::rng::Rng::new(0x7a9e);
+    let mut rng = zsmalloc::seeded::Rng::new(0x7a9e);
     (0..n)
         .map(|i| {
             let size = 1 + rng.below(MAX_ALLOC_SIZE as u64) as usize;
@@ -393,7 +393,7 @@ fn soak_one_million_operations_with_compaction_and_migration() {
     const TARGET_LIVE: usize = 20_000;
     let p = MovablePool::new("soak", PoolConfig::default());
     let ranges = KernelRanges { order: 2 };
-    let mut rng = crate::rng::Rng::new(0x50a4);
+    let mut rng = zsmalloc::seeded::Rng::new(0x50a4);
     // Each live object: its handle and the seed of its bytes.
     let mut live: Vec<(Handle, u64)> = Vec::with_capacity(TARGET_LIVE * 2);
     let (mut ops, mut compacted, mut migrated, mut emptied, mut refused) =
@@ -471,11 +471,11 @@ fn soak_one_million_operations_with_compaction_and_migration() {
 }
 
 fn fill_bytes(obj: &mut [u8], seed: u64) {
-    model::fill_seeded(obj, seed);
+    zsmalloc::seeded::fill_seeded(obj, seed);
 }
 
 fn check_bytes(obj: &[u8], seed: u64, at: u64) {
-    if let Some(i) = model::seeded_mismatch(obj, seed) {
+    if let Some(i) = zsmalloc::seeded::seeded_mismatch(obj, seed) {
         panic!(
             "soak at {at}: object of {} bytes differs at byte {i}",
             obj.len()
@@ -540,8 +540,7 @@ fn dropping_a_pool_with_live_objects_frees_its_frames() {
     drop_returning_frames(p);
 }
 
-/// The tests of this module.
-pub const TESTS: &[Test] = crate::ktests![
+crate::ktests! {
     zsdesc_overlay_writes_the_memmap_entries,
     every_class_at_every_offset_through_the_window,
     every_class_at_every_offset_through_the_copy_path,
@@ -554,4 +553,4 @@ pub const TESTS: &[Test] = crate::ktests![
     emptying_a_range_is_refused_under_a_mapping_and_for_unmovable_frames,
     soak_one_million_operations_with_compaction_and_migration,
     dropping_a_pool_with_live_objects_frees_its_frames,
-];
+}

@@ -9,14 +9,13 @@ use core::mem::{offset_of, size_of};
 use core::ops::Deref;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use zsmalloc::model::{EmptiedRange, RangeEmptier, RangeRefusal};
 use zsmalloc::zsdesc::{self, ZsDesc};
 use zsmalloc::{Backend, PairMapping, Pfn, Pool, PoolConfig};
 
 use crate::arch::irq::InterruptsOff;
 use crate::mm::buddy::{self, FrameBlock};
 use crate::mm::memmap::{self, PageDesc, flags};
-use crate::mm::migrate::{self, MovableOps, RangeError, Refusal, Registration};
+use crate::mm::migrate::{self, MovableOps, Refusal, Registration};
 use crate::mm::window::{Access, WindowMapping};
 use crate::percpu;
 
@@ -45,10 +44,12 @@ pub fn zsdesc_of(desc: &'static PageDesc) -> &'static ZsDesc {
     unsafe { &*(desc as *const PageDesc).cast::<ZsDesc>() }
 }
 
-/// The real backend. Can be told to fail frame allocations from the k-th one on, to test
-/// out-of-memory paths with real frames.
+/// The real backend. In the test kernel it can be told to fail frame allocations from the
+/// k-th one on, to test out-of-memory paths with real frames.
 pub struct KernelBackend {
+    #[cfg(feature = "ktest")]
     allocations: AtomicU64,
+    #[cfg(feature = "ktest")]
     fail_from: AtomicU64,
     held: AtomicU64,
     movable_ops: AtomicU64,
@@ -58,7 +59,9 @@ impl KernelBackend {
     /// A backend that never fails on purpose.
     pub const fn new() -> Self {
         KernelBackend {
+            #[cfg(feature = "ktest")]
             allocations: AtomicU64::new(0),
+            #[cfg(feature = "ktest")]
             fail_from: AtomicU64::new(u64::MAX),
             held: AtomicU64::new(0),
             movable_ops: AtomicU64::new(0),
@@ -71,6 +74,7 @@ impl KernelBackend {
     }
 
     /// From now on, the `k`-th frame allocation (0 = the next) and all later ones fail.
+    #[cfg(feature = "ktest")]
     pub fn fail_from(&self, k: u64) {
         self.fail_from.store(
             self.allocations.load(Ordering::Relaxed) + k,
@@ -84,6 +88,7 @@ impl KernelBackend {
     }
 
     /// Frame allocations succeed again (as far as memory lasts).
+    #[cfg(feature = "ktest")]
     pub fn stop_failing(&self) {
         self.fail_from.store(u64::MAX, Ordering::Relaxed);
     }
@@ -117,8 +122,10 @@ unsafe impl Backend for KernelBackend {
     type CpuPin = InterruptsOff;
 
     fn alloc_page(&self) -> Option<Pfn> {
-        let n = self.allocations.fetch_add(1, Ordering::Relaxed);
-        if n >= self.fail_from.load(Ordering::Relaxed) {
+        #[cfg(feature = "ktest")]
+        if self.allocations.fetch_add(1, Ordering::Relaxed)
+            >= self.fail_from.load(Ordering::Relaxed)
+        {
             return None;
         }
         let pfn = FrameBlock::alloc_frame().ok()?.into_raw().0;
@@ -160,15 +167,15 @@ unsafe impl Backend for KernelBackend {
 
     fn pin_cpu(&self) -> (usize, InterruptsOff) {
         let pin = InterruptsOff::new();
-        (percpu::current().index, pin)
+        (crate::arch::cpu_local::index(), pin)
     }
 
     fn cpu_index(&self) -> usize {
-        percpu::current().index
+        crate::arch::cpu_local::index()
     }
 
     fn possible_cpus(&self) -> usize {
-        percpu::MAX_CPUS
+        crate::arch::cpu_local::MAX_CPUS
     }
 
     fn report(&self, message: fmt::Arguments) {
@@ -243,38 +250,10 @@ impl MovableOps for ZsMovable {
     }
 }
 
-/// The model checker's empty-a-range operation on real frames: the aligned block of
-/// 2^`order` frames around a random page of the pool goes through [`migrate::empty_range`],
-/// and the block it yields is freed again.
-pub struct KernelRanges {
-    /// Order of the blocks emptied.
-    pub order: usize,
-}
+#[cfg(feature = "ktest")]
+mod ranges;
+#[cfg(feature = "ktest")]
+pub use ranges::KernelRanges;
 
-impl RangeEmptier<KernelBackend> for KernelRanges {
-    fn empty_range(
-        &self,
-        pool: &Pool<KernelBackend>,
-        seed: u64,
-    ) -> Result<EmptiedRange, RangeRefusal> {
-        let pages = pool.pages();
-        if pages.is_empty() {
-            return Err(RangeRefusal::OutOfMemory);
-        }
-        let pfn = pages[(seed % pages.len() as u64) as usize];
-        let start = pfn & !((1 << self.order) - 1);
-        match migrate::empty_range(start, self.order) {
-            Ok(r) => Ok(EmptiedRange {
-                start: r.block.pfn(),
-                frames: 1 << self.order,
-                migrated: r.migrated,
-            }),
-            Err(RangeError::OutOfMemory { .. }) => Err(RangeRefusal::OutOfMemory),
-            Err(RangeError::Refused { pfn, .. }) => Err(RangeRefusal::Busy(pfn)),
-            Err(RangeError::Unmovable { pfn, .. }) => Err(RangeRefusal::Unmovable(pfn)),
-            Err(e) => panic!("emptying {start:#x}: {e}"),
-        }
-    }
-}
-
-pub mod ktests;
+#[cfg(feature = "ktest")]
+mod ktests;

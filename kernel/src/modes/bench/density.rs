@@ -22,9 +22,9 @@ use zsmalloc::zbud::{Zbud, ZbudHandle};
 use zsmalloc::{Handle, Pool, PoolConfig};
 
 use crate::println;
-use crate::rng::Rng;
 use crate::workload::{self, PAGE};
 use crate::zs_backend::KernelBackend;
+use zsmalloc::seeded::Rng;
 
 /// Pages of the LZ4 workload: 120 MiB of swapped-out memory, a small zram device.
 const LZ4_PAGES: u64 = 30_000;

@@ -218,7 +218,7 @@ fn zsmalloc_figures() {
 /// then one timed `compact()`; the median over 5 rounds.
 fn compaction_figure(pool: &zsmalloc::Pool<crate::zs_backend::KernelBackend>) {
     let mut per_page = Vec::new();
-    let mut rng = crate::rng::Rng::new(7);
+    let mut rng = zsmalloc::seeded::Rng::new(7);
     for _ in 0..5 {
         let mut hs: Vec<_> = (0..20000)
             .map(|_| {
@@ -251,7 +251,7 @@ fn migration_figures() {
     use crate::zs_backend::MovablePool;
 
     let pool = MovablePool::new("bench-migrate", zsmalloc::PoolConfig::default());
-    let mut rng = crate::rng::Rng::new(11);
+    let mut rng = zsmalloc::seeded::Rng::new(11);
     let hs: Vec<_> = (0..5000)
         .map(|_| {
             pool.malloc(1 + rng.below(4096) as usize)

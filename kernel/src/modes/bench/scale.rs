@@ -10,8 +10,8 @@ use zsmalloc::{Handle, Pool, PoolConfig};
 use super::median;
 use crate::arch::tsc;
 use crate::println;
-use crate::rng::Rng;
 use crate::zs_backend::KernelBackend;
+use zsmalloc::seeded::Rng;
 
 /// Live-object counts measured.
 const SIZES: [usize; 4] = [1_000, 10_000, 100_000, 1_000_000];

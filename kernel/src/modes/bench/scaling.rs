@@ -14,8 +14,8 @@ use zsmalloc::{Handle, Locking, MapMode, Pool, PoolConfig};
 
 use crate::arch::{smp, tsc};
 use crate::println;
-use crate::rng::Rng;
 use crate::zs_backend::KernelBackend;
+use zsmalloc::seeded::Rng;
 
 /// Operations per working CPU per measurement.
 const OPS: u64 = 20_000;

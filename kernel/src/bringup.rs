@@ -1,0 +1,150 @@
+//! Bringing up the other CPUs: finds them in ACPI's MADT, gives the machine layer what
+//! starting them takes (the local APIC mapped, a trampoline frame below 640 KiB, a stack per
+//! AP), and has every AP build and store its own per-CPU state (`mm::init_cpu`, then
+//! `percpu::install`) before it reports in. Everything that touches the hardware is in
+//! `arch::smp`; this module decides where the memory comes from.
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use x86_64::structures::paging::PageTableFlags;
+
+use crate::arch::cpu_local::MAX_CPUS;
+use crate::arch::cpus::{self, Cpu};
+use crate::arch::smp;
+use crate::mm::{self, buddy, memmap, paging};
+use crate::percpu;
+
+/// Stack of each AP.
+const AP_STACK: usize = 64 * 1024;
+
+/// What starting the APs did.
+#[derive(Debug, Default)]
+pub struct Started {
+    /// APIC ids of the APs that came up.
+    pub up: Vec<u32>,
+    /// APIC ids of the APs that did not report in time.
+    pub missing: Vec<u32>,
+    /// Why nothing was started, if so.
+    pub error: Option<&'static str>,
+}
+
+/// Sets up the boot CPU's per-CPU state, then finds the other CPUs, starts them, and logs
+/// which run.
+pub fn start_all_cpus(rsdp: Option<u64>, physical_memory_offset: u64) {
+    percpu::install(0, mm::init_cpu(0));
+    let cpus = match cpus::discover(rsdp, physical_memory_offset) {
+        Ok(cpus) => cpus,
+        Err(e) => {
+            log::warn!("cpus: cannot list the CPUs: {e}; running on the boot CPU only");
+            return;
+        }
+    };
+    let ids: Vec<String> = cpus
+        .iter()
+        .map(|c| {
+            alloc::format!(
+                "{}{}{}",
+                c.apic_id,
+                if c.is_boot { "*" } else { "" },
+                if c.usable { "" } else { "(disabled)" }
+            )
+        })
+        .collect();
+    let started = start_aps(&cpus);
+    log::info!(
+        "cpus: {} in the ACPI MADT (APIC ids {}; * = boot CPU); running: {}",
+        cpus.len(),
+        ids.join(" "),
+        smp::cpus_up()
+    );
+    if let Some(why) = started.error {
+        log::warn!("cpus: application processors not started: {why}");
+    }
+    for id in &started.missing {
+        log::warn!("cpus: the CPU with APIC id {id} did not come up");
+    }
+}
+
+/// What an AP runs on itself before reporting in: builds and stores its per-CPU state.
+fn ap_setup(index: usize) {
+    percpu::install(index, mm::init_cpu(index));
+}
+
+/// Starts every usable AP in `cpus` (the boot CPU is skipped), up to `MAX_CPUS`.
+fn start_aps(cpus: &[Cpu]) -> Started {
+    let mut out = Started::default();
+    let aps: Vec<&Cpu> = cpus.iter().filter(|c| !c.is_boot && c.usable).collect();
+    if aps.is_empty() {
+        return out;
+    }
+    let trampoline = match prepare() {
+        Ok(t) => t,
+        Err(e) => {
+            out.error = Some(e);
+            return out;
+        }
+    };
+    smp::set_ap_setup(ap_setup);
+    for (n, ap) in aps.iter().enumerate() {
+        let index = n + 1;
+        if index >= MAX_CPUS {
+            out.missing.push(ap.apic_id);
+            continue;
+        }
+        let stack = Box::leak(alloc::vec![0u8; AP_STACK].into_boxed_slice());
+        let top = stack.as_ptr() as u64 + AP_STACK as u64;
+        if smp::start_ap(&trampoline, ap.apic_id, index, top) {
+            out.up.push(ap.apic_id);
+        } else {
+            out.missing.push(ap.apic_id);
+        }
+    }
+    out
+}
+
+/// Maps the local APIC and installs the trampoline in a reserved low frame.
+fn prepare() -> Result<smp::Trampoline, &'static str> {
+    if !smp::trampoline_can_load_cr3() {
+        return Err("the kernel's top-level page table is above 4 GiB");
+    }
+    let lapic_phys = smp::local_apic_base();
+    let region = paging::claim_l4_slot();
+    let flags = PageTableFlags::PRESENT
+        | PageTableFlags::WRITABLE
+        | PageTableFlags::NO_CACHE
+        | PageTableFlags::WRITE_THROUGH
+        | PageTableFlags::NO_EXECUTE;
+    paging::map_page(region, lapic_phys >> 12, flags).map_err(|_| "cannot map the local APIC")?;
+    // SAFETY: `region` now maps the APIC's register page uncached and writable, and the slot
+    // claimed for it is never unmapped or reused.
+    unsafe { smp::use_local_apic(region + (lapic_phys & 0xfff)) };
+    let phys = reserve_trampoline_frame()?;
+    // SAFETY: the frame is below 640 KiB, reserved for good, identity-mapped executable, and
+    // reachable through the direct map.
+    Ok(unsafe { smp::install_trampoline(phys, memmap::get().frame_addr(phys >> 12)) })
+}
+
+/// Takes a free frame below 640 KiB (SIPI vectors address the first megabyte) for the
+/// trampoline and identity-maps it (executable) in the kernel's tables.
+fn reserve_trampoline_frame() -> Result<u64, &'static str> {
+    let pfn = buddy::with(|b| {
+        (1..0xa0u64)
+            .rev()
+            .find(|&p| b.free_block_containing(p).is_some())
+            .and_then(|p| {
+                b.isolate_range(p, p + 1)
+                    .ok()
+                    .and_then(|_| b.take_isolated(p, 0).ok())
+            })
+    })
+    .ok_or("no free frame below 640 KiB for the AP trampoline")?;
+    if let Some(d) = memmap::get().desc(pfn) {
+        d.set(memmap::flags::RESERVED);
+    }
+    let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE;
+    paging::map_page(pfn << 12, pfn, flags)
+        .map_err(|_| "cannot identity-map the AP trampoline (the address is in use)")?;
+    Ok(pfn << 12)
+}

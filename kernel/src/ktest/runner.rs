@@ -1,0 +1,259 @@
+//! Mode `test`: selects registered tests, runs them in a fixed order, prints the protocol
+//! lines, and turns a panic or a fault during a test into that test's result.
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+
+use super::{Expect, MODULES, Test};
+use crate::arch::idt::Fault;
+use crate::arch::qemu::{self, ExitCode};
+use crate::arch::tsc;
+use crate::println;
+
+/// The test now running (null when none); read by the panic and fault hooks.
+static CURRENT: AtomicPtr<Test> = AtomicPtr::new(core::ptr::null_mut());
+static CURRENT_START: AtomicU64 = AtomicU64::new(0);
+/// Address the running test said its expected fault must hit (`u64::MAX`: any).
+static EXPECTED_ADDRESS: AtomicU64 = AtomicU64::new(u64::MAX);
+static PASSED: AtomicUsize = AtomicUsize::new(0);
+static FAILED: AtomicUsize = AtomicUsize::new(0);
+/// Planned tests that have not started yet.
+static REMAINING: AtomicUsize = AtomicUsize::new(0);
+
+/// Narrows the running test's expected fault to one address. Call right before the access
+/// that must fault.
+pub fn expect_fault_address(addr: u64) {
+    EXPECTED_ADDRESS.store(addr, Ordering::SeqCst);
+}
+
+/// Every registered test in run order: modules by path, each module's tests in table order;
+/// tests that end the machine after all the others.
+pub(super) fn all_tests() -> Vec<&'static Test> {
+    let mut modules: Vec<&'static super::Module> = MODULES.iter().collect();
+    modules.sort_by_key(|m| m.path);
+    let tests = || modules.iter().flat_map(|m| m.tests.iter());
+    tests()
+        .filter(|t| !t.ends_machine())
+        .chain(tests().filter(|t| t.ends_machine()))
+        .collect()
+}
+
+/// What mode `test` was asked to run.
+#[derive(Clone, Copy)]
+pub(super) struct Selection<'a> {
+    pub(super) filter: Option<&'a str>,
+    pub(super) exact: bool,
+    pub(super) after: Option<&'a str>,
+    pub(super) list: bool,
+    pub(super) min_cpus: u8,
+}
+
+impl Selection<'_> {
+    fn selects(&self, test: &Test) -> bool {
+        let name = test.name();
+        let by_name = match (self.filter, self.exact) {
+            (None, _) => true,
+            (Some(f), true) => name.as_str() == f,
+            (Some(f), false) => name.as_str().contains(f),
+        };
+        by_name && test.cpus >= self.min_cpus
+    }
+
+    /// The selected tests in run order, starting after `after` if given.
+    pub(super) fn plan(&self, all: &[&'static Test]) -> Vec<&'static Test> {
+        let mut started = self.after.is_none();
+        all.iter()
+            .copied()
+            .filter(|t| self.selects(t))
+            .filter(|t| {
+                if started {
+                    return true;
+                }
+                if Some(t.name().as_str()) == self.after {
+                    started = true;
+                }
+                false
+            })
+            .collect()
+    }
+}
+
+const USAGE: &str = "usage: test [FILTER] [--exact] [--after NAME] [--min-cpus N] [--list]";
+
+/// Mode `test`: runs the selected tests and ends the machine with the verdict.
+pub fn run_mode(args: &[&str]) -> ExitCode {
+    let mut sel = Selection {
+        filter: None,
+        exact: false,
+        after: None,
+        list: false,
+        min_cpus: 0,
+    };
+    let mut it = args.iter();
+    while let Some(&arg) = it.next() {
+        match arg {
+            "--exact" => sel.exact = true,
+            "--list" => sel.list = true,
+            "--after" => match it.next() {
+                Some(&name) => sel.after = Some(name),
+                None => return usage_error("--after needs a test name"),
+            },
+            "--min-cpus" => match it.next().map(|n| n.parse::<u8>()) {
+                Some(Ok(n)) => sel.min_cpus = n,
+                Some(Err(_)) => return usage_error("--min-cpus needs a number of CPUs"),
+                None => return usage_error("--min-cpus needs a number of CPUs"),
+            },
+            flag if flag.starts_with("--") => return usage_error_arg("unknown option", flag),
+            filter if sel.filter.is_none() => sel.filter = Some(filter),
+            extra => return usage_error_arg("unexpected argument", extra),
+        }
+    }
+    let all = all_tests();
+    if let Some(after) = sel.after
+        && !all.iter().any(|t| t.name().as_str() == after)
+    {
+        return usage_error_arg("--after names no test", after);
+    }
+    let plan = sel.plan(&all);
+    if sel.list {
+        for t in &plan {
+            print_listed(t);
+        }
+        println!("ktest: listed {}", plan.len());
+        return ExitCode::Success;
+    }
+
+    crate::arch::idt::set_fatal_hook(on_fault);
+    crate::arch::panic::set_panic_hook(on_panic);
+    REMAINING.store(plan.len(), Ordering::SeqCst);
+    println!("ktest: plan {}", plan.len());
+    for t in &plan {
+        print_listed(t);
+    }
+    for test in plan {
+        REMAINING.fetch_sub(1, Ordering::SeqCst);
+        run_one(test);
+    }
+    let (passed, failed) = (PASSED.load(Ordering::SeqCst), FAILED.load(Ordering::SeqCst));
+    println!("{passed} passed, {failed} failed");
+    println!("ktest: complete");
+    if failed == 0 {
+        ExitCode::Success
+    } else {
+        ExitCode::Failure
+    }
+}
+
+/// `ktest: test NAME`, with what the host needs to know about the test in parentheses.
+fn print_listed(t: &Test) {
+    let ends = if t.ends_machine() {
+        " (ends the machine)"
+    } else {
+        ""
+    };
+    if t.cpus > 0 {
+        println!("ktest: test {}{ends} (cpus {})", t.name().as_str(), t.cpus);
+    } else {
+        println!("ktest: test {}{ends}", t.name().as_str());
+    }
+}
+
+fn usage_error(msg: &str) -> ExitCode {
+    println!("ktest: error: {msg}\n{USAGE}");
+    ExitCode::Failure
+}
+
+fn usage_error_arg(msg: &str, arg: &str) -> ExitCode {
+    println!("ktest: error: {msg}: '{arg}'\n{USAGE}");
+    ExitCode::Failure
+}
+
+fn run_one(test: &'static Test) {
+    let name = test.name();
+    println!("ktest: start {}", name.as_str());
+    EXPECTED_ADDRESS.store(u64::MAX, Ordering::SeqCst);
+    CURRENT_START.store(tsc::start(), Ordering::SeqCst);
+    CURRENT.store(test as *const Test as *mut Test, Ordering::SeqCst);
+    (test.func)();
+    CURRENT.store(core::ptr::null_mut(), Ordering::SeqCst);
+    let us = elapsed_us();
+    match test.expect {
+        Expect::Pass => {
+            PASSED.fetch_add(1, Ordering::SeqCst);
+            println!("test {} ... ok ({us} us)", name.as_str());
+        }
+        Expect::Fault { kind, .. } => {
+            FAILED.fetch_add(1, Ordering::SeqCst);
+            println!("ktest: expected a {kind:?}, but the test returned normally");
+            println!("test {} ... FAILED ({us} us)", name.as_str());
+        }
+    }
+}
+
+fn elapsed_us() -> u64 {
+    tsc::cycles_to_us(tsc::stop().saturating_sub(CURRENT_START.load(Ordering::SeqCst)))
+}
+
+fn current() -> Option<&'static Test> {
+    let ptr = CURRENT.load(Ordering::SeqCst);
+    // SAFETY: CURRENT only ever holds null or a pointer to a `Test` in a registered module's
+    // table, which is a static.
+    unsafe { ptr.as_ref() }
+}
+
+/// The fault hook while tests run: if no test is running, returns (the handler then reports
+/// the fault and fails the machine). If the running test expected this fault, it passes;
+/// otherwise it fails. Either way the machine ends here.
+fn on_fault(fault: &Fault) {
+    let Some(test) = current() else { return };
+    let name = test.name();
+    let us = elapsed_us();
+    let expected = match test.expect {
+        Expect::Fault { kind, check } => {
+            let want_addr = EXPECTED_ADDRESS.load(Ordering::SeqCst);
+            kind == fault.kind
+                && (want_addr == u64::MAX || fault.address == Some(want_addr))
+                && check.is_none_or(|c| c(fault))
+        }
+        Expect::Pass => false,
+    };
+    if expected {
+        crate::console::emergency_write_fmt(format_args!("ktest: expected fault: {fault}\n"));
+        PASSED.fetch_add(1, Ordering::SeqCst);
+        println!("test {} ... ok ({us} us)", name.as_str());
+    } else {
+        crate::console::emergency_write_fmt(format_args!("\nFATAL: {fault}\n"));
+        FAILED.fetch_add(1, Ordering::SeqCst);
+        println!("test {} ... FAILED ({us} us)", name.as_str());
+    }
+    end_machine_mid_suite(name.as_str())
+}
+
+/// The panic hook while tests run (called after the panic message is printed): if a test is
+/// running, it fails and the machine ends; otherwise returns.
+fn on_panic() {
+    let Some(test) = current() else { return };
+    let name = test.name();
+    FAILED.fetch_add(1, Ordering::SeqCst);
+    println!("test {} ... FAILED ({} us)", name.as_str(), elapsed_us());
+    end_machine_mid_suite(name.as_str())
+}
+
+/// The running test ended the machine: say where to resume and give this boot's verdict.
+fn end_machine_mid_suite(name: &str) -> ! {
+    CURRENT.store(core::ptr::null_mut(), Ordering::SeqCst);
+    let remaining = REMAINING.load(Ordering::SeqCst);
+    if remaining > 0 {
+        println!("ktest: resume-after {name} ({remaining} not run in this boot)");
+    }
+    let (passed, failed) = (PASSED.load(Ordering::SeqCst), FAILED.load(Ordering::SeqCst));
+    println!("{passed} passed, {failed} failed");
+    if remaining == 0 {
+        println!("ktest: complete");
+    }
+    qemu::exit(if failed == 0 {
+        ExitCode::Success
+    } else {
+        ExitCode::Failure
+    })
+}

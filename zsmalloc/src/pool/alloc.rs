@@ -1,0 +1,121 @@
+//! Allocation and freeing (Linux's `zs_malloc`, `zs_free`) and the checks that turn a handle
+//! into its slot, refusing foreign, forged, stale and double-freed handles.
+
+use core::sync::atomic::Ordering;
+
+use super::{Error, Pool};
+use crate::backend::Backend;
+use crate::class::MAX_ALLOC_SIZE;
+use crate::handle::{self, Handle, HandleParts};
+use crate::slots::{Slot, SlotState};
+use crate::zsdesc;
+
+impl<B: Backend> Pool<B> {
+    /// Allocates an object of `size` bytes (Linux: `zs_malloc`). The handle's slot is taken
+    /// before the class lock (as Linux takes its handle from a cache first).
+    pub fn malloc(&self, size: usize) -> Result<Handle, Error> {
+        if size == 0 || size > MAX_ALLOC_SIZE {
+            return Err(Error::InvalidSize(size));
+        }
+        let pos = self.table.class_for(size);
+        let _pool = self.pool_wide();
+        let (slot, generation) = self
+            .slots
+            .reserve(self.backend.cpu_index(), pos as u8, size as u16)
+            .ok_or(Error::OutOfMemory)?;
+        let mut class = self.lock_class(pos);
+        let id = match class.find_zspage() {
+            Some(id) => id,
+            None => match class.alloc_zspage(&self.backend) {
+                Some(id) => {
+                    self.pages_allocated
+                        .fetch_add(class.layout.pages_per_zspage, Ordering::Relaxed);
+                    id
+                }
+                None => {
+                    drop(class);
+                    self.slots.release(self.backend.cpu_index(), slot);
+                    return Err(Error::OutOfMemory);
+                }
+            },
+        };
+        let obj = class.obj_malloc(&self.backend, id, slot);
+        self.slots
+            .get(slot)
+            .expect("a reserved slot exists")
+            .set_obj(obj);
+        class.fix_group(id);
+        drop(class);
+        self.slots.publish(slot);
+        Ok(Handle::new(HandleParts {
+            tag: self.tag,
+            class: pos as u8,
+            generation,
+            slot,
+        }))
+    }
+
+    /// The slot a handle names, after checking the handle is this pool's (no lock needed: the
+    /// slot's address never changes).
+    pub(super) fn slot_of(&self, handle: Handle) -> Result<(HandleParts, &Slot), Error> {
+        let p = handle.parts();
+        if p.tag != self.tag {
+            return Err(if p.tag == 0 {
+                Error::InvalidHandle(handle)
+            } else {
+                Error::ForeignHandle(handle)
+            });
+        }
+        if p.class as usize >= self.classes.len() {
+            return Err(Error::InvalidHandle(handle));
+        }
+        let slot = self.slots.get(p.slot).ok_or(Error::InvalidHandle(handle))?;
+        Ok((p, slot))
+    }
+
+    /// Checks that a slot's state still belongs to the handle's object.
+    pub(super) fn check_state(handle: Handle, p: &HandleParts, st: SlotState) -> Result<(), Error> {
+        if st.generation != p.generation {
+            return Err(if st.generation < p.generation && !st.live {
+                Error::InvalidHandle(handle)
+            } else {
+                Error::StaleHandle(handle)
+            });
+        }
+        if st.class != p.class {
+            return Err(Error::InvalidHandle(handle));
+        }
+        if !st.live {
+            return Err(Error::DoubleFree(handle));
+        }
+        Ok(())
+    }
+
+    /// Frees an object (Linux: `zs_free`): the migrate lock for reading, then the class lock,
+    /// then the migrate lock is dropped. A zspage left empty is freed at once.
+    pub fn free(&self, handle: Handle) -> Result<(), Error> {
+        let (p, slot) = self.slot_of(handle)?;
+        let _pool = self.pool_wide();
+        let migrate = self.read_migrate();
+        let mut class = self.lock_class(p.class as usize);
+        drop(migrate);
+        slot.update(|st| {
+            Self::check_state(handle, &p, st)?;
+            if st.maps != 0 {
+                return Err(Error::ObjectBusy(handle));
+            }
+            Ok(SlotState { live: false, ..st })
+        })?;
+        let (pfn, idx) = handle::decode_obj(slot.obj());
+        let owner = zsdesc::owner(self.backend.desc(pfn))
+            .expect("a live object's page belongs to a zspage");
+        class.obj_free(&self.backend, owner.id, pfn, idx);
+        if class.fix_group(owner.id) == crate::zspage::GROUP_EMPTY {
+            let freed = class.free_zspage(&self.backend, owner.id);
+            self.pages_allocated.fetch_sub(freed, Ordering::Relaxed);
+        }
+        drop(class);
+        self.slots.release(self.backend.cpu_index(), p.slot);
+        Ok(())
+    }
+}

@@ -1,0 +1,58 @@
+//! A pool's settings: the chain length, the map path for spanning objects, the locking.
+
+use crate::class;
+
+/// How objects that span two pages are mapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapPath {
+    /// Both pages mapped contiguously through this CPU's two-page PTE window.
+    Window,
+    /// Copied into a per-CPU buffer at map (not for write-only) and back at unmap (not for
+    /// read-only), as Linux did from 2012 to 6.14.
+    Copy,
+}
+
+/// What a mapping may do (Linux's `zs_mapmode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapMode {
+    /// Read only; the copy path skips the copy-back.
+    ReadOnly,
+    /// Write only (initialising a new object); the copy path skips the copy-in, so the
+    /// mapped bytes are unspecified until written.
+    WriteOnly,
+    /// Read and write.
+    ReadWrite,
+}
+
+/// A pool's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolConfig {
+    /// Maximum pages per zspage, 4 to 16 (default 8, as Linux).
+    pub max_chain: usize,
+    /// How spanning objects are mapped.
+    pub map_path: MapPath,
+    /// The locking scheme.
+    pub locking: Locking,
+}
+
+/// Which locks serialise the pool's operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locking {
+    /// Seed 2024: per-class locks, the migrate rwlock, per-zspage locks (the default).
+    PerClass,
+    /// One pool-wide lock around every allocation, free, handle lookup (map, read, write),
+    /// compaction step and migration, as Linux had from 6.2 (`zsmalloc: consolidate
+    /// zs_pool's migrate_lock and size_class's locks`) until seed 2024 reverted it. Kept only
+    /// for the scalability comparison; the finer locks are still taken inside it.
+    PoolWide,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            max_chain: class::DEFAULT_MAX_CHAIN,
+            map_path: MapPath::Window,
+            locking: Locking::PerClass,
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! The pool's invariants, checked from scratch: what the model checker and the tests call
+//! after every step.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::Pool;
+use crate::backend::Backend;
+use crate::class::PAGE_SIZE;
+use crate::handle;
+use crate::zsdesc;
+
+impl<B: Backend> Pool<B> {
+    /// Checks every invariant of the pool's structures and returns the first broken one: object
+    /// counts, fullness placement, freelists, headers, slots, page ownership, page totals.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        use alloc::format;
+        let _migrate = self.read_migrate();
+        let mut live: Vec<Vec<(u32, u64)>> = (0..self.classes.len()).map(|_| Vec::new()).collect();
+        for (i, slot) in self.slots.iter() {
+            let st = slot.state();
+            if st.live {
+                let class = live
+                    .get_mut(st.class as usize)
+                    .ok_or_else(|| format!("slot {i}: class {} out of range", st.class))?;
+                class.push((i, slot.obj()));
+            }
+        }
+        let mut total_pages = 0;
+        for (pos, live) in live.iter().enumerate() {
+            let c = self.lock_class(pos);
+            let objs = c.layout.objs_per_zspage as u32;
+            let mut inuse_sum = 0u64;
+            let mut zspages = 0u64;
+            for id in c.live_zspages() {
+                let z = c.zspage(id);
+                zspages += 1;
+                inuse_sum += z.inuse as u64;
+                let group = crate::zspage::fullness_group(z.inuse, objs);
+                if group != z.group as usize || !c.group_members(group).any(|m| m == id) {
+                    return Err(format!(
+                        "class {pos} zspage {id}: inuse {} but listed in group {}",
+                        z.inuse, z.group
+                    ));
+                }
+                if group == crate::zspage::GROUP_EMPTY {
+                    return Err(format!("class {pos} zspage {id}: empty zspage kept"));
+                }
+                let free = c.freelist(&self.backend, id);
+                if free.len() as u32 != objs - z.inuse {
+                    return Err(format!(
+                        "class {pos} zspage {id}: freelist has {} of {} free objects",
+                        free.len(),
+                        objs - z.inuse
+                    ));
+                }
+                let mut pfn = Some(z.first);
+                for n in 0..c.layout.pages_per_zspage {
+                    let p = pfn.ok_or_else(|| {
+                        format!("class {pos} zspage {id}: chain ends at page {n}")
+                    })?;
+                    let d = self.backend.desc(p);
+                    if zsdesc::first_page(d) != z.first {
+                        return Err(format!(
+                            "class {pos} zspage {id}: page {n} ({p:#x}) names another first page"
+                        ));
+                    }
+                    if zsdesc::movable_ops(d) != self.backend.movable_ops()
+                        || zsdesc::is_movable(d) != (self.backend.movable_ops() != 0)
+                    {
+                        return Err(format!(
+                            "class {pos} zspage {id}: page {n} ({p:#x}) has the wrong movable mark"
+                        ));
+                    }
+                    if zsdesc::owner(d)
+                        != Some(zsdesc::ZsPageRef {
+                            class: pos as u8,
+                            id,
+                        })
+                        || zsdesc::is_first(d) != (n == 0)
+                    {
+                        return Err(format!(
+                            "class {pos} zspage {id}: page {n} ({p:#x}) has the wrong zsdesc"
+                        ));
+                    }
+                    let page_start = n * PAGE_SIZE;
+                    let first_obj = page_start.div_ceil(c.layout.size) * c.layout.size - page_start;
+                    if zsdesc::first_obj_offset(d) as usize != first_obj {
+                        return Err(format!(
+                            "class {pos} zspage {id}: page {n} has first_obj_offset {}",
+                            zsdesc::first_obj_offset(d)
+                        ));
+                    }
+                    pfn = if c.layout.huge { None } else { zsdesc::next(d) };
+                }
+                total_pages += c.layout.pages_per_zspage;
+            }
+            if zspages * objs as u64 != c.objs_allocated || inuse_sum != c.objs_inuse {
+                return Err(format!("class {pos}: counters disagree with its zspages"));
+            }
+            let mut live_slots = 0;
+            for &(i, obj) in live {
+                live_slots += 1;
+                let (pfn, idx) = handle::decode_obj(obj);
+                let owner = zsdesc::owner(self.backend.desc(pfn));
+                if owner.map(|o| o.class as usize) != Some(pos) {
+                    return Err(format!(
+                        "class {pos} slot {i}: object page {pfn:#x} is not this class's"
+                    ));
+                }
+                if c.header_slot(&self.backend, pfn, idx) != Some(i) {
+                    return Err(format!(
+                        "class {pos} slot {i}: object header names another slot"
+                    ));
+                }
+            }
+            if live_slots != c.objs_inuse {
+                return Err(format!(
+                    "class {pos}: {live_slots} live slots for {} objects",
+                    c.objs_inuse
+                ));
+            }
+        }
+        if total_pages != self.total_pages() {
+            return Err(format!(
+                "pool: {total_pages} pages in zspages, {} counted",
+                self.total_pages()
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,125 @@
+//! Moving objects: compaction (Linux's `zs_compact`) and page migration (`zs_page_isolate`,
+//! `zs_page_migrate`, `zs_page_putback`). Both take the migrate lock for writing, so no handle
+//! is resolved while objects move, and skip zspages with a mapped object.
+
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+
+use super::{Error, Pool};
+use crate::backend::{Backend, Pfn};
+use crate::zsdesc;
+
+impl<B: Backend> Pool<B> {
+    /// Compacts every class, largest first (Linux: `zs_compact`): live objects move from the
+    /// sparsest zspages into the fullest, emptied zspages go back to the frame allocator.
+    /// Handles stay valid. Zspages with mapped objects are not emptied. Each class is
+    /// compacted under the migrate lock held for writing and the class lock, released between
+    /// classes. Returns pages freed.
+    pub fn compact(&self) -> usize {
+        let mut freed = 0;
+        for pos in (0..self.classes.len()).rev() {
+            if self.lock_class(pos).freeable_zspages() == 0 {
+                continue;
+            }
+            let _pool = self.pool_wide();
+            let _migrate = self.write_migrate();
+            let mut class = self.lock_class(pos);
+            let (pages, moved) = class.compact(&self.backend, &self.slots);
+            freed += pages;
+            self.objs_moved.fetch_add(moved, Ordering::Relaxed);
+        }
+        self.pages_allocated.fetch_sub(freed, Ordering::Relaxed);
+        self.pages_compacted.fetch_add(freed, Ordering::Relaxed);
+        freed
+    }
+
+    /// Moves one page of a zspage to a fresh frame from the backend (Linux:
+    /// `zs_page_migrate`); see [`Pool::migrate_page_into`]. Returns the new frame.
+    pub fn migrate_page(&self, pfn: Pfn) -> Result<Pfn, Error> {
+        zsdesc::owner(self.backend.desc(pfn)).ok_or(Error::NotOurPage(pfn))?;
+        let new = self.backend.alloc_page().ok_or(Error::OutOfMemory)?;
+        match self.migrate_page_into(pfn, new) {
+            Ok(()) => Ok(new),
+            Err(e) => {
+                // SAFETY: `new` came from alloc_page just now and migration left it unused.
+                unsafe { self.backend.free_page(new) };
+                Err(e)
+            }
+        }
+    }
+
+    /// Moves page `pfn` of a zspage into the frame `new` (Linux: `zs_page_migrate`): the bytes
+    /// are copied, the chain and the page's zsdesc move to the new frame, the slots of the
+    /// objects that start in the page are repointed, and the old frame goes back to the
+    /// backend through `free_page`. Handles stay valid. `new` must be a frame the backend's
+    /// `free_page` may take back later (from the same allocator as `alloc_page`); on success
+    /// the pool owns it. Refused, with nothing changed and `new` still the caller's, if the
+    /// frame is not this pool's or its zspage has a mapped object.
+    pub fn migrate_page_into(&self, pfn: Pfn, new: Pfn) -> Result<(), Error> {
+        let _pool = self.pool_wide();
+        let _migrate = self.write_migrate();
+        let owner = zsdesc::owner(self.backend.desc(pfn)).ok_or(Error::NotOurPage(pfn))?;
+        if owner.class as usize >= self.classes.len() {
+            return Err(Error::NotOurPage(pfn));
+        }
+        let mut class = self.lock_class(owner.class as usize);
+        class.migrate_page(&self.backend, &self.slots, owner.id, pfn, new)
+    }
+
+    /// Claims a page of this pool for migration (Linux: `zs_page_isolate`): marks it isolated
+    /// so that no other migrator takes it. Refused if the page is not the pool's or is already
+    /// isolated. Its zspage may still be freed meanwhile; migration then reports
+    /// [`Error::NotOurPage`].
+    pub fn isolate_page(&self, pfn: Pfn) -> Result<(), Error> {
+        let _pool = self.pool_wide();
+        let _migrate = self.read_migrate();
+        let owner = zsdesc::owner(self.backend.desc(pfn)).ok_or(Error::NotOurPage(pfn))?;
+        if owner.class as usize >= self.classes.len() {
+            return Err(Error::NotOurPage(pfn));
+        }
+        let class = self.lock_class(owner.class as usize);
+        if !class.holds_page(&self.backend, owner.id, pfn) {
+            return Err(Error::NotOurPage(pfn));
+        }
+        if !zsdesc::try_isolate(self.backend.desc(pfn)) {
+            return Err(Error::ZspageBusy(pfn));
+        }
+        Ok(())
+    }
+
+    /// Undoes [`Pool::isolate_page`] for a page that was not migrated (Linux:
+    /// `zs_page_putback`). A page that is no longer the pool's is left alone.
+    pub fn putback_page(&self, pfn: Pfn) {
+        let _pool = self.pool_wide();
+        let _migrate = self.read_migrate();
+        let Some(owner) = zsdesc::owner(self.backend.desc(pfn)) else {
+            return;
+        };
+        if (owner.class as usize) < self.classes.len() {
+            let class = self.lock_class(owner.class as usize);
+            if class.holds_page(&self.backend, owner.id, pfn) {
+                zsdesc::clear_isolated(self.backend.desc(pfn));
+            }
+        }
+    }
+
+    /// Every page the pool holds, zspage by zspage (for migration and checks).
+    pub fn pages(&self) -> Vec<Pfn> {
+        let mut out = Vec::with_capacity(self.total_pages());
+        for pos in 0..self.classes.len() {
+            let c = self.lock_class(pos);
+            for id in c.live_zspages() {
+                let mut pfn = Some(c.zspage(id).first);
+                while let Some(p) = pfn {
+                    out.push(p);
+                    pfn = if c.layout.huge {
+                        None
+                    } else {
+                        zsdesc::next(self.backend.desc(p))
+                    };
+                }
+            }
+        }
+        out
+    }
+}

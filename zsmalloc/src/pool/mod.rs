@@ -1,0 +1,222 @@
+//! The pool: zsmalloc's public API (Linux's `zs_create_pool`, `zs_malloc`, `zs_free`,
+//! `zs_map_object`/`zs_unmap_object`, `zs_obj_read_*`/`zs_obj_write`, statistics).
+//!
+//! One file per concern: [`config`] and [`error`] (what a pool is asked and what it refuses),
+//! `lock_order` (the locks and the debug-build order check), `alloc` (malloc, free, handle
+//! checks), `mapping` (map/unmap, the copy path, read and write), `migration` (compaction and
+//! page migration), `invariants` (the from-scratch consistency check).
+//!
+//! Locking, as Linux 6.11's return to per-size-class locks (2024, "mm/zsmalloc: change back
+//! to per-size_class lock"), in this order:
+//! 1. the pool's migrate lock, a reader/writer lock: read to turn a handle into a stable
+//!    location (free, map, read, write), write to move objects (compaction, migration);
+//! 2. one lock per size class, for allocation and freeing (and held by compaction and
+//!    migration, which change the class's zspages);
+//! 3. a per-zspage lock (in the zspage's first zsdesc): a mapping holds it for reading from
+//!    map to unmap, so that compaction and migration, which only ever *try* it for writing,
+//!    skip that zspage and never move bytes under a user.
+//!
+//! Map, read and write take no class lock at all. Debug builds check the order per CPU.
+
+mod alloc;
+pub mod config;
+pub mod error;
+mod invariants;
+mod lock_order;
+mod mapping;
+mod migration;
+
+use ::alloc::boxed::Box;
+use ::alloc::string::String;
+use ::alloc::vec::Vec;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
+
+use spin::{Mutex, RwLock};
+
+use crate::backend::{Backend, Pfn};
+use crate::class::{ClassTable, PAGE_SIZE};
+use crate::handle::MAX_TAG;
+use crate::slots::SlotTable;
+use crate::stats::{ClassStats, PoolStats};
+use crate::zspage::ClassState;
+
+pub use config::{Locking, MapMode, MapPath, PoolConfig};
+pub use error::Error;
+use lock_order::LockOrder;
+use mapping::CopyBuf;
+pub use mapping::{Mapping, ReadGuard};
+
+static NEXT_TAG: AtomicU16 = AtomicU16::new(0);
+
+/// A zsmalloc pool.
+pub struct Pool<B: Backend> {
+    name: String,
+    backend: B,
+    table: ClassTable,
+    /// Linux's `pool->migrate_lock`: held for reading to turn a handle into a stable
+    /// object location (free, map, read, write), for writing to move objects (compaction,
+    /// migration).
+    migrate: RwLock<()>,
+    classes: Vec<Mutex<ClassState>>,
+    slots: SlotTable,
+    order: LockOrder,
+    tag: u16,
+    map_path: MapPath,
+    /// The pool-wide lock of [`Locking::PoolWide`] (`None` under the default locking).
+    pool_lock: Option<Mutex<()>>,
+    copy_bufs: Vec<CopyBuf>,
+    pages_allocated: AtomicUsize,
+    pages_compacted: AtomicUsize,
+    objs_moved: AtomicU64,
+}
+
+/// Where an object is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    /// The page the object starts in.
+    pub pfn: Pfn,
+    /// The object's index in its zspage.
+    pub index: u32,
+    /// Offset of the object's first user byte in that page (after the header).
+    pub data_offset: usize,
+    /// The next page, if the object's bytes continue there (it spans a page boundary).
+    pub second_page: Option<Pfn>,
+    /// The object's size.
+    pub size: usize,
+    /// Logical index of its class.
+    pub class_index: usize,
+}
+
+impl<B: Backend> Pool<B> {
+    /// Creates a pool named `name` over `backend` (Linux: `zs_create_pool`).
+    pub fn new(name: &str, backend: B, config: PoolConfig) -> Pool<B> {
+        let table = ClassTable::new(config.max_chain);
+        let classes = table
+            .classes
+            .iter()
+            .enumerate()
+            .map(|(pos, l)| Mutex::new(ClassState::new(*l, pos as u8)))
+            .collect();
+        let tag = NEXT_TAG.fetch_add(1, Ordering::Relaxed) % MAX_TAG + 1;
+        let copy_bufs = match config.map_path {
+            MapPath::Copy => (0..backend.possible_cpus())
+                .map(|_| CopyBuf {
+                    busy: AtomicBool::new(false),
+                    bytes: Box::new(UnsafeCell::new([0; PAGE_SIZE])),
+                })
+                .collect(),
+            MapPath::Window => Vec::new(),
+        };
+        let slots = SlotTable::new(backend.possible_cpus());
+        Pool {
+            name: String::from(name),
+            order: LockOrder::new(backend.possible_cpus()),
+            backend,
+            table,
+            migrate: RwLock::new(()),
+            classes,
+            slots,
+            tag,
+            map_path: config.map_path,
+            pool_lock: (config.locking == Locking::PoolWide).then(|| Mutex::new(())),
+            copy_bufs,
+            pages_allocated: AtomicUsize::new(0),
+            pages_compacted: AtomicUsize::new(0),
+            objs_moved: AtomicU64::new(0),
+        }
+    }
+
+    /// The locking scheme.
+    pub fn locking(&self) -> Locking {
+        if self.pool_lock.is_some() {
+            Locking::PoolWide
+        } else {
+            Locking::PerClass
+        }
+    }
+
+    /// The pool's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// How spanning objects are mapped.
+    pub fn map_path(&self) -> MapPath {
+        self.map_path
+    }
+
+    /// The class table.
+    pub fn classes(&self) -> &ClassTable {
+        &self.table
+    }
+
+    /// Smallest user size that lands in a huge class (Linux: `zs_huge_class_size`).
+    pub fn huge_class_size(&self) -> usize {
+        self.table.huge_class_size
+    }
+
+    /// The logical index of the class serving objects of `size` bytes (Linux:
+    /// `zs_lookup_class_index`). `size` must be 1..=MAX_ALLOC_SIZE.
+    pub fn class_index(&self, size: usize) -> usize {
+        self.table.classes[self.table.class_for(size)].index
+    }
+
+    /// Pages held by the pool (Linux: `zs_get_total_pages`).
+    pub fn total_pages(&self) -> usize {
+        self.pages_allocated.load(Ordering::Relaxed)
+    }
+
+    /// Pages freed by compaction over the pool's life (Linux: `zs_pool_stats.pages_compacted`).
+    pub fn pages_compacted(&self) -> usize {
+        self.pages_compacted.load(Ordering::Relaxed)
+    }
+
+    /// Objects moved by compaction over the pool's life (zram's `objs_moved`).
+    pub fn objs_moved(&self) -> u64 {
+        self.objs_moved.load(Ordering::Relaxed)
+    }
+
+    /// Statistics of one class (by position in [`Pool::classes`]).
+    pub fn class_stats(&self, pos: usize) -> ClassStats {
+        let c = self.lock_class(pos);
+        ClassStats::of(&c)
+    }
+
+    /// Statistics of every class and the pool's totals (Linux's debugfs `classes` file).
+    pub fn stats(&self) -> PoolStats {
+        PoolStats {
+            classes: (0..self.classes.len())
+                .map(|pos| self.class_stats(pos))
+                .collect(),
+            total_pages: self.total_pages(),
+        }
+    }
+}
+
+impl<B: Backend> Drop for Pool<B> {
+    fn drop(&mut self) {
+        let mut live_objects = 0;
+        let mut freed = 0;
+        for lock in &self.classes {
+            let mut c = lock.lock();
+            live_objects += c.objs_inuse;
+            let ids: Vec<u32> = c.live_zspages().collect();
+            for id in ids {
+                c.zspage_mut(id).inuse = 0;
+                freed += c.free_zspage(&self.backend, id);
+            }
+        }
+        if live_objects > 0 {
+            self.backend.report(format_args!(
+                "zsmalloc: pool '{}' dropped with {live_objects} live objects; freed its {freed} pages",
+                self.name
+            ));
+        }
+    }
+}
