@@ -1,31 +1,127 @@
-//! The zsmalloc crate's host tests, once more under Miri (undefined behaviour, aliasing and
-//! leak checks), as part of `cargo test`. Miri comes with the pinned toolchain (scripts/setup
-//! installs the component); it builds its own sysroot on first use.
+//! The zsmalloc crate's host tests once more under Miri (undefined behaviour, aliasing and
+//! leak checks), as part of `cargo test`, each reported as its own test case `miri::NAME`.
+//!
+//! Miri interprets one test binary on one core, so each zsmalloc test runs in its own
+//! `cargo miri test --exact NAME` process and libtest-mimic runs two of them at a time (its
+//! `--test-threads`, by default one per core). Tests that the crate marks as ignored under
+//! Miri (pure arithmetic, no unsafe code: they run natively only) are reported as ignored.
+//! `cargo test --test miri compaction` runs the matching ones. Miri comes with the pinned
+//! toolchain (`scripts/setup` installs the component); it builds its own sysroot on first use.
 
-use std::path::Path;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
 
-#[test]
-fn zsmalloc_host_tests_pass_under_miri() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+use libtest_mimic::{Arguments, Failed, Trial};
+
+/// The workspace root.
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .expect("tests/ is inside the workspace");
-    let out = Command::new(env!("CARGO"))
-        .current_dir(root)
+        .expect("tests/ is inside the workspace")
+        .to_path_buf()
+}
+
+/// `cargo miri test -p zsmalloc --lib [ARGS...]`, in Miri's own target directory (apart from
+/// the one this cargo test holds, whose lock it would wait for).
+fn cargo_miri(args: &[&str]) -> std::io::Result<Output> {
+    let root = root();
+    Command::new(env!("CARGO"))
+        .current_dir(&root)
         .args(["miri", "test", "-p", "zsmalloc", "--lib"])
-        // Miri's own target directory, apart from the one this cargo test holds.
+        .args(args)
         .env("CARGO_TARGET_DIR", root.join("target").join("miri-nested"))
         .output()
-        .expect("cargo runs");
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Names from `--list` output (`NAME: test` lines).
+fn listed(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_suffix(": test"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Builds the crate for Miri once and lists its tests (all, and those ignored under Miri).
+fn plan() -> Result<(Vec<String>, Vec<String>), String> {
+    let build = cargo_miri(&["--no-run"]).map_err(|e| format!("cannot run cargo miri: {e}"))?;
+    if !build.status.success() {
+        return Err(format!(
+            "building zsmalloc's tests for Miri failed ({}):\n{}",
+            build.status,
+            text(&build)
+        ));
+    }
+    let (all, ignored) = std::thread::scope(|s| {
+        let ignored = s.spawn(|| cargo_miri(&["--", "--list", "--ignored"]));
+        let all = cargo_miri(&["--", "--list"]);
+        (all, ignored.join().expect("the listing thread ran"))
+    });
+    let (all, ignored) = (
+        all.map_err(|e| e.to_string())?,
+        ignored.map_err(|e| e.to_string())?,
+    );
+    if !all.status.success() || !ignored.status.success() {
+        return Err(format!(
+            "listing the tests under Miri failed:\n{}",
+            text(&all)
+        ));
+    }
+    let (all, ignored) = (listed(&all), listed(&ignored));
+    if all.is_empty() {
+        return Err(format!("Miri listed no tests:\n{}", text(&build)));
+    }
+    Ok((all, ignored))
+}
+
+/// Runs one test under Miri (even one the crate ignores there, if asked for with cargo test's
+/// `--ignored`); passes only if Miri ran it and it passed.
+fn run_one(name: &str) -> Result<(), Failed> {
+    let out = cargo_miri(&["--", "--exact", "--include-ignored", name])
+        .map_err(|e| Failed::from(e.to_string()))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "cargo miri test -p zsmalloc failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
-    assert!(
-        stdout.contains("test result: ok."),
-        "Miri ran no tests:\n{stdout}"
-    );
+    // `test NAME ... ok`, or `test NAME - should panic ... ok`.
+    let ran_ok = stdout.lines().any(|l| {
+        l.strip_prefix("test ")
+            .and_then(|l| l.strip_prefix(name))
+            .is_some_and(|rest| rest.ends_with(" ... ok"))
+    });
+    let passed = ran_ok && stdout.contains("test result: ok. 1 passed;");
+    if out.status.success() && passed {
+        Ok(())
+    } else {
+        Err(Failed::from(format!(
+            "under Miri ({}):\n{}",
+            out.status,
+            text(&out)
+        )))
+    }
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let trials = match plan() {
+        Ok((all, ignored)) => {
+            let ignored: Arc<Vec<String>> = Arc::new(ignored);
+            all.into_iter()
+                .map(|name| {
+                    let skip = ignored.contains(&name);
+                    let test = name.clone();
+                    Trial::test(format!("miri::{name}"), move || run_one(&test))
+                        .with_ignored_flag(skip)
+                })
+                .collect()
+        }
+        Err(e) => vec![Trial::test("miri::build", move || Err(Failed::from(e)))],
+    };
+    libtest_mimic::run(&args, trials).exit();
 }

@@ -52,18 +52,20 @@ impl ClassLayout {
 
 /// Pages per zspage for a class size: the chain length in `1..=max_chain` with the least
 /// waste at the zspage's end, the first minimum winning; powers of two use one page.
-pub fn chain_length(size: usize, max_chain: usize) -> usize {
+pub const fn chain_length(size: usize, max_chain: usize) -> usize {
     if size.is_power_of_two() {
         return 1;
     }
-    let mut best = (usize::MAX, 1);
-    for pages in 1..=max_chain {
+    let (mut best_waste, mut best_pages) = (usize::MAX, 1);
+    let mut pages = 1;
+    while pages <= max_chain {
         let waste = (pages * PAGE_SIZE) % size;
-        if waste < best.0 {
-            best = (waste, pages);
+        if waste < best_waste {
+            (best_waste, best_pages) = (waste, pages);
         }
+        pages += 1;
     }
-    best.1
+    best_pages
 }
 
 /// The logical class index for an object of `size` bytes, header already included.
@@ -87,52 +89,121 @@ pub struct ClassTable {
     pub max_chain: usize,
 }
 
-impl ClassTable {
-    /// Builds the table as Linux's `zs_create_pool` does. `max_chain` must be in
-    /// [`CHAIN_RANGE`].
-    pub fn new(max_chain: usize) -> ClassTable {
-        assert!(
-            CHAIN_RANGE.contains(&max_chain),
-            "max chain {max_chain} outside {CHAIN_RANGE:?}"
-        );
-        let mut distinct_rev: Vec<ClassLayout> = Vec::new();
-        let mut alias_rev = [0usize; NUM_CLASSES];
-        let mut huge_class_size = 0;
-        for i in (0..NUM_CLASSES).rev() {
-            let size = (MIN_ALLOC_SIZE + i * CLASS_DELTA).min(MAX_ALLOC_SIZE);
-            let pages = chain_length(size, max_chain);
-            let objs = pages * PAGE_SIZE / size;
-            // Walking down, the first class that is not one-page/one-object ends the huge
-            // range; its size minus the header (plus one) is the smallest huge user size.
-            if pages != 1 && objs != 1 && huge_class_size == 0 {
-                huge_class_size = size - (HANDLE_SIZE - 1);
-            }
-            if let Some(prev) = distinct_rev.last()
-                && prev.pages_per_zspage == pages
-                && prev.objs_per_zspage == objs
-            {
-                alias_rev[i] = distinct_rev.len() - 1;
-                continue;
-            }
-            distinct_rev.push(ClassLayout {
+/// A class table as plain arrays, so that it can be built at compile time.
+struct BuiltTable {
+    /// The distinct classes, smallest first, in `classes[..count]`.
+    classes: [ClassLayout; NUM_CLASSES],
+    count: usize,
+    alias: [u8; NUM_CLASSES],
+    huge_class_size: usize,
+}
+
+/// Builds the table for `max_chain` as Linux's `zs_create_pool` does: walking the logical
+/// classes from the largest down, each gets its chain length and object count; one with the
+/// same pages and objects as the previous distinct class is merged into it.
+const fn build_table(max_chain: usize) -> BuiltTable {
+    const EMPTY: ClassLayout = ClassLayout {
+        index: 0,
+        size: 0,
+        pages_per_zspage: 0,
+        objs_per_zspage: 0,
+        huge: false,
+    };
+    // Distinct classes are found largest first; `alias_rev` numbers them in that order.
+    let mut rev = [EMPTY; NUM_CLASSES];
+    let mut n = 0;
+    let mut alias_rev = [0usize; NUM_CLASSES];
+    let mut huge_class_size = 0;
+    let mut i = NUM_CLASSES;
+    while i > 0 {
+        i -= 1;
+        let size = MIN_ALLOC_SIZE + i * CLASS_DELTA;
+        let size = if size > MAX_ALLOC_SIZE {
+            MAX_ALLOC_SIZE
+        } else {
+            size
+        };
+        let pages = chain_length(size, max_chain);
+        let objs = pages * PAGE_SIZE / size;
+        // Walking down, the first class that is not one-page/one-object ends the huge range;
+        // its size minus the header (plus one) is the smallest huge user size.
+        if pages != 1 && objs != 1 && huge_class_size == 0 {
+            huge_class_size = size - (HANDLE_SIZE - 1);
+        }
+        let merges =
+            n > 0 && rev[n - 1].pages_per_zspage == pages && rev[n - 1].objs_per_zspage == objs;
+        if !merges {
+            rev[n] = ClassLayout {
                 index: i,
                 size,
                 pages_per_zspage: pages,
                 objs_per_zspage: objs,
                 huge: pages == 1 && objs == 1,
-            });
-            alias_rev[i] = distinct_rev.len() - 1;
+            };
+            n += 1;
         }
-        let n = distinct_rev.len();
-        let mut alias = [0u8; NUM_CLASSES];
-        for (i, a) in alias.iter_mut().enumerate() {
-            *a = (n - 1 - alias_rev[i]) as u8;
+        alias_rev[i] = n - 1;
+    }
+    // Smallest first.
+    let mut classes = [EMPTY; NUM_CLASSES];
+    let mut k = 0;
+    while k < n {
+        classes[k] = rev[n - 1 - k];
+        k += 1;
+    }
+    let mut alias = [0u8; NUM_CLASSES];
+    let mut j = 0;
+    while j < NUM_CLASSES {
+        alias[j] = (n - 1 - alias_rev[j]) as u8;
+        j += 1;
+    }
+    BuiltTable {
+        classes,
+        count: n,
+        alias,
+        huge_class_size,
+    }
+}
+
+/// Every chain length's table, built by the compiler: the tables are fixed arithmetic, so a
+/// pool only copies its own (which also keeps pool creation cheap under Miri).
+static TABLES: [BuiltTable; 13] = {
+    const FIRST: usize = *CHAIN_RANGE.start();
+    let mut tables = [const {
+        BuiltTable {
+            classes: [ClassLayout {
+                index: 0,
+                size: 0,
+                pages_per_zspage: 0,
+                objs_per_zspage: 0,
+                huge: false,
+            }; NUM_CLASSES],
+            count: 0,
+            alias: [0; NUM_CLASSES],
+            huge_class_size: 0,
         }
-        distinct_rev.reverse();
+    }; 13];
+    let mut c = 0;
+    while c < tables.len() {
+        tables[c] = build_table(FIRST + c);
+        c += 1;
+    }
+    tables
+};
+
+impl ClassTable {
+    /// The table for `max_chain`, as Linux's `zs_create_pool` builds it. `max_chain` must be
+    /// in [`CHAIN_RANGE`].
+    pub fn new(max_chain: usize) -> ClassTable {
+        assert!(
+            CHAIN_RANGE.contains(&max_chain),
+            "max chain {max_chain} outside {CHAIN_RANGE:?}"
+        );
+        let built = &TABLES[max_chain - CHAIN_RANGE.start()];
         ClassTable {
-            alias,
-            classes: distinct_rev,
-            huge_class_size,
+            alias: built.alias,
+            classes: built.classes[..built.count].to_vec(),
+            huge_class_size: built.huge_class_size,
             max_chain,
         }
     }
@@ -160,6 +231,10 @@ mod tests {
     use std::println;
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "pure logic, no unsafe code to check: runs natively only"
+    )]
     fn there_are_255_logical_classes_from_32_to_4096() {
         assert_eq!(NUM_CLASSES, 255);
         assert_eq!(logical_index(1), 0);
@@ -171,6 +246,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "pure logic, no unsafe code to check: runs natively only"
+    )]
     fn default_chain_matches_linux_huge_watermark() {
         let t = ClassTable::new(DEFAULT_MAX_CHAIN);
         assert_eq!(t.largest_normal_class().size, 3632);
@@ -183,6 +262,10 @@ mod tests {
 
     /// Linux's Documentation/mm/zsmalloc.rst table: huge watermark per chain length.
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "pure logic, no unsafe code to check: runs natively only"
+    )]
     fn huge_watermarks_for_every_chain_length_match_linux() {
         let expected = [
             (4, 3264),
@@ -212,6 +295,10 @@ mod tests {
 
     /// Linux's algorithm yields 69 / 119 / 192 distinct classes for chains 4 / 8 / 16.
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "pure logic, no unsafe code to check: runs natively only"
+    )]
     fn distinct_class_counts_match_linux() {
         for (chain, count) in [(4, 69), (8, 119), (16, 192)] {
             assert_eq!(ClassTable::new(chain).classes.len(), count, "chain {chain}");
@@ -221,6 +308,10 @@ mod tests {
     /// The documentation's example: class #96 (1568 bytes) holds 13 objects in 5 pages when
     /// the chain may be 5 or longer; with chain 4 it merges into #100 (1632 B, 2 pages, 5 objs).
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "pure logic, no unsafe code to check: runs natively only"
+    )]
     fn class_96_example_from_linux_docs() {
         let t8 = ClassTable::new(8);
         let c = &t8.classes[t8.alias[96] as usize];
@@ -237,6 +328,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "pure logic, no unsafe code to check: runs natively only"
+    )]
     fn every_class_layout_is_consistent() {
         for chain in CHAIN_RANGE {
             let t = ClassTable::new(chain);
@@ -269,6 +364,10 @@ mod tests {
     /// Prints the whole default class table, so anyone can compare it with Linux's
     /// (`cargo test -p zsmalloc print_class_table -- --nocapture`).
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "pure logic, no unsafe code to check: runs natively only"
+    )]
     fn print_class_table() {
         let t = ClassTable::new(DEFAULT_MAX_CHAIN);
         println!(

@@ -111,6 +111,10 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "pure logic, no unsafe code to check: runs natively only"
+    )]
     fn handles_round_trip_through_their_parts() {
         for p in [
             HandleParts {
@@ -149,6 +153,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "pure logic, no unsafe code to check: runs natively only"
+    )]
     fn locations_round_trip_and_keep_pfn_and_index_apart() {
         for (pfn, idx) in [
             (0, 0),
@@ -161,6 +169,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "pure logic, no unsafe code to check: runs natively only"
+    )]
     fn headers_and_links_are_told_apart_by_the_allocated_tag() {
         assert_eq!(slot_from_header(header_for_slot(42)), Some(42));
         assert_eq!(slot_from_header(link_word(Some(42))), None);

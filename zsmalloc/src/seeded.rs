@@ -37,11 +37,36 @@ impl Rng {
     }
 }
 
-/// Bytes that differ per object and per position.
+/// Length after which [`pattern`] repeats.
+const PERIOD: usize = 512;
+
+/// [`pattern`] for seed 0 over two periods: byte `k` is bits 1..=8 of `7·k`, i.e.
+/// `(7·k mod 512) >> 1`. Two periods, so that any 512-byte window is one slice.
+static PERIOD_BYTES: [u8; 2 * PERIOD] = {
+    let mut t = [0u8; 2 * PERIOD];
+    let mut k = 0;
+    while k < 2 * PERIOD {
+        t[k] = (((7 * k) % PERIOD) >> 1) as u8;
+        k += 1;
+    }
+    t
+};
+
+/// Bytes that differ per object and per position: byte `i` is bits 1..=8 of
+/// `31·seed + 7·i`.
 pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| (seed.wrapping_mul(31).wrapping_add(i as u64 * 7) >> 1) as u8)
-        .collect()
+    // Byte i depends only on (31·seed + 7·i) mod 512. As 7·439 ≡ 1 (mod 512), that is
+    // 7·(i + r) with r = 439·(31·seed mod 512) mod 512: the bytes are PERIOD_BYTES from r on,
+    // repeating every 512. Built by copying (memcpy), which also keeps this cheap under Miri,
+    // where a loop costs per byte.
+    let r = (seed.wrapping_mul(31) % PERIOD as u64 * 439 % PERIOD as u64) as usize;
+    let mut bytes = Vec::with_capacity(len);
+    bytes.extend_from_slice(&PERIOD_BYTES[r..r + len.min(PERIOD)]);
+    while bytes.len() < len {
+        let n = bytes.len().min(len - bytes.len());
+        bytes.extend_from_within(..n);
+    }
+    bytes
 }
 
 /// Byte `i` of the object seeded with `seed`, computed in place (no buffer): for soaks that
