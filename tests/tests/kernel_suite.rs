@@ -8,11 +8,13 @@
 //!
 //! The suite boots with two CPUs (the runner's default). A test that declares it is written
 //! for more CPUs (`cpus: 4` in its module's `ktests!` table, shown in the kernel's plan as
-//! `(cpus 4)`) runs again on a machine that size, reported as `at_smp_4::NAME`.
+//! `(cpus 4)`) runs again on a machine that size, reported as `at_smp_4::NAME`. That machine
+//! starts as soon as the first boot has printed its plan and runs beside the two-CPU one
+//! (whose second CPU is idle but for the concurrent tests).
 
 use std::collections::BTreeSet;
 
-use boot::ktest::Planned;
+use boot::ktest::{Line, parse_line};
 use boot::qemu::Machine;
 use libtest_mimic::{Arguments, Failed, Trial};
 use zsos_tests::suite_machine;
@@ -79,37 +81,51 @@ fn main() {
             })),
         }
     } else if let Some(cpus) = wide_only {
-        trials.extend(suite_trials(&at(cpus), &wide_args(cpus), &prefix(cpus)).0);
+        trials.extend(suite_trials(
+            &at(cpus),
+            &wide_args(cpus),
+            &prefix(cpus),
+            &mut |_| {},
+        ));
     } else {
-        let (base, planned) = suite_trials(&machine, &test_args, "");
-        trials.extend(base);
-        let wide: BTreeSet<u8> = planned
-            .iter()
-            .map(|p| p.cpus)
-            .filter(|&n| u32::from(n) > machine.smp)
-            .collect();
-        for cpus in wide {
-            trials.extend(suite_trials(&at(cpus), &wide_args(cpus), &prefix(cpus)).0);
-        }
+        std::thread::scope(|scope| {
+            let mut started = BTreeSet::new();
+            let mut wide_runs = Vec::new();
+            let mut on_line = |line: &str| {
+                if let Line::Listed(_, cpus) = parse_line(line)
+                    && u32::from(cpus) > machine.smp
+                    && started.insert(cpus)
+                {
+                    let (m, a, p) = (at(cpus), wide_args(cpus), prefix(cpus));
+                    wide_runs.push(scope.spawn(move || suite_trials(&m, &a, &p, &mut |_| {})));
+                }
+            };
+            let base = suite_trials(&machine, &test_args, "", &mut on_line);
+            trials.extend(base);
+            for run in wide_runs {
+                trials.extend(run.join().expect("a wide-machine run finished"));
+            }
+        });
     }
     libtest_mimic::run(&args, trials).exit();
 }
 
-/// Runs the suite on `machine` and turns each result into a trial named `prefix` + the
-/// kernel's name; also returns what the kernel planned.
+/// Runs the suite on `machine` (showing every console line to `on_line`) and turns each
+/// result into a trial named `prefix` + the kernel's name.
 fn suite_trials(
     machine: &Machine,
     test_args: &[String],
     prefix: &str,
-) -> (Vec<Trial>, Vec<Planned>) {
-    let report = match boot::ktest::run_suite(machine, test_args, &mut |_| {}) {
+    on_line: &mut dyn FnMut(&str),
+) -> Vec<Trial> {
+    let report = match boot::ktest::run_suite(machine, test_args, on_line) {
         Ok(report) => report,
         Err(e) => {
             let msg = format!("could not boot the kernel test suite: {e}");
             let trial = Trial::test(format!("{prefix}kernel_suite::boot"), move || {
                 Err(Failed::from(msg))
             });
-            return (vec![trial], Vec::new());
+            return vec![trial];
         }
     };
     let mut trials: Vec<Trial> = report
@@ -135,5 +151,5 @@ fn suite_trials(
             move || Err(Failed::from(msg)),
         ));
     }
-    (trials, report.planned)
+    trials
 }

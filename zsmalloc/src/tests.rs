@@ -364,10 +364,13 @@ fn stats_table_counts_objects_and_pages() {
         stats.classes.iter().map(|c| c.pages_used).sum::<u64>() as usize,
         p.total_pages()
     );
-    let table = alloc::format!("{stats}");
-    std::println!("{table}");
-    assert!(table.starts_with(" class  size   10%"));
-    assert!(table.lines().last().unwrap().starts_with(" Total"));
+    // Formatting is plain safe code, and slow under Miri: checked natively only.
+    if !cfg!(miri) {
+        let table = alloc::format!("{stats}");
+        std::println!("{table}");
+        assert!(table.starts_with(" class  size   10%"));
+        assert!(table.lines().last().unwrap().starts_with(" Total"));
+    }
     for h in hs {
         p.free(h).unwrap();
     }
@@ -447,7 +450,8 @@ fn compaction_never_moves_a_mapped_object() {
 #[test]
 fn migrating_every_page_of_every_class_keeps_handles_and_bytes() {
     let p = pool(MapPath::Window, 8);
-    let pick = |c: &crate::class::ClassLayout| !cfg!(miri) || [0, 100, 254].contains(&c.index);
+    // Under Miri: a two-page class (both pages, an object spanning them) and the huge class.
+    let pick = |c: &crate::class::ClassLayout| !cfg!(miri) || [100, 254].contains(&c.index);
     let expected: usize = p
         .classes()
         .classes
@@ -546,7 +550,7 @@ fn seeds() -> Vec<u64> {
 
 #[test]
 fn model_random_operations_window_path() {
-    let steps = if cfg!(miri) { 60 } else { 3000 };
+    let steps = if cfg!(miri) { 40 } else { 3000 };
     for seed in seeds() {
         run_model(seed, steps, MapPath::Window, 8, 1024.min(FRAMES));
     }
@@ -554,7 +558,7 @@ fn model_random_operations_window_path() {
 
 #[test]
 fn model_random_operations_copy_path() {
-    let steps = if cfg!(miri) { 60 } else { 3000 };
+    let steps = if cfg!(miri) { 40 } else { 3000 };
     for seed in seeds() {
         run_model(seed ^ 0x77, steps, MapPath::Copy, 8, 1024.min(FRAMES));
     }
