@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod image;
 pub mod ktest;
 pub mod qemu;

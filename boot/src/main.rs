@@ -1,9 +1,11 @@
 //! `cargo run -- [OPTIONS] [MODE [ARGS...]]`: build a zsos disk image, boot it under QEMU,
 //! stream the serial console, and exit with the kernel's verdict.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use boot::bench;
 use boot::image::{self, Firmware};
 use boot::ktest;
 use boot::qemu::{self, Machine};
@@ -30,7 +32,10 @@ Modes (passed to the kernel; everything after the mode goes to it unchanged):
                     then 'N passed, N failed'); --list only lists them. They are built into
                     the test kernel only: run them with `cargo ktest [FILTER]` (an alias for
                     `cargo run -p boot --features ktest -- test`)
-  bench             run the benchmarks; one 'BENCH name=... value=... unit=...' line per figure
+  bench [SECTION...] [--json FILE]
+                    run the benchmarks (all sections, or those named); the console shows the
+                    tables, the runner writes every figure to target/zsos/bench-TIME.json
+                    (and to FILE) and draws SVG charts beside it
   replay FILE       replay a trace of pool operations (a ID SIZE, f ID, w ID, c, s, # comment)
                     from the host file FILE, reporting at every c and s and at the end
   crash KIND        end in a chosen failure (panic, page-fault, gp, ud, ap-panic) to see its
@@ -49,6 +54,25 @@ struct Options {
     kernel_args: Vec<String>,
     /// Data for the kernel after its arguments (the trace file of `replay`).
     payload: Vec<u8>,
+    /// `bench --json FILE`: where else to write the figures.
+    bench_json: Option<PathBuf>,
+}
+
+/// `bench ... --json FILE`: the runner's own option, taken out of the kernel's arguments.
+fn take_bench_json(opts: &mut Options) -> Result<(), String> {
+    if opts.kernel_args.first().map(String::as_str) != Some("bench") {
+        return Ok(());
+    }
+    if let Some(i) = opts.kernel_args.iter().position(|a| a == "--json") {
+        let file = opts
+            .kernel_args
+            .get(i + 1)
+            .cloned()
+            .ok_or("bench --json needs a FILE to write the figures to")?;
+        opts.kernel_args.drain(i..i + 2);
+        opts.bench_json = Some(PathBuf::from(file));
+    }
+    Ok(())
 }
 
 /// `replay FILE`: the file is read here and travels as the ramdisk's payload; the kernel gets
@@ -129,6 +153,7 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
         timeout_given,
         kernel_args,
         payload: Vec::new(),
+        bench_json: None,
     }))
 }
 
@@ -166,7 +191,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    if let Err(msg) = load_replay_file(&mut opts) {
+    if let Err(msg) = load_replay_file(&mut opts).and_then(|()| take_bench_json(&mut opts)) {
         eprintln!("zsos: error: {msg}");
         return ExitCode::from(EXIT_USAGE);
     }
@@ -244,15 +269,100 @@ fn run_once(opts: &Options) -> std::io::Result<ExitCode> {
     let ramdisk = image::encode_ramdisk(&opts.kernel_args, &opts.payload)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.0))?;
     let img = image::build(boot::kernel_elf(), ramdisk, opts.machine.firmware)?;
+    let is_bench = opts.kernel_args.first().map(String::as_str) == Some("bench");
+    let started = SystemTime::now();
     let mut console = Console::default();
-    let run = qemu::run(&opts.machine, img.path(), &mut |l| console.line(l))?;
+    let mut figures = Vec::new();
+    let run = qemu::run(&opts.machine, img.path(), &mut |l| {
+        // A bench's machine-readable lines go to its file, not to the console.
+        match bench::parse_line(l).filter(|_| is_bench) {
+            Some(figure) => figures.push(figure),
+            None => console.line(l),
+        }
+    })?;
     console.finish();
+    if is_bench {
+        let success = run.ending == qemu::Ending::KernelSuccess;
+        save_bench(opts, started, success, &figures);
+    }
     eprintln!("zsos: {} ({:.1} s)", run.ending, run.wall.as_secs_f64());
     Ok(match run.ending {
         qemu::Ending::KernelSuccess => ExitCode::SUCCESS,
         qemu::Ending::KernelFailure => ExitCode::FAILURE,
         _ => ExitCode::from(EXIT_NO_VERDICT),
     })
+}
+
+/// Where the runner keeps what it writes: `$CARGO_TARGET_DIR/zsos`, or the workspace's
+/// `target/zsos`.
+fn output_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let boot = Path::new(env!("CARGO_MANIFEST_DIR"));
+            boot.parent().unwrap_or(boot).join("target")
+        });
+    target.join("zsos")
+}
+
+/// Writes a bench run's figures (`target/zsos/bench-TIME.json`, and `--json FILE`) and its
+/// charts (`target/zsos/bench-TIME/*.svg`), and says where. Failures to write are reported,
+/// not fatal: the console already showed the tables.
+fn save_bench(opts: &Options, started: SystemTime, success: bool, figures: &[bench::Figure]) {
+    if figures.is_empty() {
+        eprintln!("zsos: the bench reported no figures; nothing written");
+        return;
+    }
+    let unix = started
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let stamp = bench::utc_timestamp(unix);
+    let info = bench::RunInfo {
+        started: stamp.clone(),
+        command: opts.kernel_args.clone(),
+        firmware: match opts.machine.firmware {
+            Firmware::Uefi => "uefi".into(),
+            Firmware::Bios => "bios".into(),
+        },
+        cpus: opts.machine.smp,
+        memory: opts.machine.memory.clone(),
+        kernel_success: success,
+    };
+    let json = bench::to_json(&info, figures);
+    // 2026-11-30T02:45:12Z -> 20261130-024512: sortable, and a valid file name everywhere.
+    let name: String = stamp
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == 'T')
+        .map(|c| if c == 'T' { '-' } else { c })
+        .collect();
+    let dir = output_dir();
+    let mut files = vec![dir.join(format!("bench-{name}.json"))];
+    files.extend(opts.bench_json.clone());
+    for file in &files {
+        if let Some(parent) = file.parent() {
+            // A failure here shows as the write's own error just below.
+            let _ = std::fs::create_dir_all(parent);
+        }
+        match std::fs::write(file, &json) {
+            Ok(()) => eprintln!(
+                "zsos: bench figures ({}) written to {}",
+                figures.len(),
+                file.display()
+            ),
+            Err(e) => eprintln!("zsos: error: cannot write {}: {e}", file.display()),
+        }
+    }
+    match bench::draw_charts(figures, &dir.join(format!("bench-{name}"))) {
+        Ok(charts) if charts.is_empty() => {
+            eprintln!("zsos: no charts (the sections run have none: density, classes, scale do)")
+        }
+        Ok(charts) => {
+            for chart in charts {
+                eprintln!("zsos: chart: {}", chart.display());
+            }
+        }
+        Err(e) => eprintln!("zsos: error: cannot draw the charts: {e}"),
+    }
 }
 
 fn run_tests(opts: &Options) -> std::io::Result<ExitCode> {

@@ -144,3 +144,42 @@ fn a_panic_on_an_application_processor_stops_the_machine_with_that_cpus_diagnost
         "{stdout}"
     );
 }
+
+#[test]
+fn bench_figures_go_to_a_json_file_and_stay_off_the_console() {
+    let file = std::env::temp_dir().join(format!("zsos-bench-{}.json", std::process::id()));
+    let file_arg = file.to_string_lossy().into_owned();
+    let out = boot_cmd(&["--timeout", "120", "bench", "memmap", "--json", &file_arg]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("memmap:"),
+        "the table is on the console:\n{stdout}"
+    );
+    assert!(
+        !stdout.contains("BENCH "),
+        "BENCH lines reached the console:\n{stdout}"
+    );
+    assert!(
+        stderr.contains(&format!("written to {file_arg}")),
+        "the runner says where:\n{stderr}"
+    );
+    let json = std::fs::read_to_string(&file).expect("the --json file was written");
+    let _ = std::fs::remove_file(&file);
+    assert!(json.contains("\"zsos_bench\": 1"), "{json}");
+    assert!(
+        json.contains("\"command\": [\"bench\", \"memmap\"]"),
+        "{json}"
+    );
+    assert!(json.contains("\"name\": \"memmap."), "{json}");
+    assert!(json.contains("\"unit\": \"us\""), "{json}");
+}
+
+#[test]
+fn bench_json_without_a_file_is_a_usage_error() {
+    let out = boot_cmd(&["bench", "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bench --json needs a FILE"), "{err}");
+}

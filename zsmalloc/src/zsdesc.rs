@@ -1,4 +1,4 @@
-//! zsdesc: zsmalloc's own view of a page descriptor (seed 2023, "Split zsdesc from struct
+//! zsdesc: zsmalloc's own view of a page descriptor (the 2023 series "Split zsdesc from struct
 //! page"). It overlays the machine's 64-byte page descriptor; the shared fields sit at the
 //! offsets published below, which the kernel checks at compile time against its memmap
 //! descriptor (as Linux's `ZSDESC_MATCH` asserts do). This is the only module that touches
@@ -12,7 +12,7 @@
 //! * `first_obj_offset`: offset of the first object that starts in this page;
 //! * `first` (over the list links): the first page of the zspage, so that a mapper can reach
 //!   the zspage's lock from any page without the class lock;
-//! * `zspage_lock` (first page only): the per-zspage lock of seed 2024 (Linux:
+//! * `zspage_lock` (first page only): the per-zspage lock of Linux 6.11's locking (Linux:
 //!   `zspage->lock`). Mappers hold it for reading from map to unmap; compaction and migration
 //!   take it for writing, only ever by trying (never waiting), and only while they hold the
 //!   pool's migrate lock for writing. A mapper takes it while it holds the migrate lock for

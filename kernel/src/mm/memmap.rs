@@ -4,7 +4,7 @@
 //!
 //! A descriptor's fields have fixed offsets (`#[repr(C)]`, checked below) so that a
 //! subsystem's own descriptor can overlay it with compile-time-checked offsets, as zsmalloc's
-//! zsdesc overlays `struct page` (seed 2023). Every field is atomic: descriptors are shared
+//! zsdesc overlays `struct page` (the 2023 "Split zsdesc from struct page" series). Every field is atomic: descriptors are shared
 //! between CPUs, and the lock that orders access (the buddy lock for free frames, the owner's
 //! lock for allocated ones) is not the descriptor's business.
 

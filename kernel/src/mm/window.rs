@@ -1,10 +1,10 @@
 //! The per-CPU two-page PTE window: two virtually contiguous pages into which any two
 //! physical frames can be mapped, so that an object spanning two discontiguous frames reads
-//! as one run of bytes (seed 2012; zsmalloc's `CONFIG_PGTABLE_MAPPING`).
+//! as one run of bytes (the 2012 linux-mm discussion of zsmalloc's two-page mapping; zsmalloc's `CONFIG_PGTABLE_MAPPING`).
 //!
 //! Layout per CPU: `[guard][page 0][page 1][guard]`, the guards never mapped. Every page-table
 //! level down to the two leaf entries is built at boot, so mapping only writes two PTEs: it
-//! never allocates, sleeps, takes a lock, or fails for lack of memory (seed 2012: "mapping
+//! never allocates, sleeps, takes a lock, or fails for lack of memory (the 2012 discussion: "mapping
 //! must never fail"). Upstream dropped this path in 5.10 after an unmap that could reschedule
 //! corrupted data; here map and unmap are a handful of instructions with interrupts off.
 //!

@@ -38,11 +38,11 @@ pub struct PoolConfig {
 /// Which locks serialise the pool's operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Locking {
-    /// Seed 2024: per-class locks, the migrate rwlock, per-zspage locks (the default).
+    /// Linux 6.11's: per-class locks, the migrate rwlock, per-zspage locks (the default).
     PerClass,
     /// One pool-wide lock around every allocation, free, handle lookup (map, read, write),
     /// compaction step and migration, as Linux had from 6.2 (`zsmalloc: consolidate
-    /// zs_pool's migrate_lock and size_class's locks`) until seed 2024 reverted it. Kept only
+    /// zs_pool's migrate_lock and size_class's locks`) until Linux 6.11 went back to per-class locks. Kept only
     /// for the scalability comparison; the finer locks are still taken inside it.
     PoolWide,
 }

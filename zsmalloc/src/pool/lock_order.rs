@@ -9,7 +9,7 @@ use super::Pool;
 use crate::backend::Backend;
 use crate::zspage::ClassState;
 
-/// The pool's locks, in the order they must be taken (seed 2024): the migrate lock, then a
+/// The pool's locks, in the order they must be taken (Linux 6.11): the migrate lock, then a
 /// class lock, then a zspage lock. The zspage lock is only ever *tried* for writing (by
 /// compaction and migration, which skip a busy zspage), so a mapping may hold it for reading
 /// across other pool calls without risk of deadlock; only the first two are checked.

@@ -9,29 +9,15 @@ use alloc::vec::Vec;
 use zsmalloc::class::{ClassLayout, HANDLE_SIZE, MAX_ALLOC_SIZE};
 use zsmalloc::{Handle, MapMode, MapPath, Pool, PoolConfig};
 
-use super::median;
-use crate::arch::tsc;
+use super::{OPS_PER_BATCH, median, median_cycles};
 use crate::println;
 use crate::zs_backend::KernelBackend;
 
+/// Batches per figure: fewer than the headline figures', to keep the table quick.
 const BATCHES: usize = 31;
-const OPS: u64 = 64;
-
-fn median_of(mut op: impl FnMut()) -> u64 {
-    let mut samples: Vec<u64> = (0..BATCHES)
-        .map(|_| {
-            let t0 = tsc::start();
-            for _ in 0..OPS {
-                op();
-            }
-            (tsc::stop() - t0) / OPS
-        })
-        .collect();
-    median(&mut samples)
-}
 
 fn map_cycles(pool: &Pool<KernelBackend>, h: Handle) -> u64 {
-    median_of(|| {
+    median_cycles(BATCHES, || {
         let m = pool.map(h, MapMode::ReadWrite).expect("bench map");
         core::hint::black_box(m.as_ptr());
     })
@@ -83,7 +69,8 @@ pub fn figures() {
         } else {
             c.size - HANDLE_SIZE
         };
-        let (malloc, free) = super::malloc_free_cycles(&window, &[size; OPS as usize], BATCHES);
+        let (malloc, free) =
+            super::malloc_free_cycles(&window, &[size; OPS_PER_BATCH as usize], BATCHES);
         let (win_hs, single, win_span) = fill_one_zspage(&window, &c, size);
         let (copy_hs, _, copy_span) = fill_one_zspage(&copy, &c, size);
         let map_single = map_cycles(&window, single);

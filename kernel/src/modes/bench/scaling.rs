@@ -1,5 +1,5 @@
-//! Scalability across CPUs (seed 2024's question): operations per second on one shared pool
-//! with 1, 2 and 4 CPUs working at once (as many as run), under the seed-2024 locking
+//! Scalability across CPUs (the question behind Linux 6.11's per-size-class locking): operations per second on one shared pool
+//! with 1, 2 and 4 CPUs working at once (as many as run), under Linux 6.11's per-size-class locking
 //! (per-class locks, migrate rwlock, zspage locks) and under a single pool-wide lock, each
 //! as a ratio to its own one-CPU figure in the same run.
 //!
