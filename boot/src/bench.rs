@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 
 /// One figure the kernel reported.
@@ -254,64 +255,70 @@ fn density_chart(figures: &[Figure], path: &Path) -> io::Result<bool> {
     Ok(true)
 }
 
-/// Lines over the class size: map+unmap of an object within one page, and of a spanning
-/// object through the PTE window and through the copy path (`zs.class.<size>.map_unmap.*`).
-fn map_per_class_chart(figures: &[Figure], path: &Path) -> io::Result<bool> {
-    let series = [
-        ("single", "within one page", RGBColor(44, 160, 44)),
-        (
-            "span_window",
-            "spanning, PTE window",
-            RGBColor(31, 119, 180),
-        ),
-        ("span_copy", "spanning, copy path", RGBColor(214, 39, 40)),
-    ];
-    let points = |kind: &str| -> Vec<(f64, f64)> {
-        let suffix = format!(".map_unmap.{kind}");
-        let mut v: Vec<(f64, f64)> = figures
-            .iter()
-            .filter_map(|f| {
-                let size = f.name.strip_prefix("zs.class.")?.strip_suffix(&suffix)?;
-                Some((size.parse().ok()?, f.value))
-            })
-            .collect();
-        v.sort_by(|a, b| a.0.total_cmp(&b.0));
-        v
-    };
-    let all: Vec<Vec<(f64, f64)>> = series.iter().map(|(k, _, _)| points(k)).collect();
-    let top = all.iter().flatten().map(|p| p.1).fold(0.0, f64::max);
-    if top == 0.0 {
-        return Ok(false);
-    }
-    let root = SVGBackend::new(path, (900, 480)).into_drawing_area();
-    let err = || chart_error("the per-class chart");
+/// Points `(x, value)` of the figures named `<prefix><x><suffix>`, sorted by x.
+fn points(figures: &[Figure], prefix: &str, suffix: &str) -> Vec<(f64, f64)> {
+    let mut v: Vec<(f64, f64)> = figures
+        .iter()
+        .filter_map(|f| {
+            let x = f.name.strip_prefix(prefix)?.strip_suffix(suffix)?;
+            Some((x.parse().ok()?, f.value))
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.total_cmp(&b.0));
+    v
+}
+
+/// One line of a line chart: its legend, colour and points.
+type Line = (&'static str, RGBColor, Vec<(f64, f64)>);
+
+/// A chart of lines over `x`, cycles up the y axis; `markers` also dots each point.
+fn line_chart<R>(
+    path: &Path,
+    size: (u32, u32),
+    title: &str,
+    (x_desc, x): (&str, R),
+    lines: Vec<Line>,
+    markers: bool,
+) -> io::Result<()>
+where
+    R: AsRangedCoord<Value = f64>,
+    R::CoordDescType: ValueFormatter<f64>,
+{
+    let top = lines
+        .iter()
+        .flat_map(|l| &l.2)
+        .map(|p| p.1)
+        .fold(0.0, f64::max);
+    let err = || chart_error(title);
+    let root = SVGBackend::new(path, size).into_drawing_area();
     root.fill(&WHITE).map_err(err())?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "map+unmap per size class (median cycles, lower is better)",
-            ("sans-serif", 20),
-        )
+        .caption(title, ("sans-serif", 20))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(0f64..4160f64, 0f64..top * 1.1)
+        .build_cartesian_2d(x, 0f64..top * 1.1)
         .map_err(err())?;
     chart
         .configure_mesh()
-        .x_desc("class size (bytes)")
+        .x_desc(x_desc)
         .y_desc("cycles")
         .x_label_formatter(&|x| format!("{x:.0}"))
         .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()
         .map_err(err())?;
-    for ((_, label, color), pts) in series.iter().zip(all) {
+    for (label, color, pts) in lines {
+        let style = color.stroke_width(2);
         chart
-            .draw_series(LineSeries::new(pts, color.stroke_width(2)))
+            .draw_series(LineSeries::new(pts.clone(), style))
             .map_err(err())?
-            .label(*label)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
-            });
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
+        if markers {
+            chart
+                .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))
+                .map_err(err())?;
+        }
     }
     chart
         .configure_series_labels()
@@ -320,83 +327,57 @@ fn map_per_class_chart(figures: &[Figure], path: &Path) -> io::Result<bool> {
         .position(SeriesLabelPosition::UpperLeft)
         .draw()
         .map_err(err())?;
-    root.present().map_err(err())?;
+    root.present().map_err(err())
+}
+
+/// Lines over the class size: map+unmap of an object within one page, and of a spanning
+/// object through the PTE window and through the copy path (`zs.class.<size>.map_unmap.*`).
+fn map_per_class_chart(figures: &[Figure], path: &Path) -> io::Result<bool> {
+    let line = |kind: &str| points(figures, "zs.class.", &format!(".map_unmap.{kind}"));
+    let lines: Vec<Line> = vec![
+        ("within one page", RGBColor(44, 160, 44), line("single")),
+        (
+            "spanning, PTE window",
+            RGBColor(31, 119, 180),
+            line("span_window"),
+        ),
+        (
+            "spanning, copy path",
+            RGBColor(214, 39, 40),
+            line("span_copy"),
+        ),
+    ];
+    if lines.iter().all(|l| l.2.is_empty()) {
+        return Ok(false);
+    }
+    let title = "map+unmap per size class (median cycles, lower is better)";
+    let x = ("class size (bytes)", 0f64..4160f64);
+    line_chart(path, (900, 480), title, x, lines, false)?;
     Ok(true)
 }
 
 /// Cycles per malloc+free pair against the number of live objects (log scale), with the
 /// control: one read of a random pool page (`zs.scale.<n>.*`).
 fn scale_chart(figures: &[Figure], path: &Path) -> io::Result<bool> {
-    let points = |kind: &str| -> Vec<(f64, f64)> {
-        let suffix = format!(".{kind}");
-        let mut v: Vec<(f64, f64)> = figures
-            .iter()
-            .filter_map(|f| {
-                let n = f.name.strip_prefix("zs.scale.")?.strip_suffix(&suffix)?;
-                Some((n.parse().ok()?, f.value))
-            })
-            .collect();
-        v.sort_by(|a, b| a.0.total_cmp(&b.0));
-        v
-    };
-    let series = [
-        ("malloc_free", "malloc+free pair", RGBColor(31, 119, 180)),
+    let lines: Vec<Line> = vec![
         (
-            "random_page_read",
+            "malloc+free pair",
+            RGBColor(31, 119, 180),
+            points(figures, "zs.scale.", ".malloc_free"),
+        ),
+        (
             "control: one read of a random pool page",
             RGBColor(127, 127, 127),
+            points(figures, "zs.scale.", ".random_page_read"),
         ),
     ];
-    let all: Vec<Vec<(f64, f64)>> = series.iter().map(|(k, _, _)| points(k)).collect();
-    let xs: Vec<f64> = all.iter().flatten().map(|p| p.0).collect();
-    let (Some(lo), Some(hi)) = (
-        xs.iter().copied().reduce(f64::min),
-        xs.iter().copied().reduce(f64::max),
-    ) else {
+    let xs = || lines.iter().flat_map(|l| &l.2).map(|p| p.0);
+    let (Some(lo), Some(hi)) = (xs().reduce(f64::min), xs().reduce(f64::max)) else {
         return Ok(false);
     };
-    let top = all.iter().flatten().map(|p| p.1).fold(0.0, f64::max);
-    let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
-    let err = || chart_error("the scale chart");
-    root.fill(&WHITE).map_err(err())?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "cost against live objects (median cycles)",
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d((lo * 0.8..hi * 1.25).log_scale(), 0f64..top * 1.1)
-        .map_err(err())?;
-    chart
-        .configure_mesh()
-        .x_desc("live objects")
-        .y_desc("cycles")
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_label_formatter(&|y| format!("{y:.0}"))
-        .draw()
-        .map_err(err())?;
-    for ((_, label, color), pts) in series.iter().zip(all) {
-        chart
-            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
-            .map_err(err())?
-            .label(*label)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
-            });
-        chart
-            .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))
-            .map_err(err())?;
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE)
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()
-        .map_err(err())?;
-    root.present().map_err(err())?;
+    let title = "cost against live objects (median cycles)";
+    let x = ("live objects", (lo * 0.8..hi * 1.25).log_scale());
+    line_chart(path, (800, 480), title, x, lines, true)?;
     Ok(true)
 }
 

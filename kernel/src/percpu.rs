@@ -34,8 +34,3 @@ pub fn current() -> &'static PerCpu {
         .get()
         .unwrap_or_else(|| panic!("CPU {index} has no per-CPU state installed"))
 }
-
-/// CPU `index`'s state, if installed.
-pub fn get(index: usize) -> Option<&'static PerCpu> {
-    AREAS.get(index)?.get()
-}

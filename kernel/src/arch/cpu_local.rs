@@ -3,7 +3,7 @@
 //! current CPU's index with one load. What a CPU owns beyond its index (its PTE window, ...)
 //! lives above this layer, in `crate::percpu`, indexed by it.
 
-use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, Ordering};
 
 use spin::Once;
 use x86_64::VirtAddr;
@@ -20,7 +20,6 @@ struct CpuLocal {
 }
 
 static LOCALS: [Once<CpuLocal>; MAX_CPUS] = [const { Once::new() }; MAX_CPUS];
-static ONLINE: AtomicUsize = AtomicUsize::new(0);
 
 /// Makes this CPU CPU number `index`: creates its record and points its GS base at it. Run
 /// once on each CPU, on that CPU, before anything asks [`index`].
@@ -33,7 +32,6 @@ pub fn init_this_cpu(index: usize) {
     let ptr = core::ptr::from_ref(local);
     local.self_ptr.store(ptr.cast_mut(), Ordering::SeqCst);
     GsBase::write(VirtAddr::from_ptr(ptr));
-    ONLINE.fetch_add(1, Ordering::SeqCst);
 }
 
 /// This CPU's index. Only valid once [`init_this_cpu`] ran on this CPU.
@@ -57,9 +55,4 @@ pub fn try_index() -> Option<usize> {
         .filter_map(|l| l.get())
         .find(|l| core::ptr::from_ref::<CpuLocal>(l) as u64 == base)
         .map(|l| l.index)
-}
-
-/// Number of CPUs that have run [`init_this_cpu`].
-pub fn online() -> usize {
-    ONLINE.load(Ordering::SeqCst)
 }

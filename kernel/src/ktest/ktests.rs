@@ -49,13 +49,7 @@ fn every_module_registers_and_the_order_is_fixed() {
 
 fn plan_puts_machine_ending_tests_last_and_resumes_after_a_name() {
     let all = all_tests();
-    let sel = Selection {
-        filter: None,
-        exact: false,
-        after: None,
-        list: false,
-        min_cpus: 0,
-    };
+    let sel = Selection::ALL;
     let plan = sel.plan(&all);
     let mut seen_ending = false;
     for t in &plan {
@@ -78,11 +72,8 @@ fn plan_puts_machine_ending_tests_last_and_resumes_after_a_name() {
 fn min_cpus_selects_the_tests_written_for_that_many() {
     let all = all_tests();
     let sel = Selection {
-        filter: None,
-        exact: false,
-        after: None,
-        list: false,
         min_cpus: 4,
+        ..Selection::ALL
     };
     let wide = sel.plan(&all);
     assert!(!wide.is_empty(), "some tests are written for 4 CPUs");

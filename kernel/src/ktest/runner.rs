@@ -49,6 +49,15 @@ pub(super) struct Selection<'a> {
 }
 
 impl Selection<'_> {
+    /// Every test, in plan order.
+    pub(super) const ALL: Selection<'static> = Selection {
+        filter: None,
+        exact: false,
+        after: None,
+        list: false,
+        min_cpus: 0,
+    };
+
     fn selects(&self, test: &Test) -> bool {
         let name = test.name();
         let by_name = match (self.filter, self.exact) {
@@ -82,13 +91,7 @@ const USAGE: &str = "usage: test [FILTER] [--exact] [--after NAME] [--min-cpus N
 
 /// Mode `test`: runs the selected tests and ends the machine with the verdict.
 pub fn run_mode(args: &[&str]) -> ExitCode {
-    let mut sel = Selection {
-        filter: None,
-        exact: false,
-        after: None,
-        list: false,
-        min_cpus: 0,
-    };
+    let mut sel = Selection::ALL;
     let mut it = args.iter();
     while let Some(&arg) = it.next() {
         match arg {
