@@ -69,6 +69,35 @@ pub struct Planned {
     pub name: String,
     /// The most CPUs it is written for (`(cpus N)`); 0 if it did not say.
     pub cpus: u8,
+    /// The lab it grades (`(lab L, P points)`); 0 if none.
+    pub lab: u8,
+    /// Its points in that lab.
+    pub points: u16,
+}
+
+/// What a `ktest: test` line declares about a test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listed<'a> {
+    /// The kernel's name for the test.
+    pub name: &'a str,
+    /// `(cpus N)`, or 0.
+    pub cpus: u8,
+    /// `(lab L, P points)`: L, or 0.
+    pub lab: u8,
+    /// `(lab L, P points)`: P, or 0.
+    pub points: u16,
+}
+
+impl Listed<'_> {
+    /// The owned form.
+    pub fn to_planned(&self) -> Planned {
+        Planned {
+            name: self.name.to_string(),
+            cpus: self.cpus,
+            lab: self.lab,
+            points: self.points,
+        }
+    }
 }
 
 /// What one line of kernel output means to the harness.
@@ -76,9 +105,9 @@ pub struct Planned {
 pub enum Line<'a> {
     /// `ktest: plan N`
     Plan(usize),
-    /// `ktest: test NAME[ (ends the machine)][ (cpus N)]` (the plan, or mode `test --list`):
-    /// the name and N (0 if absent).
-    Listed(&'a str, u8),
+    /// `ktest: test NAME[ (ends the machine)][ (cpus N)][ (lab L, P points)]` (the plan, or
+    /// mode `test --list`).
+    Listed(Listed<'a>),
     /// `ktest: start NAME`
     Start(&'a str),
     /// `test NAME ... ok (N us)` or `... FAILED (N us)`
@@ -89,6 +118,8 @@ pub enum Line<'a> {
         passed: bool,
         /// The duration the kernel measured.
         micros: u64,
+        /// The grader's token after the line (` [TOKEN]`), if any.
+        nonce: Option<&'a str>,
     },
     /// `ktest: resume-after NAME (...)`
     ResumeAfter(&'a str),
@@ -104,15 +135,7 @@ pub fn parse_line(line: &str) -> Line<'_> {
         return n.trim().parse().map(Line::Plan).unwrap_or(Line::Other);
     }
     if let Some(rest) = line.strip_prefix("ktest: test ") {
-        let (rest, cpus) = match rest.rsplit_once(" (cpus ") {
-            Some((head, n)) => match n.strip_suffix(')').and_then(|n| n.parse().ok()) {
-                Some(n) => (head, n),
-                None => return Line::Other,
-            },
-            None => (rest, 0),
-        };
-        let name = rest.strip_suffix(" (ends the machine)").unwrap_or(rest);
-        return Line::Listed(name, cpus);
+        return parse_listed(rest).map_or(Line::Other, Line::Listed);
     }
     if let Some(name) = line.strip_prefix("ktest: start ") {
         return Line::Start(name);
@@ -126,17 +149,46 @@ pub fn parse_line(line: &str) -> Line<'_> {
     if let Some(rest) = line.strip_prefix("test ") {
         for (marker, passed) in [(" ... ok (", true), (" ... FAILED (", false)] {
             if let Some((name, tail)) = rest.split_once(marker)
-                && let Some(micros) = tail.strip_suffix(" us)").and_then(|n| n.parse().ok())
+                && let Some((micros, after)) = tail.split_once(" us)")
+                && let Ok(micros) = micros.parse()
             {
+                let nonce = match after {
+                    "" => None,
+                    n => match n.strip_prefix(" [").and_then(|n| n.strip_suffix(']')) {
+                        Some(n) => Some(n),
+                        None => return Line::Other,
+                    },
+                };
                 return Line::Result {
                     name,
                     passed,
                     micros,
+                    nonce,
                 };
             }
         }
     }
     Line::Other
+}
+
+/// `NAME[ (ends the machine)][ (cpus N)][ (lab L, P points)]`, the marks in that order.
+fn parse_listed(rest: &str) -> Option<Listed<'_>> {
+    let (mut rest, mut lab, mut points) = (rest, 0, 0);
+    if let Some((head, mark)) = rest.rsplit_once(" (lab ") {
+        let (l, p) = mark.strip_suffix(" points)")?.split_once(", ")?;
+        (rest, lab, points) = (head, l.parse().ok()?, p.parse().ok()?);
+    }
+    let mut cpus = 0;
+    if let Some((head, n)) = rest.rsplit_once(" (cpus ") {
+        (rest, cpus) = (head, n.strip_suffix(')')?.parse().ok()?);
+    }
+    let name = rest.strip_suffix(" (ends the machine)").unwrap_or(rest);
+    Some(Listed {
+        name,
+        cpus,
+        lab,
+        points,
+    })
 }
 
 /// Lists the kernel's tests (one boot in mode `test --list`).
@@ -156,10 +208,7 @@ pub fn list(machine: &Machine, test_args: &[String]) -> io::Result<Vec<Planned>>
         .lines
         .iter()
         .filter_map(|l| match parse_line(l) {
-            Line::Listed(name, cpus) => Some(Planned {
-                name: name.to_string(),
-                cpus,
-            }),
+            Line::Listed(listed) => Some(listed.to_planned()),
             _ => None,
         })
         .collect();
@@ -177,8 +226,9 @@ fn boot(
     qemu::run(machine, img.path(), on_line)
 }
 
-/// Runs the kernel tests selected by `test_args` (`[FILTER] [--exact]`), booting as often as
-/// needed, and calls `on_line` for every console line.
+/// Runs the kernel tests selected by `test_args` (`[FILTER] [--exact] ...`), booting as often
+/// as needed, and calls `on_line` for every console line. With `--nonce TOKEN` among the
+/// arguments, only result lines carrying TOKEN count.
 pub fn run_suite(
     machine: &Machine,
     test_args: &[String],
@@ -186,6 +236,11 @@ pub fn run_suite(
 ) -> io::Result<SuiteReport> {
     let mut report = SuiteReport::default();
     let mut resume_after: Option<String> = None;
+    let nonce = test_args
+        .iter()
+        .position(|a| a == "--nonce")
+        .and_then(|i| test_args.get(i + 1))
+        .map(String::as_str);
     loop {
         let mut args = vec!["test".to_string()];
         args.extend(test_args.iter().cloned());
@@ -195,7 +250,7 @@ pub fn run_suite(
         }
         report.boots += 1;
         let run = boot(machine, &args, on_line)?;
-        let boot_view = follow(&run, &mut report);
+        let boot_view = follow(&run, &mut report, nonce);
         match boot_view {
             BootEnd::Complete => break,
             BootEnd::Resume(name) => resume_after = Some(name),
@@ -260,25 +315,26 @@ enum BootEnd {
 }
 
 /// Folds one boot's output into the report.
-fn follow(run: &qemu::Run, report: &mut SuiteReport) -> BootEnd {
+///
+/// With `nonce`, only result lines that carry it are results; others (printed by the code
+/// under test, say) are just output.
+fn follow(run: &qemu::Run, report: &mut SuiteReport, nonce: Option<&str>) -> BootEnd {
     let mut current: Option<(String, Vec<String>)> = None;
     let mut end = None;
     let first_boot = report.boots == 1;
     for line in &run.lines {
         match parse_line(line) {
             Line::Plan(_) => {}
-            Line::Listed(name, cpus) if first_boot && current.is_none() => {
-                report.planned.push(Planned {
-                    name: name.to_string(),
-                    cpus,
-                })
+            Line::Listed(listed) if first_boot && current.is_none() => {
+                report.planned.push(listed.to_planned())
             }
             Line::Start(name) => current = Some((name.to_string(), Vec::new())),
             Line::Result {
                 name,
                 passed,
                 micros,
-            } => {
+                nonce: carried,
+            } if carried == nonce => {
                 let output = match current.take() {
                     Some((n, lines)) if n == name => lines.join("\n"),
                     _ => String::new(),
@@ -297,7 +353,7 @@ fn follow(run: &qemu::Run, report: &mut SuiteReport) -> BootEnd {
             }
             Line::ResumeAfter(name) => end = Some(BootEnd::Resume(name.to_string())),
             Line::Complete => end = Some(BootEnd::Complete),
-            Line::Listed(..) | Line::Other => {
+            Line::Listed(..) | Line::Result { .. } | Line::Other => {
                 if let Some((_, lines)) = current.as_mut() {
                     lines.push(line.clone());
                 }
@@ -322,35 +378,63 @@ mod tests {
     #[test]
     fn parses_every_protocol_line() {
         assert_eq!(parse_line("ktest: plan 12"), Line::Plan(12));
-        assert_eq!(parse_line("ktest: test a::b"), Line::Listed("a::b", 0));
+        let listed = |name, cpus, lab, points| {
+            Line::Listed(Listed {
+                name,
+                cpus,
+                lab,
+                points,
+            })
+        };
+        assert_eq!(parse_line("ktest: test a::b"), listed("a::b", 0, 0, 0));
         assert_eq!(
             parse_line("ktest: test a::c (ends the machine)"),
-            Line::Listed("a::c", 0)
+            listed("a::c", 0, 0, 0)
         );
         assert_eq!(
             parse_line("ktest: test a::d (cpus 4)"),
-            Line::Listed("a::d", 4)
+            listed("a::d", 4, 0, 0)
         );
         assert_eq!(
-            parse_line("ktest: test a::e (ends the machine) (cpus 8)"),
-            Line::Listed("a::e", 8)
+            parse_line("ktest: test a::e (ends the machine) (cpus 8) (lab 2, 15 points)"),
+            listed("a::e", 8, 2, 15)
+        );
+        assert_eq!(
+            parse_line("ktest: test a::g (lab 1, 20 points)"),
+            listed("a::g", 0, 1, 20)
         );
         assert_eq!(parse_line("ktest: test a::f (cpus x)"), Line::Other);
+        assert_eq!(
+            parse_line("ktest: test a::f (lab 1, x points)"),
+            Line::Other
+        );
         assert_eq!(parse_line("ktest: start a::b"), Line::Start("a::b"));
         assert_eq!(
             parse_line("test a::b ... ok (17 us)"),
             Line::Result {
                 name: "a::b",
                 passed: true,
-                micros: 17
+                micros: 17,
+                nonce: None
             }
         );
+        assert_eq!(
+            parse_line("test a::b ... ok (17 us) [k3y]"),
+            Line::Result {
+                name: "a::b",
+                passed: true,
+                micros: 17,
+                nonce: Some("k3y")
+            }
+        );
+        assert_eq!(parse_line("test a::b ... ok (17 us) junk"), Line::Other);
         assert_eq!(
             parse_line("test a::b ... FAILED (3 us)"),
             Line::Result {
                 name: "a::b",
                 passed: false,
-                micros: 3
+                micros: 3,
+                nonce: None
             }
         );
         assert_eq!(
@@ -386,7 +470,7 @@ mod tests {
                 "oops",
             ],
         );
-        match follow(&run, &mut report) {
+        match follow(&run, &mut report, None) {
             BootEnd::Died {
                 during: Some((name, lines)),
             } => {
@@ -419,9 +503,40 @@ mod tests {
                 "ktest: resume-after b (1 not run in this boot)",
             ],
         );
-        assert!(matches!(follow(&run, &mut report), BootEnd::Resume(ref n) if n == "b"));
+        assert!(matches!(follow(&run, &mut report, None), BootEnd::Resume(ref n) if n == "b"));
         assert_eq!(report.results.len(), 2);
         assert_eq!(report.results[0].output, "line from a");
         assert_eq!(report.summary(), "2 passed, 0 failed");
+    }
+
+    #[test]
+    fn with_a_nonce_only_result_lines_carrying_it_count() {
+        let mut report = SuiteReport {
+            boots: 1,
+            ..Default::default()
+        };
+        let run = fake_run(
+            Ending::KernelSuccess,
+            &[
+                "ktest: plan 1",
+                "ktest: test a (lab 1, 10 points)",
+                "ktest: start a",
+                "test a ... ok (1 us)",
+                "test a ... ok (1 us) [guess]",
+                "test a ... FAILED (9 us) [n0nce]",
+                "ktest: complete",
+            ],
+        );
+        assert!(matches!(
+            follow(&run, &mut report, Some("n0nce")),
+            BootEnd::Complete
+        ));
+        assert_eq!(report.results.len(), 1);
+        assert_eq!(report.results[0].outcome, Outcome::Failed);
+        assert_eq!(
+            report.results[0].output, "test a ... ok (1 us)\ntest a ... ok (1 us) [guess]",
+            "spoofed lines are only output"
+        );
+        assert_eq!(report.planned[0].points, 10);
     }
 }

@@ -92,7 +92,7 @@ fn main() {
             let mut started = BTreeSet::new();
             let mut wide_runs = Vec::new();
             let mut on_line = |line: &str| {
-                if let Line::Listed(_, cpus) = parse_line(line)
+                if let Line::Listed(boot::ktest::Listed { cpus, .. }) = parse_line(line)
                     && u32::from(cpus) > machine.smp
                     && started.insert(cpus)
                 {

@@ -9,6 +9,7 @@
 //! crate::ktests! {
 //!     breakpoint_handler_returns,
 //!     workers_share_one_pool { cpus: 4 },
+//!     freeing_merges_buddies { lab: 1, points: 20 },
 //!     stack_overflow_is_caught { expect: Expect::Fault { kind: FaultKind::DoubleFault, check: None } },
 //! }
 //! ```
@@ -58,6 +59,10 @@ pub struct Test {
     /// runs it on a machine with this many CPUs (mode `test --min-cpus N` selects these).
     /// 0: the suite's machine is enough.
     pub cpus: u8,
+    /// The course lab this test grades (`docs/labs/`), 0 if none.
+    pub lab: u8,
+    /// What passing it is worth in that lab.
+    pub points: u16,
 }
 
 impl Test {
@@ -68,6 +73,8 @@ impl Test {
         func: never_run,
         expect: Expect::Pass,
         cpus: 0,
+        lab: 0,
+        points: 0,
     };
 }
 
@@ -94,7 +101,8 @@ pub enum Expect {
 
 /// Registers the current module's tests: a comma-separated table of test functions, each
 /// optionally followed by `{ field: value, ... }` setting [`Test`] fields (`expect`,
-/// `cpus`). One table per module.
+/// `cpus`, `lab` and `points`). One table per module; it is also the points table of the
+/// labs its tests grade.
 #[macro_export]
 macro_rules! ktests {
     ($($func:ident $({ $($field:ident : $value:expr),* $(,)? })?),* $(,)?) => {

@@ -46,6 +46,8 @@ pub(super) struct Selection<'a> {
     pub(super) after: Option<&'a str>,
     pub(super) list: bool,
     pub(super) min_cpus: u8,
+    /// Only the tests of this lab.
+    pub(super) lab: Option<u8>,
 }
 
 impl Selection<'_> {
@@ -56,6 +58,7 @@ impl Selection<'_> {
         after: None,
         list: false,
         min_cpus: 0,
+        lab: None,
     };
 
     fn selects(&self, test: &Test) -> bool {
@@ -65,7 +68,7 @@ impl Selection<'_> {
             (Some(f), true) => name.as_str() == f,
             (Some(f), false) => name.as_str().contains(f),
         };
-        by_name && test.cpus >= self.min_cpus
+        by_name && test.cpus >= self.min_cpus && self.lab.is_none_or(|lab| test.lab == lab)
     }
 
     /// The selected tests in run order, starting after `after` if given.
@@ -87,7 +90,19 @@ impl Selection<'_> {
     }
 }
 
-const USAGE: &str = "usage: test [FILTER] [--exact] [--after NAME] [--min-cpus N] [--list]";
+const USAGE: &str = "usage: test [FILTER] [--exact] [--after NAME] [--min-cpus N] [--lab N] \
+                     [--nonce TOKEN] [--list]";
+
+/// The grader's token, if it gave one: every result line carries it, so that a line the code
+/// under test prints cannot pass for a result.
+static NONCE: spin::Once<alloc::string::String> = spin::Once::new();
+
+/// ` [TOKEN]` after a result line, or nothing.
+fn nonce_suffix() -> alloc::string::String {
+    NONCE
+        .get()
+        .map_or_else(alloc::string::String::new, |n| alloc::format!(" [{n}]"))
+}
 
 /// Mode `test`: runs the selected tests and ends the machine with the verdict.
 pub fn run_mode(args: &[&str]) -> ExitCode {
@@ -103,8 +118,17 @@ pub fn run_mode(args: &[&str]) -> ExitCode {
             },
             "--min-cpus" => match it.next().map(|n| n.parse::<u8>()) {
                 Some(Ok(n)) => sel.min_cpus = n,
-                Some(Err(_)) => return usage_error("--min-cpus needs a number of CPUs"),
-                None => return usage_error("--min-cpus needs a number of CPUs"),
+                _ => return usage_error("--min-cpus needs a number of CPUs"),
+            },
+            "--lab" => match it.next().map(|n| n.parse::<u8>()) {
+                Some(Ok(n)) if n > 0 => sel.lab = Some(n),
+                _ => return usage_error("--lab needs a lab number (1 or more)"),
+            },
+            "--nonce" => match it.next() {
+                Some(&token) if !token.is_empty() && !token.contains([' ', '[', ']']) => {
+                    NONCE.call_once(|| token.into());
+                }
+                _ => return usage_error("--nonce needs a token without spaces or brackets"),
             },
             flag if flag.starts_with("--") => return usage_error_arg("unknown option", flag),
             filter if sel.filter.is_none() => sel.filter = Some(filter),
@@ -154,11 +178,17 @@ fn print_listed(t: &Test) {
     } else {
         ""
     };
-    if t.cpus > 0 {
-        println!("ktest: test {}{ends} (cpus {})", t.name().as_str(), t.cpus);
+    let cpus = if t.cpus > 0 {
+        alloc::format!(" (cpus {})", t.cpus)
     } else {
-        println!("ktest: test {}{ends}", t.name().as_str());
-    }
+        alloc::string::String::new()
+    };
+    let lab = if t.lab > 0 {
+        alloc::format!(" (lab {}, {} points)", t.lab, t.points)
+    } else {
+        alloc::string::String::new()
+    };
+    println!("ktest: test {}{ends}{cpus}{lab}", t.name().as_str());
 }
 
 fn usage_error(msg: &str) -> ExitCode {
@@ -183,12 +213,16 @@ fn run_one(test: &'static Test) {
     match test.expect {
         Expect::Pass => {
             PASSED.fetch_add(1, Ordering::SeqCst);
-            println!("test {} ... ok ({us} us)", name.as_str());
+            println!("test {} ... ok ({us} us){}", name.as_str(), nonce_suffix());
         }
         Expect::Fault { kind, .. } => {
             FAILED.fetch_add(1, Ordering::SeqCst);
             println!("ktest: expected a {kind:?}, but the test returned normally");
-            println!("test {} ... FAILED ({us} us)", name.as_str());
+            println!(
+                "test {} ... FAILED ({us} us){}",
+                name.as_str(),
+                nonce_suffix()
+            );
         }
     }
 }
@@ -223,11 +257,15 @@ fn on_fault(fault: &Fault) {
     if expected {
         crate::console::emergency_write_fmt(format_args!("ktest: expected fault: {fault}\n"));
         PASSED.fetch_add(1, Ordering::SeqCst);
-        println!("test {} ... ok ({us} us)", name.as_str());
+        println!("test {} ... ok ({us} us){}", name.as_str(), nonce_suffix());
     } else {
         crate::console::emergency_write_fmt(format_args!("\nFATAL: {fault}\n"));
         FAILED.fetch_add(1, Ordering::SeqCst);
-        println!("test {} ... FAILED ({us} us)", name.as_str());
+        println!(
+            "test {} ... FAILED ({us} us){}",
+            name.as_str(),
+            nonce_suffix()
+        );
     }
     end_machine_mid_suite(name.as_str())
 }
@@ -238,7 +276,12 @@ fn on_panic() {
     let Some(test) = current() else { return };
     let name = test.name();
     FAILED.fetch_add(1, Ordering::SeqCst);
-    println!("test {} ... FAILED ({} us)", name.as_str(), elapsed_us());
+    println!(
+        "test {} ... FAILED ({} us){}",
+        name.as_str(),
+        elapsed_us(),
+        nonce_suffix()
+    );
     end_machine_mid_suite(name.as_str())
 }
 

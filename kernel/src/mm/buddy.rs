@@ -142,10 +142,16 @@ impl Buddy {
             .ok_or(FrameError::OutOfMemory { order })?;
         let pfn = self.heads[from];
         self.unlink(pfn, from);
-        // Split: give back the upper halves until the block has the requested order.
+        // LAB 1: BEGIN split the block of order `from` at `pfn`: give back its upper halves, one free block per order, until it has order `order`
         for o in (order..from).rev() {
             self.push(pfn + (1 << o), o);
         }
+        // LAB 1: STUB
+        // // Until you split, the rest of the block goes back frame by frame, never merged.
+        // for f in pfn + (1 << order)..pfn + (1 << from) {
+        //     self.push(f, 0);
+        // }
+        // LAB 1: END
         let d = self.desc(pfn);
         d.refcount.store(1, Ordering::Relaxed);
         d.page_type.store(0, Ordering::Relaxed);
@@ -164,16 +170,19 @@ impl Buddy {
         if end > self.memmap.frames() {
             return Err(FrameError::OutOfRange(pfn));
         }
-        if pfn & ((1 << order) - 1) != 0 {
-            return Err(FrameError::Misaligned { pfn, order });
-        }
         let d = self.desc(pfn);
         if d.has(flags::RESERVED) {
             return Err(FrameError::Reserved(pfn));
         }
+        // LAB 1: BEGIN refuse a block that is not aligned to its order, and one that is already free
+        if pfn & ((1 << order) - 1) != 0 {
+            return Err(FrameError::Misaligned { pfn, order });
+        }
         if d.has(flags::BUDDY) || d.refcount.load(Ordering::Relaxed) == 0 {
             return Err(FrameError::DoubleFree(pfn));
         }
+        // LAB 1: STUB
+        // LAB 1: END
         Ok(())
     }
 
@@ -288,7 +297,17 @@ impl Buddy {
         Ok(start)
     }
 
-    fn insert_merging(&mut self, mut pfn: u64, mut order: usize) {
+    /// Puts a free block on the free lists, merged with its free buddies first.
+    fn insert_merging(&mut self, pfn: u64, order: usize) {
+        let (pfn, order) = self.merge_with_buddies(pfn, order);
+        self.push(pfn, order);
+    }
+
+    /// Merges the free block of `order` at `pfn` with its buddy while the buddy is free and
+    /// of the same order (taking the buddy off its list); returns the merged block.
+    fn merge_with_buddies(&mut self, pfn: u64, order: usize) -> (u64, usize) {
+        // LAB 1: BEGIN merge the block with its buddy (pfn ^ 2^order) while the buddy is a free block of the same order, up to MAX_ORDER
+        let (mut pfn, mut order) = (pfn, order);
         while order < MAX_ORDER {
             let buddy = pfn ^ (1 << order);
             let Some(bd) = self.memmap.desc(buddy) else {
@@ -301,7 +320,11 @@ impl Buddy {
             pfn = pfn.min(buddy);
             order += 1;
         }
-        self.push(pfn, order);
+        (pfn, order)
+        // LAB 1: STUB
+        // // Until you merge, the block goes back as it is.
+        // (pfn, order)
+        // LAB 1: END
     }
 
     /// Hands the frames `[start, end)` to the allocator at boot (they were reserved).

@@ -154,6 +154,85 @@ fn bad_frees_are_refused_and_change_nothing() {
     );
 }
 
+/// Takes every free block of order 0 and 1, then allocates one frame: that allocation must
+/// split a block of order 2 or more, leaving exactly one new free block at each order below
+/// it (and the frames it did not hand out still free).
+fn splitting_a_block_leaves_one_free_block_at_each_lower_order() {
+    let mut held: Vec<(u64, usize)> = Vec::with_capacity(256);
+    for order in [1, 0] {
+        while buddy::stats().free_blocks[order] > 0 {
+            let pfn = buddy::with(|b| b.alloc(order)).expect("a listed block");
+            held.push((pfn, order));
+        }
+    }
+    let before = buddy::stats();
+    let from = (2..=MAX_ORDER)
+        .find(|&o| before.free_blocks[o] > 0)
+        .expect("a larger free block to split");
+    let pfn = buddy::with(|b| b.alloc(0)).expect("splitting gives a frame");
+    let after = buddy::stats();
+    for (o, (&b, &a)) in before
+        .free_blocks
+        .iter()
+        .zip(&after.free_blocks)
+        .enumerate()
+    {
+        let expected = match o {
+            o if o < from => b + 1,
+            o if o == from => b - 1,
+            _ => b,
+        };
+        assert_eq!(
+            a, expected,
+            "order {o}: {b} free blocks before, {a} after splitting an order-{from} block (expected {expected})"
+        );
+    }
+    assert_eq!(after.free_frames, before.free_frames - 1);
+    assert_eq!(
+        buddy::with(|b| b.free_block_containing(pfn ^ 1)),
+        Some((pfn ^ 1, 0)),
+        "the frame's buddy is a free order-0 block"
+    );
+    buddy::free_raw(pfn, 0).expect("free the split frame");
+    for (f, order) in held {
+        buddy::free_raw(f, order).expect("free a held block");
+    }
+}
+
+/// Allocates order-0 frames until two of them are buddies, frees every other one, then the
+/// pair: the pair must come back as part of one larger free block, and the free lists as
+/// they were before.
+fn freeing_both_buddies_merges_them_into_one_block() {
+    let mut held: Vec<u64> = Vec::with_capacity(256);
+    let before = buddy::stats();
+    let pair = loop {
+        let pfn = buddy::with(|b| b.alloc(0)).expect("frames to allocate");
+        if held.contains(&(pfn ^ 1)) {
+            break (pfn & !1, pfn | 1);
+        }
+        held.push(pfn);
+        assert!(held.len() < 4096, "no two buddies among 4096 frames");
+    };
+    for &f in held.iter().filter(|&&f| f != pair.0 && f != pair.1) {
+        buddy::free_raw(f, 0).expect("free a held frame");
+    }
+    buddy::free_raw(pair.0, 0).expect("free the first of the pair");
+    assert_eq!(
+        buddy::with(|b| b.free_block_containing(pair.0)),
+        Some((pair.0, 0)),
+        "while its buddy is allocated, a freed frame is an order-0 block"
+    );
+    buddy::free_raw(pair.1, 0).expect("free the second of the pair");
+    let merged = buddy::with(|b| b.free_block_containing(pair.0));
+    assert!(
+        merged.is_some_and(|(_, order)| order >= 1),
+        "the freed buddies {:#x} and {:#x} were not merged: {merged:?}",
+        pair.0,
+        pair.1
+    );
+    assert_eq!(buddy::stats(), before, "the free lists are as before");
+}
+
 fn heap_grows_beyond_its_initial_size() {
     let before = super::heap::stats();
     let n = 4 << 20;
@@ -384,9 +463,12 @@ fn direct_path_serves_a_single_frame() {
 crate::ktests! {
     memmap_maps_pfn_to_descriptor_and_back,
     kernel_image_and_stack_frames_are_reserved,
-    allocating_every_frame_then_freeing_in_random_order_restores_the_boot_state,
-    random_mixed_orders_never_overlap_a_shadow_bitmap,
-    bad_frees_are_refused_and_change_nothing,
+    // Lab 1: the buddy allocator (docs/labs/lab1-buddy.md).
+    splitting_a_block_leaves_one_free_block_at_each_lower_order { lab: 1, points: 20 },
+    freeing_both_buddies_merges_them_into_one_block { lab: 1, points: 20 },
+    bad_frees_are_refused_and_change_nothing { lab: 1, points: 20 },
+    allocating_every_frame_then_freeing_in_random_order_restores_the_boot_state { lab: 1, points: 20 },
+    random_mixed_orders_never_overlap_a_shadow_bitmap { lab: 1, points: 20 },
     heap_grows_beyond_its_initial_size,
     heap_refuses_impossible_allocations_cleanly_and_keeps_working,
     window_shows_two_separate_frames_as_one_run,
