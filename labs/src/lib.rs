@@ -14,8 +14,14 @@ pub mod grade;
 pub mod markers;
 
 /// The labs, by number: title and handout.
-pub const LABS: &[(u8, &str, &str)] =
-    &[(1, "the buddy frame allocator", "docs/labs/lab1-buddy.md")];
+pub const LABS: &[(u8, &str, &str)] = &[
+    (1, "the buddy frame allocator", "docs/labs/lab1-buddy.md"),
+    (
+        2,
+        "the per-CPU two-page PTE window",
+        "docs/labs/lab2-window.md",
+    ),
+];
 
 /// The title of lab `n`, if there is one.
 pub fn title(n: u8) -> Option<&'static str> {

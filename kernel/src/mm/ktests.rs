@@ -389,6 +389,30 @@ fn unmapped_window_and_guard_pages_fault() {
     assert_eq!(fault.address, Some(base + 100));
 }
 
+/// A pointer into the window that was used while mapped must fault once the window is
+/// unmapped: the PTEs must be cleared (or a page walk finds them) and the pages flushed with
+/// `invlpg` (or the TLB keeps serving the translation it cached when the pointer was used).
+fn a_stale_pointer_into_the_window_faults_after_unmap() {
+    let (a, b) = two_separate_frames(0x3c, 0xc3);
+    let window = &percpu::current().window;
+    let m = window.map(a.pfn(), b.pfn(), Access::ReadWrite).unwrap();
+    let (p0, p1) = (m.addr() + 8, m.addr() + FRAME_SIZE + 8);
+    // Use both pages, so that the TLB holds their translations.
+    assert_eq!(
+        (probe::read_u8(p0), probe::read_u8(p1)),
+        (Ok(0x3c), Ok(0xc3))
+    );
+    drop(m);
+    for (page, p) in [(0, p0), (1, p1)] {
+        let read = probe::read_u8(p);
+        assert!(
+            read.is_err(),
+            "after unmap, the stale pointer into window page {page} still read {read:?} \
+             (a PTE left in place, or no invlpg)"
+        );
+    }
+}
+
 fn read_only_window_faults_on_write() {
     let (a, b) = two_separate_frames(0x5a, 0xa5);
     let window = &percpu::current().window;
@@ -471,11 +495,13 @@ crate::ktests! {
     random_mixed_orders_never_overlap_a_shadow_bitmap { lab: 1, points: 20 },
     heap_grows_beyond_its_initial_size,
     heap_refuses_impossible_allocations_cleanly_and_keeps_working,
-    window_shows_two_separate_frames_as_one_run,
-    remapping_the_window_shows_the_new_frames,
+    // Lab 2: the per-CPU PTE window (docs/labs/lab2-window.md).
+    window_shows_two_separate_frames_as_one_run { lab: 2, points: 20 },
+    remapping_the_window_shows_the_new_frames { lab: 2, points: 20 },
+    a_stale_pointer_into_the_window_faults_after_unmap { lab: 2, points: 20 },
+    unmapped_window_and_guard_pages_fault { lab: 2, points: 20 },
+    read_only_window_faults_on_write { lab: 2, points: 20 },
     without_invlpg_the_window_shows_stale_frames,
-    unmapped_window_and_guard_pages_fault,
-    read_only_window_faults_on_write,
     nested_mapping_is_refused_and_interrupts_stay_off_until_unmap,
     window_refuses_frames_outside_memory_or_reserved,
     direct_path_serves_a_single_frame,

@@ -132,16 +132,7 @@ impl Window {
                 return Err(e);
             }
         };
-        let mut pte_flags = PageTableFlags::PRESENT | PageTableFlags::NO_EXECUTE;
-        if access != Access::ReadOnly {
-            pte_flags |= PageTableFlags::WRITABLE;
-        }
-        for (pte, frame) in self.ptes.iter().zip(frames) {
-            // SAFETY: the pointer is this window's prebuilt leaf entry, which only this CPU
-            // touches, with interrupts off and `in_use` held; the entry was not present (no
-            // stale translation can exist, see the module doc), so no flush is needed here.
-            unsafe { (*pte.load(Ordering::Relaxed)).set_addr(frame, pte_flags) };
-        }
+        self.write_ptes(frames, access);
         Ok(WindowMapping {
             window: self,
             writable: access != Access::ReadOnly,
@@ -155,14 +146,47 @@ impl Window {
         let flush = !self.skip_next_flush.swap(false, Ordering::Relaxed);
         #[cfg(not(feature = "ktest"))]
         let flush = true;
+        self.clear_ptes(flush);
+        self.in_use.store(false, Ordering::Release);
+    }
+
+    /// Points the window's two leaf entries at `frames` (page 0, then page 1): present, not
+    /// executable, writable unless `access` is read-only. Called on this window's CPU with
+    /// interrupts off and the window held (`in_use`).
+    fn write_ptes(&self, frames: [PhysAddr; 2], access: Access) {
+        // LAB 2: BEGIN write the window's two PTEs: frames[0] at page 0, frames[1] at page 1; present, not executable, writable unless read-only
+        let mut pte_flags = PageTableFlags::PRESENT | PageTableFlags::NO_EXECUTE;
+        if access != Access::ReadOnly {
+            pte_flags |= PageTableFlags::WRITABLE;
+        }
+        for (pte, frame) in self.ptes.iter().zip(frames) {
+            // SAFETY: the pointer is this window's prebuilt leaf entry, which only this CPU
+            // touches, with interrupts off and `in_use` held; the entry was not present (no
+            // stale translation can exist, see the module doc), so no flush is needed here.
+            unsafe { (*pte.load(Ordering::Relaxed)).set_addr(frame, pte_flags) };
+        }
+        // LAB 2: STUB
+        // let _ = (&self.ptes, frames, access, PageTableFlags::PRESENT);
+        // todo!("lab 2: write the window's two PTEs (mm/window.rs, Window::write_ptes)")
+        // LAB 2: END
+    }
+
+    /// Removes the window's two mappings: clears both leaf entries and, unless `flush` is
+    /// false (only the test that shows what a missing `invlpg` does asks for that),
+    /// invalidates both pages in this CPU's TLB with `invlpg`.
+    fn clear_ptes(&self, flush: bool) {
+        // LAB 2: BEGIN clear both PTEs, then invlpg both pages (when `flush`), so that no translation of the window survives
         for (i, pte) in self.ptes.iter().enumerate() {
-            // SAFETY: as in `map`: this CPU's own prebuilt entry, interrupts off.
+            // SAFETY: as in `write_ptes`: this CPU's own prebuilt entry, interrupts off.
             unsafe { (*pte.load(Ordering::Relaxed)).set_unused() };
             if flush {
                 tlb::flush(x86_64::VirtAddr::new(self.base + i as u64 * FRAME_SIZE));
             }
         }
-        self.in_use.store(false, Ordering::Release);
+        // LAB 2: STUB
+        // let _ = (flush, FRAME_SIZE, tlb::flush);
+        // todo!("lab 2: clear the window's PTEs and invlpg both pages (mm/window.rs, Window::clear_ptes)")
+        // LAB 2: END
     }
 
     /// Test kernel only: the next unmap clears the PTEs but skips `invlpg`, leaving stale
