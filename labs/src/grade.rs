@@ -52,8 +52,10 @@ impl Args {
                 lab if lab.trim_start_matches("lab").parse::<u8>().is_ok() => {
                     let n: u8 = lab.trim_start_matches("lab").parse().unwrap_or(0);
                     if crate::title(n).is_none() {
-                        let known: Vec<String> =
-                            crate::LABS.iter().map(|l| format!("lab{}", l.0)).collect();
+                        let known: Vec<String> = crate::LABS
+                            .iter()
+                            .map(|l| format!("lab{}", l.number))
+                            .collect();
                         return Err(format!(
                             "there is no lab {n}; the labs are {}",
                             known.join(", ")
@@ -68,7 +70,7 @@ impl Args {
             }
         }
         if out.labs.is_empty() {
-            out.labs = crate::LABS.iter().map(|l| l.0).collect();
+            out.labs = crate::LABS.iter().map(|l| l.number).collect();
         }
         Ok(Some(out))
     }

@@ -13,17 +13,37 @@ pub mod export;
 pub mod grade;
 pub mod markers;
 
-/// The labs, by number: title and handout.
-pub const LABS: &[(u8, &str, &str)] = &[
-    (1, "the buddy frame allocator", "docs/labs/lab1-buddy.md"),
-    (
-        2,
-        "the per-CPU two-page PTE window",
-        "docs/labs/lab2-window.md",
-    ),
+/// One lab: its number, title and handout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lab {
+    /// 1, 2, ...: the `N` of its `// LAB N:` markers and of `lab: N` in test tables.
+    pub number: u8,
+    /// What students build.
+    pub title: &'static str,
+    /// Its handout, relative to the tree's root.
+    pub handout: &'static str,
+}
+
+/// The labs, in order.
+pub const LABS: &[Lab] = &[
+    Lab {
+        number: 1,
+        title: "the buddy frame allocator",
+        handout: "docs/labs/lab1-buddy.md",
+    },
+    Lab {
+        number: 2,
+        title: "the per-CPU two-page PTE window",
+        handout: "docs/labs/lab2-window.md",
+    },
+    Lab {
+        number: 3,
+        title: "the size-class table",
+        handout: "docs/labs/lab3-classes.md",
+    },
 ];
 
 /// The title of lab `n`, if there is one.
 pub fn title(n: u8) -> Option<&'static str> {
-    LABS.iter().find(|l| l.0 == n).map(|l| l.1)
+    LABS.iter().find(|l| l.number == n).map(|l| l.title)
 }

@@ -53,6 +53,7 @@ impl ClassLayout {
 /// Pages per zspage for a class size: the chain length in `1..=max_chain` with the least
 /// waste at the zspage's end, the first minimum winning; powers of two use one page.
 pub const fn chain_length(size: usize, max_chain: usize) -> usize {
+    // LAB 3: BEGIN the chain length with the least waste at the zspage's end: 1 for a power of two, else the first minimum of (pages * PAGE_SIZE) % size over 1..=max_chain
     if size.is_power_of_two() {
         return 1;
     }
@@ -66,6 +67,12 @@ pub const fn chain_length(size: usize, max_chain: usize) -> usize {
         pages += 1;
     }
     best_pages
+    // LAB 3: STUB
+    // // Until you choose, every zspage is one page (a const fn: no todo!, the tables are
+    // // built by the compiler).
+    // let _ = (size, max_chain);
+    // 1
+    // LAB 3: END
 }
 
 /// The logical class index for an object of `size` bytes, header already included.
@@ -125,13 +132,21 @@ const fn build_table(max_chain: usize) -> BuiltTable {
         };
         let pages = chain_length(size, max_chain);
         let objs = pages * PAGE_SIZE / size;
-        // Walking down, the first class that is not one-page/one-object ends the huge range;
-        // its size minus the header (plus one) is the smallest huge user size.
+        // LAB 3: BEGIN walking down, the first class that is not one page holding one object ends the huge range: set huge_class_size to its size minus the header, plus one
         if pages != 1 && objs != 1 && huge_class_size == 0 {
             huge_class_size = size - (HANDLE_SIZE - 1);
         }
+        // LAB 3: STUB
+        // // Until you find it, no size counts as huge.
+        // let _ = (HANDLE_SIZE, &mut huge_class_size);
+        // LAB 3: END
+        // LAB 3: BEGIN merge: a class with the same pages and objects per zspage as the previous distinct class (rev[n - 1]) is served by it
         let merges =
             n > 0 && rev[n - 1].pages_per_zspage == pages && rev[n - 1].objs_per_zspage == objs;
+        // LAB 3: STUB
+        // // Until you merge, every size is a class of its own.
+        // let merges = false;
+        // LAB 3: END
         if !merges {
             rev[n] = ClassLayout {
                 index: i,

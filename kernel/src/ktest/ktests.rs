@@ -18,6 +18,12 @@ fn names_drop_crate_and_ktests_segments() {
         ..Test::DEFAULT
     };
     assert_eq!(t.name().as_str(), "g");
+    let t = Test {
+        module: "kernel::zs_backend::class_ktests",
+        func_name: "h",
+        ..Test::DEFAULT
+    };
+    assert_eq!(t.name().as_str(), "zs_backend::class::h");
 }
 
 fn every_module_registers_and_the_order_is_fixed() {

@@ -121,8 +121,9 @@ macro_rules! ktests {
     };
 }
 
-/// A test's display name: its module path without the crate and `ktests` segments, then
-/// the function, e.g. `arch::probe_read_of_null_page_faults`.
+/// A test's display name: its module path without the crate and `ktests` segments (a
+/// `b_ktests` module counts as `b`), then the function, e.g.
+/// `arch::probe_read_of_null_page_faults`.
 pub struct TestName {
     buf: [u8; 160],
     len: usize,
@@ -156,8 +157,11 @@ impl Test {
         };
         let module = self.module.strip_prefix("kernel").unwrap_or(self.module);
         let module = module.strip_prefix("::").unwrap_or(module);
+        // `a::ktests` names its tests `a::...`; `a::b_ktests` (tests of `a`'s part `b`, in
+        // a file of their own) names them `a::b::...`.
         let module = module.strip_suffix("ktests").unwrap_or(module);
         let module = module.strip_suffix("::").unwrap_or(module);
+        let module = module.strip_suffix('_').unwrap_or(module);
         let _ = if module.is_empty() {
             write!(name, "{}", self.func_name)
         } else {

@@ -256,4 +256,6 @@ mod ranges;
 pub use ranges::KernelRanges;
 
 #[cfg(feature = "ktest")]
+mod class_ktests;
+#[cfg(feature = "ktest")]
 mod ktests;
