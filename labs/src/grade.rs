@@ -13,11 +13,14 @@ use boot::qemu::Machine;
 
 /// `cargo grade`'s usage.
 pub const USAGE: &str = "\
-usage: cargo grade [LAB...] [FILTER] [--list] [--json FILE]
-  LAB          lab1 (or 1), ...; every lab if none is given
-  FILTER       only the graded tests whose names contain FILTER
-  --list       list the graded tests with their points, and stop
-  --json FILE  also write the scores, per test, to FILE
+usage: cargo grade [LAB...] [FILTER [--exact]] [--list] [--json FILE] [--classroom FILE]
+  LAB               lab1 (or 1), ...; every lab if none is given
+  FILTER            only the graded tests whose names contain FILTER (with --exact: the
+                    test named FILTER)
+  --list            list the graded tests with their points, and stop
+  --json FILE       also write the scores, per test, to FILE
+  --classroom FILE  write a GitHub Classroom workflow grading the LABs (one step per test,
+                    worth its points) to FILE, and stop
 Exit status: 0 only at full marks; 1 below; 2 for a bad command line.";
 
 /// What `cargo grade` was asked.
@@ -27,6 +30,10 @@ pub struct Args {
     pub labs: Vec<u8>,
     /// Only tests whose names contain this.
     pub filter: Option<String>,
+    /// The filter is a whole name.
+    pub exact: bool,
+    /// Write a GitHub Classroom workflow here instead of grading.
+    pub classroom: Option<std::path::PathBuf>,
     /// List instead of grading.
     pub list: bool,
     /// Where to write the JSON scores.
@@ -39,6 +46,8 @@ impl Args {
         let mut out = Args {
             labs: Vec::new(),
             filter: None,
+            exact: false,
+            classroom: None,
             list: false,
             json: None,
         };
@@ -46,6 +55,10 @@ impl Args {
         while let Some(a) = it.next() {
             match a.as_str() {
                 "--list" => out.list = true,
+                "--exact" => out.exact = true,
+                "--classroom" => {
+                    out.classroom = Some(it.next().ok_or("--classroom needs a FILE")?.into())
+                }
                 "--json" => out.json = Some(it.next().ok_or("--json needs a FILE")?.into()),
                 "-h" | "--help" => return Ok(None),
                 flag if flag.starts_with("--") => return Err(format!("unknown option `{flag}`")),
@@ -68,6 +81,9 @@ impl Args {
                 filter if out.filter.is_none() => out.filter = Some(filter.to_string()),
                 extra => return Err(format!("unexpected argument `{extra}`")),
             }
+        }
+        if out.exact && out.filter.is_none() {
+            return Err("--exact needs a FILTER (a test's name)".into());
         }
         if out.labs.is_empty() {
             out.labs = crate::LABS.iter().map(|l| l.number).collect();
@@ -195,18 +211,21 @@ pub fn fresh_nonce() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Boots the test kernel with lab `lab`'s graded tests (those matching `filter`, if any) and
-/// scores them. `on_line` sees the whole console.
+/// Boots the test kernel with lab `lab`'s graded tests (those matching `filter`, if any: a
+/// substring, or the whole name if its flag is set) and scores them. `on_line` sees the whole console.
 pub fn run_lab(
     machine: &Machine,
     lab: u8,
-    filter: Option<&str>,
+    filter: Option<(&str, bool)>,
     nonce: &str,
     on_line: &mut dyn FnMut(&str),
 ) -> io::Result<LabGrade> {
     let mut args = Vec::new();
-    if let Some(f) = filter {
+    if let Some((f, exact)) = filter {
         args.push(f.to_string());
+        if exact {
+            args.push("--exact".into());
+        }
     }
     args.extend([
         "--lab".into(),
@@ -271,7 +290,7 @@ pub fn render(grade: &LabGrade, logs: &[(String, PathBuf)]) -> String {
             }
             let _ = writeln!(
                 out,
-                "    rerun: cargo grade lab{} {}   (its console: cargo ktest --exact {})",
+                "    rerun: cargo grade lab{} --exact {}   (its console: cargo ktest --exact {})",
                 grade.lab, t.name, t.name
             );
         }
@@ -343,5 +362,58 @@ pub fn to_json(grades: &[LabGrade]) -> String {
     } else {
         "\n  ]\n}\n"
     });
+    out
+}
+
+/// A GitHub Classroom workflow (`.github/workflows/classroom.yml` of an assignment's template
+/// repository) grading the graded tests of `labs` among `planned`: after setting up and
+/// building the grader once, one autograding step per test (`cargo grade labN --exact NAME`,
+/// worth the test's points; Classroom steps are all or nothing, so a lab earns partial
+/// credit test by test), then the reporter that sums them.
+pub fn classroom_workflow(planned: &[Planned], labs: &[u8]) -> String {
+    let mut out = String::from(
+        "# GitHub Classroom autograding for zsos's labs, written by `cargo grade --classroom FILE`\n\
+         # from the points in the kernel's test tables: one step per graded test. Put it at\n\
+         # .github/workflows/classroom.yml in the assignment's template repository\n\
+         # (docs/labs/README.md).\n\
+         name: Autograding Tests\n\
+         'on':\n  - push\n  - repository_dispatch\n\
+         permissions:\n  checks: write\n  actions: read\n  contents: read\n\
+         jobs:\n  run-autograding-tests:\n    runs-on: ubuntu-latest\n\
+         \x20   if: github.actor != 'github-classroom[bot]'\n\
+         \x20   steps:\n\
+         \x20     - name: Checkout code\n        uses: actions/checkout@v4\n\
+         \x20     - name: Set up (QEMU, OVMF, the pinned toolchain) and build the grader\n\
+         \x20       run: scripts/setup && cargo build -p labs --features grader\n",
+    );
+    let mut ids = Vec::new();
+    for &lab in labs {
+        for (i, p) in planned.iter().filter(|p| p.lab == lab).enumerate() {
+            let id = format!("lab{lab}-{}", i + 1);
+            let name = format!("lab{lab} {}", p.name);
+            let _ = write!(
+                out,
+                "      - name: {name}\n        id: {id}\n        \
+                 uses: classroom-resources/autograding-command-grader@v1\n        with:\n          \
+                 test-name: {name}\n          setup-command: ''\n          \
+                 command: cargo grade lab{lab} --exact {}\n          timeout: 10\n          \
+                 max-score: {}\n",
+                p.name, p.points
+            );
+            ids.push(id);
+        }
+    }
+    out.push_str(
+        "      - name: Autograding Reporter\n        \
+         uses: classroom-resources/autograding-grading-reporter@v1\n        env:\n",
+    );
+    for id in &ids {
+        let _ = writeln!(
+            out,
+            "          {}_RESULTS: \"${{{{steps.{id}.outputs.result}}}}\"",
+            id.to_uppercase()
+        );
+    }
+    let _ = writeln!(out, "        with:\n          runners: {}", ids.join(","));
     out
 }

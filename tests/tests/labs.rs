@@ -335,7 +335,7 @@ fn the_report_gives_each_test_its_points_and_a_rerun_command() {
         format!("    serial log: {}", dir.join("mm__bb.log").display())
     );
     assert!(
-        lines[4].contains("rerun: cargo grade lab1 mm::bb"),
+        lines[4].contains("rerun: cargo grade lab1 --exact mm::bb"),
         "{}",
         lines[4]
     );
@@ -364,6 +364,11 @@ fn the_grader_command_line_is_parsed_and_bad_ones_say_why() {
     let all: Vec<u8> = labs::LABS.iter().map(|l| l.number).collect();
     let a = Args::parse(&s(&[])).unwrap().unwrap();
     assert_eq!((a.labs, a.filter, a.list, a.json), (all, None, false, None));
+    let a = Args::parse(&s(&["2", "mm::x", "--exact", "--classroom", "c.yml"]))
+        .unwrap()
+        .unwrap();
+    assert_eq!((a.labs, a.exact), (vec![2], true));
+    assert_eq!(a.classroom, Some(PathBuf::from("c.yml")));
     let a = Args::parse(&s(&["lab1", "merge", "--json", "out.json"]))
         .unwrap()
         .unwrap();
@@ -378,10 +383,41 @@ fn the_grader_command_line_is_parsed_and_bad_ones_say_why() {
         (&["--json"][..], "--json needs a FILE"),
         (&["--frob"][..], "unknown option `--frob`"),
         (&["a", "b"][..], "unexpected argument `b`"),
+        (&["--exact"][..], "--exact needs a FILTER"),
+        (&["--classroom"][..], "--classroom needs a FILE"),
     ] {
         let e = Args::parse(&s(args)).expect_err(needle);
         assert!(e.contains(needle), "{args:?}: {e}");
     }
+}
+
+#[test]
+fn the_classroom_workflow_has_one_step_per_graded_test_worth_its_points() {
+    let plan = [
+        planned("mm::a", 1, 20),
+        planned("mm::b", 1, 80),
+        planned("other", 2, 10),
+        planned("ungraded", 0, 0),
+    ];
+    let yml = grade::classroom_workflow(&plan, &[1]);
+    assert!(yml.starts_with("# GitHub Classroom autograding"), "{yml}");
+    assert!(yml.contains("run: scripts/setup && cargo build -p labs --features grader"));
+    assert!(yml.contains(
+        "      - name: lab1 mm::b\n        id: lab1-2\n        \
+         uses: classroom-resources/autograding-command-grader@v1\n"
+    ));
+    assert!(yml.contains("          command: cargo grade lab1 --exact mm::b\n"));
+    assert_eq!(
+        yml.matches("max-score:").count(),
+        2,
+        "lab 2 is not asked for"
+    );
+    assert!(yml.contains("          max-score: 80\n"));
+    assert!(yml.contains("          LAB1-1_RESULTS: \"${{steps.lab1-1.outputs.result}}\"\n"));
+    assert!(
+        yml.ends_with("        with:\n          runners: lab1-1,lab1-2\n"),
+        "{yml}"
+    );
 }
 
 #[test]
@@ -401,7 +437,7 @@ fn grading_the_full_tree_boots_once_and_gives_full_marks() {
     let g = grade::run_lab(
         &grade::grading_machine(),
         1,
-        Some("buddies"),
+        Some(("buddies", false)),
         &nonce,
         &mut |l| lines.push(l.to_string()),
     )

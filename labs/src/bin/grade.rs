@@ -51,6 +51,32 @@ fn main() -> ExitCode {
         }
     }
     let machine = grade::grading_machine();
+    if let Some(file) = &args.classroom {
+        let planned = match boot::ktest::list(&machine, &[]) {
+            Ok(planned) => planned,
+            Err(e) => {
+                eprintln!("cargo grade: error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let steps = planned
+            .iter()
+            .filter(|p| args.labs.contains(&p.lab))
+            .count();
+        return match std::fs::write(file, grade::classroom_workflow(&planned, &args.labs)) {
+            Ok(()) => {
+                println!(
+                    "cargo grade: GitHub Classroom workflow with {steps} graded steps written to {}",
+                    file.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("cargo grade: error: cannot write {}: {e}", file.display());
+                ExitCode::FAILURE
+            }
+        };
+    }
     if args.list {
         return match boot::ktest::list(&machine, &[]) {
             Ok(planned) => {
@@ -74,7 +100,8 @@ fn main() -> ExitCode {
     let mut grades = Vec::new();
     for &lab in &args.labs {
         let started = std::time::Instant::now();
-        let result = grade::run_lab(&machine, lab, args.filter.as_deref(), &nonce, &mut |_| {});
+        let filter = args.filter.as_deref().map(|f| (f, args.exact));
+        let result = grade::run_lab(&machine, lab, filter, &nonce, &mut |_| {});
         let g = match result {
             Ok(g) => g,
             Err(e) => {
