@@ -41,6 +41,11 @@ pub const LABS: &[Lab] = &[
         title: "the size-class table",
         handout: "docs/labs/lab3-classes.md",
     },
+    Lab {
+        number: 4,
+        title: "zspages: object locations, the in-place freelist, spanning objects",
+        handout: "docs/labs/lab4-zspages.md",
+    },
 ];
 
 /// The title of lab `n`, if there is one.

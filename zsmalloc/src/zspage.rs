@@ -189,11 +189,16 @@ impl ClassState {
 
     /// Where object `idx` of a zspage starts: (page, offset in page).
     pub fn locate<B: Backend>(&self, b: &B, first: Pfn, idx: u32) -> (Pfn, usize) {
+        // LAB 4: BEGIN object idx starts idx * size bytes into the zspage: which page of the chain (nth_page) and where in it
         let offset = idx as usize * self.layout.size;
         (
             self.nth_page(b, first, offset / PAGE_SIZE),
             offset % PAGE_SIZE,
         )
+        // LAB 4: STUB
+        // let _ = (b, first, idx, PAGE_SIZE, Self::nth_page::<B>);
+        // todo!("lab 4: locate an object in its zspage (zsmalloc/src/zspage.rs, ClassState::locate)")
+        // LAB 4: END
     }
 
     /// Allocates and initialises a new zspage: its pages from the backend, the chain through
@@ -233,9 +238,13 @@ impl ClassState {
         };
         let size = self.layout.size;
         for (i, &pfn) in pfns[..pages].iter().enumerate() {
+            // LAB 4: BEGIN first_obj: the offset, in page i of the zspage, of the first object that starts in that page
             let page_start = i * PAGE_SIZE;
-            // The first object that starts in this page.
             let first_obj = page_start.div_ceil(size) * size - page_start;
+            // LAB 4: STUB
+            // // Until you compute it: right for the first page only.
+            // let first_obj = 0;
+            // LAB 4: END
             let d = b.desc(pfn);
             zsdesc::init_page(d, owner, pfns[0], i == 0, first_obj as u32, movable_ops);
             if i + 1 < pages {
@@ -246,6 +255,7 @@ impl ClassState {
         if self.layout.huge {
             zsdesc::set_huge_slot(b.desc(pfns[0]), None);
         } else {
+            // LAB 4: BEGIN the in-place freelist: in the first word of every object, a link (handle::link_word) to the next object by index; the last one ends the list
             for idx in 0..objs {
                 let offset = idx as usize * size;
                 let next = (idx + 1 < objs).then_some(idx + 1);
@@ -260,6 +270,10 @@ impl ClassState {
                     )
                 };
             }
+            // LAB 4: STUB
+            // let _ = (objs, size, write_word::<B>, handle::link_word);
+            // todo!("lab 4: link every object of the new zspage into its freelist (zsmalloc/src/zspage.rs, ClassState::alloc_zspage)")
+            // LAB 4: END
         }
         let z = &mut self.zspages[id as usize];
         *z = ZsPage {
@@ -318,6 +332,7 @@ impl ClassState {
             zsdesc::set_huge_slot(b.desc(pfn), Some(slot));
             None
         } else {
+            // LAB 4: BEGIN take object idx off the freelist: read its link (the next free object), then write its header (handle::header_for_slot) over it
             // SAFETY: the object is free and ours; its first word is its freelist link, which
             // the header replaces.
             unsafe {
@@ -325,6 +340,10 @@ impl ClassState {
                 write_word(b, pfn, off, handle::header_for_slot(slot));
                 next
             }
+            // LAB 4: STUB
+            // let _ = (off, read_word::<B>, handle::link_target, handle::header_for_slot);
+            // todo!("lab 4: take an object off the freelist (zsmalloc/src/zspage.rs, ClassState::obj_malloc)")
+            // LAB 4: END
         };
         let z = &mut self.zspages[id as usize];
         z.freeobj = next;
@@ -340,9 +359,14 @@ impl ClassState {
         if self.layout.huge {
             zsdesc::set_huge_slot(b.desc(pfn), None);
         } else {
+            // LAB 4: BEGIN put object idx back at the head of the freelist: its header word becomes a link to the old head
             // SAFETY: the object is allocated and being freed by its owner; its header word
             // becomes the freelist link.
             unsafe { write_word(b, pfn, off, handle::link_word(head)) };
+            // LAB 4: STUB
+            // let _ = (off, head);
+            // todo!("lab 4: put an object back on the freelist (zsmalloc/src/zspage.rs, ClassState::obj_free)")
+            // LAB 4: END
         }
         let z = &mut self.zspages[id as usize];
         z.freeobj = Some(idx);

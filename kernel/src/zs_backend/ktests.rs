@@ -542,7 +542,8 @@ fn dropping_a_pool_with_live_objects_frees_its_frames() {
 
 crate::ktests! {
     zsdesc_overlay_writes_the_memmap_entries,
-    every_class_at_every_offset_through_the_window,
+    // Lab 4: zspages (docs/labs/lab4-zspages.md); its other tests are in zspage_ktests.rs.
+    every_class_at_every_offset_through_the_window { lab: 4, points: 25 },
     every_class_at_every_offset_through_the_copy_path,
     out_of_memory_at_the_kth_frame_fails_cleanly_for_every_k,
     bad_inputs_are_refused,

@@ -259,3 +259,5 @@ pub use ranges::KernelRanges;
 mod class_ktests;
 #[cfg(feature = "ktest")]
 mod ktests;
+#[cfg(feature = "ktest")]
+mod zspage_ktests;

@@ -1,0 +1,160 @@
+//! Tests of zspages on real frames (lab 4, `docs/labs/lab4-zspages.md`): where each object of
+//! a zspage is, the first-object offset every page records, the in-place freelist, and objects
+//! that span two pages.
+
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering::Relaxed;
+
+use zsmalloc::class::{HANDLE_SIZE, PAGE_SIZE};
+use zsmalloc::seeded::pattern;
+use zsmalloc::{Handle, MapMode, MapPath, Pool, PoolConfig};
+
+use super::KernelBackend;
+use crate::mm::memmap;
+
+/// Slots of this size make two-page zspages of five objects at chain 8: objects 0 and 1 in
+/// page 0, object 2 across both pages, objects 3 and 4 in page 1.
+const SLOT: usize = 1632;
+
+fn pool() -> Pool<KernelBackend> {
+    Pool::new("lab4", KernelBackend::new(), PoolConfig::default())
+}
+
+fn fill_one_zspage(p: &Pool<KernelBackend>) -> Vec<Handle> {
+    (0..5)
+        .map(|_| p.malloc(SLOT - HANDLE_SIZE).unwrap())
+        .collect()
+}
+
+fn free_all(p: &Pool<KernelBackend>, hs: Vec<Handle>) {
+    for h in hs {
+        p.free(h).unwrap();
+    }
+}
+
+fn a_fresh_zspage_hands_out_its_objects_in_index_order() {
+    let p = pool();
+    let hs = fill_one_zspage(&p);
+    let at: Vec<_> = hs.iter().map(|&h| p.location(h).unwrap()).collect();
+    let (page0, page1) = (at[0].pfn, at[3].pfn);
+    assert_ne!(page0, page1, "a 1632-byte class's zspage has two pages");
+    for (i, l) in at.iter().enumerate() {
+        assert_eq!(l.index, i as u32, "the {i}-th object allocated");
+        assert_eq!(
+            l.data_offset,
+            i * SLOT % PAGE_SIZE + HANDLE_SIZE,
+            "object {i}'s bytes start after its header"
+        );
+        let (pfn, second) = match i {
+            0 | 1 => (page0, None),
+            2 => (page0, Some(page1)),
+            _ => (page1, None),
+        };
+        assert_eq!(
+            (l.pfn, l.second_page),
+            (pfn, second),
+            "object {i}: its page, and the next page if it spans"
+        );
+    }
+    p.check_invariants().unwrap();
+    free_all(&p, hs);
+    assert_eq!(p.total_pages(), 0);
+}
+
+fn every_page_records_the_offset_of_its_first_object() {
+    let p = pool();
+    // Classes whose zspages have several pages at chain 8 (48: 3 pages, 720: 3, 1632: 2,
+    // 3264: 4).
+    for size in [48, 720, SLOT, 3264] {
+        let c = p.classes().classes[p.classes().class_for(size - HANDLE_SIZE)];
+        assert_eq!(c.size, size);
+        let h = p.malloc(size - HANDLE_SIZE).unwrap();
+        let mut pfn = p.location(h).unwrap().pfn;
+        for i in 0..c.pages_per_zspage {
+            let page_start = i * PAGE_SIZE;
+            let want = page_start.div_ceil(size) * size - page_start;
+            let d = memmap::get().desc(pfn).unwrap();
+            assert_eq!(
+                d.page_type.load(Relaxed) as usize,
+                want,
+                "class {size}, page {i}: the first object starting in it"
+            );
+            if i + 1 < c.pages_per_zspage {
+                pfn = d.index.load(Relaxed);
+            }
+        }
+        p.free(h).unwrap();
+    }
+}
+
+fn the_freelist_gives_back_the_last_freed_object_first() {
+    let p = pool();
+    let mut hs = fill_one_zspage(&p);
+    let index = |h: Handle| p.location(h).unwrap().index;
+    let object_3 = hs.remove(3);
+    let object_1 = hs.remove(1);
+    assert_eq!((index(object_1), index(object_3)), (1, 3));
+    p.free(object_1).unwrap();
+    p.free(object_3).unwrap();
+    p.check_invariants().unwrap();
+    let again: Vec<Handle> = (0..2)
+        .map(|_| p.malloc(SLOT - HANDLE_SIZE).unwrap())
+        .collect();
+    assert_eq!(
+        (index(again[0]), index(again[1])),
+        (3, 1),
+        "the freelist is a stack: the last object freed comes back first"
+    );
+    assert_eq!(p.total_pages(), 2, "no new zspage while this one had room");
+    p.check_invariants().unwrap();
+    hs.extend(again);
+    free_all(&p, hs);
+}
+
+fn an_object_that_spans_two_pages_keeps_its_bytes_across_them() {
+    for path in [MapPath::Window, MapPath::Copy] {
+        let p = Pool::new(
+            "lab4",
+            KernelBackend::new(),
+            PoolConfig {
+                map_path: path,
+                ..PoolConfig::default()
+            },
+        );
+        let hs = fill_one_zspage(&p);
+        let spanning = hs[2];
+        assert!(p.location(spanning).unwrap().second_page.is_some());
+        // Its neighbours, one in each page, hold bytes of their own.
+        let neighbour_bytes = [
+            (hs[1], pattern(0x11, SLOT - HANDLE_SIZE)),
+            (hs[3], pattern(0x33, SLOT - HANDLE_SIZE)),
+        ];
+        for (h, b) in &neighbour_bytes {
+            p.write(*h, b).unwrap();
+        }
+        let bytes = pattern(0x1ab4, SLOT - HANDLE_SIZE);
+        p.write(spanning, &bytes).unwrap();
+        let mut back = alloc::vec![0u8; SLOT];
+        assert_eq!(p.read(spanning, &mut back), Ok(SLOT - HANDLE_SIZE));
+        assert!(back[..bytes.len()] == bytes[..], "{path:?}: read back");
+        let mapped = p.map(spanning, MapMode::ReadOnly).unwrap();
+        assert!(mapped[..] == bytes[..], "{path:?}: mapped");
+        drop(mapped);
+        for (h, b) in &neighbour_bytes {
+            let m = p.map(*h, MapMode::ReadOnly).unwrap();
+            assert!(
+                m[..] == b[..],
+                "{path:?}: a neighbour of the spanning object changed"
+            );
+        }
+        free_all(&p, hs);
+    }
+}
+
+crate::ktests! {
+    // Lab 4: zspages (docs/labs/lab4-zspages.md).
+    a_fresh_zspage_hands_out_its_objects_in_index_order { lab: 4, points: 20 },
+    every_page_records_the_offset_of_its_first_object { lab: 4, points: 15 },
+    the_freelist_gives_back_the_last_freed_object_first { lab: 4, points: 20 },
+    an_object_that_spans_two_pages_keeps_its_bytes_across_them { lab: 4, points: 20 },
+}
