@@ -46,6 +46,11 @@ pub const LABS: &[Lab] = &[
         title: "zspages: object locations, the in-place freelist, spanning objects",
         handout: "docs/labs/lab4-zspages.md",
     },
+    Lab {
+        number: 5,
+        title: "handles and mapping: refusing bad handles, sharing mappings, the copy path",
+        handout: "docs/labs/lab5-handles.md",
+    },
 ];
 
 /// The title of lab `n`, if there is one.

@@ -544,7 +544,8 @@ crate::ktests! {
     zsdesc_overlay_writes_the_memmap_entries,
     // Lab 4: zspages (docs/labs/lab4-zspages.md); its other tests are in zspage_ktests.rs.
     every_class_at_every_offset_through_the_window { lab: 4, points: 25 },
-    every_class_at_every_offset_through_the_copy_path,
+    // Lab 5: handles and mapping; its other tests are in handle_ktests.rs.
+    every_class_at_every_offset_through_the_copy_path { lab: 5, points: 20 },
     out_of_memory_at_the_kth_frame_fails_cleanly_for_every_k,
     bad_inputs_are_refused,
     model_random_operations_on_real_frames_and_the_window,

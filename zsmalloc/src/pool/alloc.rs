@@ -59,6 +59,7 @@ impl<B: Backend> Pool<B> {
     /// slot's address never changes).
     pub(super) fn slot_of(&self, handle: Handle) -> Result<(HandleParts, &Slot), Error> {
         let p = handle.parts();
+        // LAB 5: BEGIN refuse a handle of another pool (its tag is not ours; tag 0 is no pool's: invalid) and one whose class is out of range
         if p.tag != self.tag {
             return Err(if p.tag == 0 {
                 Error::InvalidHandle(handle)
@@ -69,12 +70,16 @@ impl<B: Backend> Pool<B> {
         if p.class as usize >= self.classes.len() {
             return Err(Error::InvalidHandle(handle));
         }
+        // LAB 5: STUB
+        // let _ = Error::ForeignHandle;
+        // LAB 5: END
         let slot = self.slots.get(p.slot).ok_or(Error::InvalidHandle(handle))?;
         Ok((p, slot))
     }
 
     /// Checks that a slot's state still belongs to the handle's object.
     pub(super) fn check_state(handle: Handle, p: &HandleParts, st: SlotState) -> Result<(), Error> {
+        // LAB 5: BEGIN refuse a stale handle (its generation is not the slot's: the slot was freed and reused since; a generation the slot never had is invalid) and one whose class is not the slot's
         if st.generation != p.generation {
             return Err(if st.generation < p.generation && !st.live {
                 Error::InvalidHandle(handle)
@@ -85,6 +90,9 @@ impl<B: Backend> Pool<B> {
         if st.class != p.class {
             return Err(Error::InvalidHandle(handle));
         }
+        // LAB 5: STUB
+        // let _ = (p, Error::StaleHandle);
+        // LAB 5: END
         if !st.live {
             return Err(Error::DoubleFree(handle));
         }
