@@ -51,6 +51,11 @@ pub const LABS: &[Lab] = &[
         title: "handles and mapping: refusing bad handles, sharing mappings, the copy path",
         handout: "docs/labs/lab5-handles.md",
     },
+    Lab {
+        number: 6,
+        title: "compaction and migration: fullness groups, moving objects, valid handles",
+        handout: "docs/labs/lab6-compaction.md",
+    },
 ];
 
 /// The title of lab `n`, if there is one.

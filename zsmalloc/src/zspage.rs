@@ -27,7 +27,13 @@ pub fn fullness_group(inuse: u32, objs: u32) -> usize {
     } else if inuse == objs {
         GROUP_FULL
     } else {
+        // LAB 6: BEGIN a zspage neither empty nor full: group 1 for 0-9% in use, 2 for 10-19%, ..., 10 for 90-99% (rounded down, as Linux)
         (100 * inuse / objs) as usize / 10 + 1
+        // LAB 6: STUB
+        // // Until you sort them, every zspage with room is in the first group.
+        // let _ = (inuse, objs);
+        // 1
+        // LAB 6: END
     }
 }
 
@@ -389,8 +395,7 @@ impl ClassState {
         let (mut pages_freed, mut moved) = (0, 0);
         let objs = self.layout.objs_per_zspage as u32;
         while self.freeable_zspages() > 0 {
-            // Destination: the fullest zspage with room; source: the emptiest one whose lock
-            // can be taken for writing (none of its objects is mapped).
+            // LAB 6: BEGIN destination: the fullest zspage with room; source: the emptiest other one whose lock can be taken for writing (zsdesc::zspage_try_write_lock: none of its objects is mapped)
             let dst = (GROUP_EMPTY + 1..GROUP_FULL)
                 .rev()
                 .flat_map(|g| self.group_members(g))
@@ -405,6 +410,10 @@ impl ClassState {
                             )
                     })
             });
+            // LAB 6: STUB
+            // // Until you choose, there is nothing to compact.
+            // let (dst, src): (Option<u32>, Option<u32>) = (None, None);
+            // LAB 6: END
             let (Some(dst), Some(src)) = (dst, src) else {
                 break;
             };
@@ -418,17 +427,7 @@ impl ClassState {
                 let Some(slot) = self.header_slot(b, pfn, idx) else {
                     continue;
                 };
-                let cell = slots
-                    .get(slot)
-                    .expect("an object's header names a real slot");
-                let new_obj = self.obj_malloc(b, dst, slot);
-                self.copy_slot_bytes(
-                    b,
-                    handle::decode_obj(cell.obj()),
-                    handle::decode_obj(new_obj),
-                );
-                cell.set_obj(new_obj);
-                self.obj_free(b, src, pfn, idx);
+                self.move_object(b, slots, slot, (src, pfn, idx), dst);
                 moved += 1;
             }
             self.fix_group(dst);
@@ -442,6 +441,67 @@ impl ClassState {
 
     /// Copies a whole object slot (header and bytes) from one location to another; either may
     /// span two pages.
+    /// Moves object `idx` of zspage `src` (it starts in page `pfn`; its slot is `slot`) into a
+    /// free object of zspage `dst`, which must have room; the slot then names the new place.
+    fn move_object<B: Backend>(
+        &mut self,
+        b: &B,
+        slots: &SlotTable,
+        slot: u32,
+        (src, pfn, idx): (u32, Pfn, u32),
+        dst: u32,
+    ) {
+        // LAB 6: BEGIN move the object: a new object in dst for the same slot (obj_malloc), its bytes copied (copy_slot_bytes), the slot repointed (set_obj), the old one freed in src (obj_free)
+        let cell = slots
+            .get(slot)
+            .expect("an object's header names a real slot");
+        let new_obj = self.obj_malloc(b, dst, slot);
+        self.copy_slot_bytes(
+            b,
+            handle::decode_obj(cell.obj()),
+            handle::decode_obj(new_obj),
+        );
+        cell.set_obj(new_obj);
+        self.obj_free(b, src, pfn, idx);
+        // LAB 6: STUB
+        // let _ = (b, slots, slot, src, pfn, idx, dst, Self::copy_slot_bytes::<B>);
+        // todo!("lab 6: move an object into another zspage (zsmalloc/src/zspage.rs, ClassState::move_object)")
+        // LAB 6: END
+    }
+
+    /// After page `page_no` of a zspage moved to frame `new`: repoints the slot of every
+    /// allocated object that starts in it (from offset `first_obj`, every `size` bytes). An
+    /// object that starts in the previous page keeps its location.
+    fn repoint_objects_in<B: Backend>(
+        &self,
+        b: &B,
+        slots: &SlotTable,
+        new: Pfn,
+        page_no: usize,
+        first_obj: usize,
+    ) {
+        // LAB 6: BEGIN repoint the slots of the allocated objects that start in the page (header_slot says whose an object is, None for a free one) at handle::encode_obj(new, idx)
+        let size = self.layout.size;
+        let mut off = first_obj;
+        while off < PAGE_SIZE {
+            let idx = ((page_no * PAGE_SIZE + off) / size) as u32;
+            if idx as usize >= self.layout.objs_per_zspage {
+                break;
+            }
+            if let Some(slot) = self.header_slot(b, new, idx) {
+                slots
+                    .get(slot)
+                    .expect("an object's header names a real slot")
+                    .set_obj(handle::encode_obj(new, idx));
+            }
+            off += size;
+        }
+        // LAB 6: STUB
+        // let _ = (b, slots, new, page_no, first_obj);
+        // todo!("lab 6: repoint the handles of the objects that start in a migrated page (zsmalloc/src/zspage.rs, ClassState::repoint_objects_in)")
+        // LAB 6: END
+    }
+
     fn copy_slot_bytes<B: Backend>(&self, b: &B, from: (Pfn, u32), to: (Pfn, u32)) {
         let size = self.layout.size;
         let mut buf = [0u8; PAGE_SIZE];
@@ -552,23 +612,7 @@ impl ClassState {
                 cur = zsdesc::next(b.desc(p));
             }
         }
-        // Repoint the objects that start in this page (objects that start in the previous
-        // page and run into this one are located by the previous page and do not change).
-        let size = self.layout.size;
-        let mut off = first_obj as usize;
-        while off < PAGE_SIZE {
-            let idx = ((page_no * PAGE_SIZE + off) / size) as u32;
-            if idx as usize >= self.layout.objs_per_zspage {
-                break;
-            }
-            if let Some(slot) = self.header_slot(b, new, idx) {
-                slots
-                    .get(slot)
-                    .expect("an object's header names a real slot")
-                    .set_obj(handle::encode_obj(new, idx));
-            }
-            off += size;
-        }
+        self.repoint_objects_in(b, slots, new, page_no, first_obj as usize);
         zsdesc::zspage_write_unlock(b.desc(self.zspages[id as usize].first));
         zsdesc::reset(old_d);
         // SAFETY: nothing refers to the old frame any more: the chain, the zspage and every

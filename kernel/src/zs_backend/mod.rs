@@ -258,6 +258,8 @@ pub use ranges::KernelRanges;
 #[cfg(feature = "ktest")]
 mod class_ktests;
 #[cfg(feature = "ktest")]
+mod compaction_ktests;
+#[cfg(feature = "ktest")]
 mod handle_ktests;
 #[cfg(feature = "ktest")]
 mod ktests;
