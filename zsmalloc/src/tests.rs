@@ -257,7 +257,7 @@ fn out_of_memory_at_the_kth_frame_fails_cleanly_for_every_k() {
         }
         p.backend().fail_from(k);
         let mut refused = false;
-        for i in 0..if cfg!(miri) { 16u64 } else { 400 } {
+        for i in 0..if cfg!(miri) { 12u64 } else { 400 } {
             let size = 16 + (i as usize * 733) % 4080;
             match p.malloc(size) {
                 Ok(h) => {
@@ -382,7 +382,7 @@ fn compaction_frees_the_perfect_repacking_bound_after_freeing_50_and_90_percent(
     // Under Miri (slow), few objects, all in the 2048-byte class (two per one-page zspage), so
     // that freeing still leaves zspages to empty.
     let (n, sizes) = if cfg!(miri) {
-        (40, 1990..=2040)
+        (24, 1990..=2040)
     } else {
         (3000, 1..=MAX_ALLOC_SIZE)
     };
@@ -550,7 +550,7 @@ fn seeds() -> Vec<u64> {
 
 #[test]
 fn model_random_operations_window_path() {
-    let steps = if cfg!(miri) { 40 } else { 3000 };
+    let steps = if cfg!(miri) { 30 } else { 3000 };
     for seed in seeds() {
         run_model(seed, steps, MapPath::Window, 8, 1024.min(FRAMES));
     }
@@ -558,7 +558,7 @@ fn model_random_operations_window_path() {
 
 #[test]
 fn model_random_operations_copy_path() {
-    let steps = if cfg!(miri) { 40 } else { 3000 };
+    let steps = if cfg!(miri) { 30 } else { 3000 };
     for seed in seeds() {
         run_model(seed ^ 0x77, steps, MapPath::Copy, 8, 1024.min(FRAMES));
     }
@@ -643,7 +643,7 @@ fn taking_the_migrate_lock_under_a_class_lock_panics_in_debug_builds() {
 fn a_range_emptied_holds_no_pool_page() {
     // Under Miri: fewer objects of fewer classes (each class takes a zspage of its own).
     let (frames, objects, spread, ranges_emptied) = if cfg!(miri) {
-        (128, 24, 7, 4)
+        (128, 16, 7, 3)
     } else {
         (512, 400, 37, 8)
     };
@@ -822,7 +822,7 @@ fn model_random_operations_under_the_pool_wide_lock() {
     );
     assert_eq!(p.locking(), crate::Locking::PoolWide);
     p.backend().set_movable_ops(3);
-    let steps = if cfg!(miri) { 40 } else { 2000 };
+    let steps = if cfg!(miri) { 30 } else { 2000 };
     let report = crate::model::run(&p, 0x9001, steps, 10, Some(&HostRanges { frames: 16 }))
         .unwrap_or_else(|e| panic!("pool-wide: {e}"));
     assert!(report.mallocs > 0 && report.frees > 0, "{report:?}");
