@@ -59,7 +59,8 @@ pub struct RunInfo {
     pub kernel_success: bool,
 }
 
-fn json_string(out: &mut String, s: &str) {
+/// Appends `s` as a JSON string (quoted, with `"`, `\\` and control characters escaped).
+pub fn json_string(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {

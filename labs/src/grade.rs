@@ -311,19 +311,10 @@ pub fn render(grade: &LabGrade, logs: &[(String, PathBuf)]) -> String {
     out
 }
 
+/// `s` as a JSON string.
 fn json_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+    let mut out = String::new();
+    boot::bench::json_string(&mut out, s);
     out
 }
 
