@@ -19,18 +19,27 @@ pub struct PerCpu {
 
 static AREAS: [Once<PerCpu>; MAX_CPUS] = [const { Once::new() }; MAX_CPUS];
 
-/// Stores CPU `index`'s state. Once per CPU; a second call for the same CPU is ignored.
+/// Stores CPU `index`'s state and points this CPU's record at it. Run on that CPU, once; a
+/// second call for the same CPU keeps the first state.
 pub fn install(index: usize, memory: CpuMemory) {
-    AREAS[index].call_once(|| PerCpu {
+    assert_eq!(
+        index,
+        cpu_local::index(),
+        "install runs on the CPU it sets up"
+    );
+    let area = AREAS[index].call_once(|| PerCpu {
         index,
         window: memory.window,
     });
+    cpu_local::set_data(core::ptr::from_ref(area).cast());
 }
 
-/// This CPU's state. Panics if this CPU has none installed yet.
+/// This CPU's state (one GS-relative load). Panics if this CPU has none installed yet.
+#[inline]
 pub fn current() -> &'static PerCpu {
-    let index = cpu_local::index();
-    AREAS[index]
-        .get()
-        .unwrap_or_else(|| panic!("CPU {index} has no per-CPU state installed"))
+    let ptr = cpu_local::data().cast::<PerCpu>();
+    assert!(!ptr.is_null(), "this CPU has no per-CPU state installed");
+    // SAFETY: a non-null pointer in this CPU's record was stored by `install` and points at a
+    // `PerCpu` in AREAS, which is static and never changed after `call_once`.
+    unsafe { &*ptr }
 }

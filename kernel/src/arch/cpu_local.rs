@@ -1,7 +1,8 @@
 //! Which CPU is this? Each CPU's GS base points at its own small record (its own address at
 //! `gs:[0]`, its index at `gs:[8]`), so any code, fault handlers included, can ask for the
 //! current CPU's index with one load. What a CPU owns beyond its index (its PTE window, ...)
-//! lives above this layer, in `crate::percpu`, indexed by it.
+//! lives above this layer, in `crate::percpu`; the record keeps an opaque pointer to it at
+//! `gs:[16]` ([`set_data`], [`data`]), so that finding it is one load too.
 
 use core::sync::atomic::{AtomicPtr, Ordering};
 
@@ -12,11 +13,13 @@ use x86_64::registers::model_specific::GsBase;
 /// Most CPUs zsos supports.
 pub const MAX_CPUS: usize = 64;
 
-/// One CPU's record. `repr(C)` so that `self_ptr` is at `gs:[0]` and `index` at `gs:[8]`.
+/// One CPU's record. `repr(C)` so that `self_ptr` is at `gs:[0]`, `index` at `gs:[8]` and
+/// `data` at `gs:[16]`.
 #[repr(C)]
 struct CpuLocal {
     self_ptr: AtomicPtr<CpuLocal>,
     index: usize,
+    data: AtomicPtr<()>,
 }
 
 static LOCALS: [Once<CpuLocal>; MAX_CPUS] = [const { Once::new() }; MAX_CPUS];
@@ -28,6 +31,7 @@ pub fn init_this_cpu(index: usize) {
     let local = LOCALS[index].call_once(|| CpuLocal {
         self_ptr: AtomicPtr::new(core::ptr::null_mut()),
         index,
+        data: AtomicPtr::new(core::ptr::null_mut()),
     });
     let ptr = core::ptr::from_ref(local);
     local.self_ptr.store(ptr.cast_mut(), Ordering::SeqCst);
@@ -44,6 +48,28 @@ pub fn index() -> usize {
         core::arch::asm!("mov {}, gs:[8]", out(reg) index, options(nostack, readonly, preserves_flags))
     };
     index
+}
+
+/// Stores the layers above's pointer for this CPU (what [`data`] returns on it). Only valid
+/// once [`init_this_cpu`] ran on this CPU.
+pub fn set_data(ptr: *const ()) {
+    let local = LOCALS[index()]
+        .get()
+        .expect("init_this_cpu ran on this CPU");
+    local.data.store(ptr.cast_mut(), Ordering::Release);
+}
+
+/// The pointer [`set_data`] stored on this CPU, or null. Only valid once [`init_this_cpu`]
+/// ran on this CPU.
+#[inline]
+pub fn data() -> *const () {
+    let ptr: *const ();
+    // SAFETY: GS base points at this CPU's `CpuLocal` (set by `init_this_cpu`), whose `data`
+    // field is at offset 16; reading it has no side effects. Only this CPU writes it.
+    unsafe {
+        core::arch::asm!("mov {}, gs:[16]", out(reg) ptr, options(nostack, readonly, preserves_flags))
+    };
+    ptr
 }
 
 /// This CPU's index, or `None` before [`init_this_cpu`] ran on it (for diagnostics, which
