@@ -14,6 +14,17 @@ pub mod qemu;
 
 use std::path::Path;
 
+/// The target directory of the tree this crate was built in: `$CARGO_TARGET_DIR` if set, or
+/// the workspace's `target/`. The runner and the grader write their files under it.
+pub fn target_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            let boot = Path::new(env!("CARGO_MANIFEST_DIR"));
+            boot.parent().unwrap_or(boot).join("target")
+        })
+}
+
 /// The kernel ELF, built for `x86_64-unknown-none` by cargo (artifact dependency).
 pub fn kernel_elf() -> &'static Path {
     Path::new(env!("CARGO_BIN_FILE_KERNEL_kernel"))

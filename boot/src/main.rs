@@ -1,7 +1,7 @@
 //! `cargo run -- [OPTIONS] [MODE [ARGS...]]`: build a zsos disk image, boot it under QEMU,
 //! stream the serial console, and exit with the kernel's verdict.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
@@ -293,18 +293,6 @@ fn run_once(opts: &Options) -> std::io::Result<ExitCode> {
     })
 }
 
-/// Where the runner keeps what it writes: `$CARGO_TARGET_DIR/zsos`, or the workspace's
-/// `target/zsos`.
-fn output_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let boot = Path::new(env!("CARGO_MANIFEST_DIR"));
-            boot.parent().unwrap_or(boot).join("target")
-        });
-    target.join("zsos")
-}
-
 /// Writes a bench run's figures (`target/zsos/bench-TIME.json`, and `--json FILE`) and its
 /// charts (`target/zsos/bench-TIME/*.svg`), and says where. Failures to write are reported,
 /// not fatal: the console already showed the tables.
@@ -335,7 +323,7 @@ fn save_bench(opts: &Options, started: SystemTime, success: bool, figures: &[ben
         .filter(|c| c.is_ascii_digit() || *c == 'T')
         .map(|c| if c == 'T' { '-' } else { c })
         .collect();
-    let dir = output_dir();
+    let dir = boot::target_dir().join("zsos");
     let mut files = vec![dir.join(format!("bench-{name}.json"))];
     files.extend(opts.bench_json.clone());
     for file in &files {

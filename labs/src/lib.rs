@@ -58,6 +58,12 @@ pub const LABS: &[Lab] = &[
     },
 ];
 
+/// The tree the lab tools were built from: what `cargo lab` exports and `cargo grade` grades.
+pub fn tree_root() -> std::path::PathBuf {
+    let labs = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    labs.parent().unwrap_or(labs).to_path_buf()
+}
+
 /// The title of lab `n`, if there is one.
 pub fn title(n: u8) -> Option<&'static str> {
     LABS.iter().find(|l| l.number == n).map(|l| l.title)

@@ -1,6 +1,5 @@
 //! `cargo grade [LAB] [FILTER] [--list] [--json FILE]`: grades the labs of this tree.
 
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use labs::{export, grade};
@@ -8,20 +7,6 @@ use labs::{export, grade};
 fn usage_error(msg: &str) -> ExitCode {
     eprintln!("cargo grade: error: {msg}\n{}", grade::USAGE);
     ExitCode::from(2)
-}
-
-/// The tree being graded (the one this grader was built from).
-fn tree_root() -> PathBuf {
-    let labs = Path::new(env!("CARGO_MANIFEST_DIR"));
-    labs.parent().unwrap_or(labs).to_path_buf()
-}
-
-/// Where failure logs go: `$CARGO_TARGET_DIR/grade`, or the tree's `target/grade`.
-fn log_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| tree_root().join("target"))
-        .join("grade")
 }
 
 fn main() -> ExitCode {
@@ -34,7 +19,7 @@ fn main() -> ExitCode {
         }
         Err(msg) => return usage_error(&msg),
     };
-    let root = tree_root();
+    let root = labs::tree_root();
     match export::changed_graded_files(&root) {
         Ok(changed) if changed.is_empty() => {}
         Ok(changed) => {
@@ -109,11 +94,14 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let logs = grade::save_failure_logs(&g, &log_dir().join(format!("lab{lab}")))
-            .unwrap_or_else(|e| {
-                eprintln!("cargo grade: cannot save the failure logs: {e}");
-                Vec::new()
-            });
+        let logs = grade::save_failure_logs(
+            &g,
+            &boot::target_dir().join("grade").join(format!("lab{lab}")),
+        )
+        .unwrap_or_else(|e| {
+            eprintln!("cargo grade: cannot save the failure logs: {e}");
+            Vec::new()
+        });
         print!("{}", grade::render(&g, &logs));
         println!(
             "    (lab {lab} graded in {:.1} s)",

@@ -1,7 +1,7 @@
 //! `cargo lab`: the instructor's side of the labs. `export N DIR` writes the student tree for
 //! lab N; `check` checks every solution marker of the tree.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use labs::export;
@@ -11,12 +11,6 @@ usage: cargo lab export N DIR   write the student tree for lab N into DIR (new o
                                 solutions of labs before N kept, of N and later stubbed
        cargo lab check          check every lab marker of this tree and count the regions";
 
-/// The tree this tool belongs to (it exports the tree it was built from).
-fn tree_root() -> PathBuf {
-    let labs = Path::new(env!("CARGO_MANIFEST_DIR"));
-    labs.parent().unwrap_or(labs).to_path_buf()
-}
-
 fn usage_error(msg: &str) -> ExitCode {
     eprintln!("cargo lab: error: {msg}\n{USAGE}");
     ExitCode::from(2)
@@ -24,7 +18,7 @@ fn usage_error(msg: &str) -> ExitCode {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let root = tree_root();
+    let root = labs::tree_root();
     match args
         .iter()
         .map(String::as_str)
