@@ -56,6 +56,11 @@ pub const LABS: &[Lab] = &[
         title: "compaction and migration: fullness groups, moving objects, valid handles",
         handout: "docs/labs/lab6-compaction.md",
     },
+    Lab {
+        number: 7,
+        title: "placement: a performance challenge against Linux's rule",
+        handout: "docs/labs/lab7-placement.md",
+    },
 ];
 
 /// The tree the lab tools were built from: what `cargo lab` exports and `cargo grade` grades.

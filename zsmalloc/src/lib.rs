@@ -6,7 +6,7 @@
 //! gets a [`Handle`], not a pointer, and maps it to reach the bytes. See
 //! `docs/architecture.md` for the way of one allocation.
 //!
-//! Rooms: [`class`] (size classes), [`handle`] (handles and locations), [`zsdesc`] (the page
+//! Rooms: [`class`] (size classes), [`handle`] (handles and locations), [`placement`] (which class a new object goes to), [`zsdesc`] (the page
 //! descriptor overlay, the only code that touches descriptor fields), `zspage` (zspages,
 //! fullness groups, freelists), [`slots`] (handle slots), [`pool`] (the API), [`stats`],
 //! [`backend`] (the trait through which the allocator reaches the machine), [`trace`] (trace
@@ -23,9 +23,11 @@ extern crate alloc;
 
 pub mod backend;
 pub mod class;
+pub mod families;
 pub mod handle;
 #[cfg(any(test, feature = "testkit"))]
 pub mod model;
+pub mod placement;
 pub mod pool;
 pub mod seeded;
 pub mod slots;
@@ -43,5 +45,6 @@ mod tests;
 
 pub use backend::{Backend, PairMapping, Pfn};
 pub use handle::Handle;
+pub use placement::Placement;
 pub use pool::{Error, Location, Locking, MapMode, MapPath, Mapping, Pool, PoolConfig, ReadGuard};
 pub use stats::{ClassStats, PoolStats};

@@ -500,15 +500,18 @@ fn migration_is_refused_under_a_mapping_without_memory_and_for_foreign_frames() 
 
 /// Runs the model checker on a fresh host pool, then checks that every frame came back.
 fn run_model(seed: u64, steps: usize, path: MapPath, chain: usize, frames: usize) {
-    let p = Pool::new(
-        "model",
-        HostBackend::new(frames, seed),
-        PoolConfig {
-            max_chain: chain,
-            map_path: path,
-            ..PoolConfig::default()
-        },
-    );
+    let config = PoolConfig {
+        max_chain: chain,
+        map_path: path,
+        ..PoolConfig::default()
+    };
+    run_model_with(seed, steps, config, frames);
+}
+
+/// [`run_model`] for any pool configuration.
+fn run_model_with(seed: u64, steps: usize, config: PoolConfig, frames: usize) {
+    let (path, chain) = (config.map_path, config.max_chain);
+    let p = Pool::new("model", HostBackend::new(frames, seed), config);
     p.backend().set_movable_ops(0x5a);
     let check_every = if cfg!(miri) { 20 } else { 1 };
     let ranges = HostRanges { frames: 16 };
@@ -841,6 +844,178 @@ fn pattern_is_the_documented_sequence_at_every_length() {
                 .map(|i| (seed.wrapping_mul(31).wrapping_add(i as u64 * 7) >> 1) as u8)
                 .collect();
             assert_eq!(pattern(seed, len), want, "seed {seed} len {len}");
+        }
+    }
+}
+
+// Placement: which class a new object goes to.
+
+#[test]
+fn linux_placement_puts_every_object_in_its_own_class() {
+    let p = pool(MapPath::Window, 8);
+    assert_eq!(p.placement(), crate::Placement::Linux);
+    let mut rng = crate::seeded::Rng::new(7);
+    let mut live = Vec::new();
+    for i in 0..if cfg!(miri) { 40 } else { 2000 } {
+        let size = 1 + rng.below(MAX_ALLOC_SIZE as u64) as usize;
+        let h = p.malloc(size).unwrap();
+        assert_eq!(p.location(h).unwrap().class_index, p.class_index(size));
+        live.push(h);
+        // Frees leave room in many classes: Linux's rule still never looks elsewhere.
+        if i % 3 == 0 {
+            let victim = live.swap_remove(rng.below(live.len() as u64) as usize);
+            p.free(victim).unwrap();
+        }
+    }
+    for h in live {
+        p.free(h).unwrap();
+    }
+}
+
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "pure logic, no unsafe code to check: runs natively only"
+)]
+fn fitted_placement_borrows_only_close_larger_classes_with_room_for_small_classes() {
+    use crate::class::ClassTable;
+    use crate::placement::{ClassView, FITTED_WASTE_DIVISOR, Placement};
+    use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    let table = ClassTable::new(8);
+    let n = table.classes.len();
+    let free: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(0)).collect();
+    let demand: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(0)).collect();
+    let view = ClassView::new(&table, &free, &demand);
+    let fitted = |size| Placement::Fitted.choose(size, &view);
+    let size = 1000;
+    let own = table.class_for(size);
+    // Nothing has room anywhere: the own class (it will allocate a zspage).
+    assert_eq!(fitted(size), own);
+    // A larger class has room and the object fills its slot closely: borrowed.
+    free[own + 1].store(3, Relaxed);
+    assert_eq!(fitted(size), own + 1);
+    // The closest class with room wins.
+    free[own + 2].store(3, Relaxed);
+    assert_eq!(fitted(size), own + 1);
+    // The own class has room again: no borrowing.
+    free[own].store(1, Relaxed);
+    assert_eq!(fitted(size), own);
+    free[own].store(0, Relaxed);
+    // A class whose sizes have a zspage's worth of live objects grows itself.
+    demand[own].store(table.classes[own].objs_per_zspage as u64, Relaxed);
+    assert_eq!(fitted(size), own);
+    demand[own].store(0, Relaxed);
+    // A class whose slot the object would leave more than a quarter empty is never used.
+    for f in free.iter() {
+        f.store(0, Relaxed);
+    }
+    let far = (own + 1..n)
+        .find(|&pos| {
+            let slot = table.classes[pos].size;
+            (slot - size - HANDLE_SIZE) * FITTED_WASTE_DIVISOR > slot
+        })
+        .unwrap();
+    free[far].store(5, Relaxed);
+    assert_eq!(fitted(size), own);
+    // Huge classes are never borrowed, whatever their room.
+    let near_huge = table.huge_class_size - 1;
+    let own_near = table.class_for(near_huge);
+    for slot in &free[own_near + 1..] {
+        slot.store(1, Relaxed);
+    }
+    assert!(!table.classes[fitted(near_huge)].huge);
+    // Whatever the room and demand, every choice fits the object.
+    let mut rng = crate::seeded::Rng::new(3);
+    for _ in 0..20_000 {
+        free[rng.below(n as u64) as usize].store(rng.below(3), Relaxed);
+        demand[rng.below(n as u64) as usize].store(rng.below(200), Relaxed);
+        let size = 1 + rng.below(MAX_ALLOC_SIZE as u64) as usize;
+        let pos = fitted(size);
+        assert!(view.fits(size, pos), "size {size} placed in class {pos}");
+        assert!(pos >= table.class_for(size));
+    }
+}
+
+#[test]
+fn model_random_operations_fitted_placement() {
+    let steps = if cfg!(miri) { 30 } else { 3000 };
+    for path in [MapPath::Window, MapPath::Copy] {
+        for seed in seeds() {
+            let config = PoolConfig {
+                placement: crate::Placement::Fitted,
+                map_path: path,
+                ..PoolConfig::default()
+            };
+            run_model_with(seed, steps, config, 1024.min(FRAMES));
+        }
+    }
+}
+
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "pure logic, no unsafe code to check: runs natively only"
+)]
+fn trace_families_are_seeded_and_report_fill_frees_and_compaction() {
+    use crate::families::Family;
+    for family in Family::ALL {
+        let a = family.generate(11, 200);
+        assert_eq!(
+            a,
+            family.generate(11, 200),
+            "{family:?}: same seed, same trace"
+        );
+        assert_ne!(
+            a,
+            family.generate(12, 200),
+            "{family:?}: another seed, another trace"
+        );
+        let p = pool(MapPath::Window, 8);
+        let mut points = Vec::new();
+        let totals = crate::trace::replay(&p, a.as_bytes(), |r| points.push((r.at, r.pages)))
+            .unwrap_or_else(|e| panic!("{family:?}: {e}"));
+        let at: Vec<char> = points.iter().map(|p| p.0).collect();
+        assert_eq!(at, ['s', 's', 'c', '$'], "{family:?}");
+        assert!(
+            totals.allocs >= 150 && totals.frees > 0,
+            "{family:?}: {totals:?}"
+        );
+        // Frees leave pages a compaction can give back.
+        assert!(points[2].1 <= points[1].1, "{family:?}: {points:?}");
+    }
+}
+
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "pure logic, no unsafe code to check: runs natively only"
+)]
+fn fitted_placement_needs_fewer_pages_than_linux_on_sparse_populations() {
+    use crate::families::Family;
+    let pages = |placement, text: &str| {
+        let p = Pool::new(
+            "sparse",
+            HostBackend::new(FRAMES, 1),
+            PoolConfig {
+                placement,
+                ..PoolConfig::default()
+            },
+        );
+        let mut points = Vec::new();
+        crate::trace::replay(&p, text.as_bytes(), |r| points.push(r.pages)).unwrap();
+        p.check_invariants().unwrap();
+        points
+    };
+    for seed in 1..=5 {
+        let text = Family::Sparse.generate(seed, 300);
+        let fitted = pages(crate::Placement::Fitted, &text);
+        let linux = pages(crate::Placement::Linux, &text);
+        // After the fill, the frees and the compaction (the end, with nothing live, is 0).
+        for i in 0..3 {
+            assert!(
+                fitted[i] * 10 <= linux[i] * 9,
+                "seed {seed}, point {i}: fitted {fitted:?} against linux {linux:?}"
+            );
         }
     }
 }

@@ -48,6 +48,8 @@ pub(super) struct Selection<'a> {
     pub(super) min_cpus: u8,
     /// Only the tests of this lab.
     pub(super) lab: Option<u8>,
+    /// The seed of the randomised tests, if given.
+    pub(super) seed: Option<u64>,
 }
 
 impl Selection<'_> {
@@ -59,6 +61,7 @@ impl Selection<'_> {
         list: false,
         min_cpus: 0,
         lab: None,
+        seed: None,
     };
 
     fn selects(&self, test: &Test) -> bool {
@@ -91,11 +94,29 @@ impl Selection<'_> {
 }
 
 const USAGE: &str = "usage: test [FILTER] [--exact] [--after NAME] [--min-cpus N] [--lab N] \
-                     [--nonce TOKEN] [--list]";
+                     [--nonce TOKEN] [--seed N] [--list]";
 
 /// The grader's token, if it gave one: every result line carries it, so that a line the code
 /// under test prints cannot pass for a result.
 static NONCE: spin::Once<alloc::string::String> = spin::Once::new();
+
+/// The seed of this run's randomised tests: `--seed N`, else derived from the grader's
+/// nonce (fresh at every grading, so nobody can tune to the traces it draws), else from the
+/// time stamp counter.
+static SEED: spin::Once<u64> = spin::Once::new();
+
+/// The seed of this run's randomised tests (see [`SEED`]); the runner prints it, so any run
+/// can be repeated with `--seed`.
+pub fn seed() -> u64 {
+    *SEED.call_once(tsc::start)
+}
+
+/// FNV-1a of a token: the grader's nonce becomes the run's seed.
+fn seed_of(token: &str) -> u64 {
+    token.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
 
 /// ` [TOKEN]` after a result line, or nothing.
 fn nonce_suffix() -> alloc::string::String {
@@ -130,6 +151,10 @@ pub fn run_mode(args: &[&str]) -> ExitCode {
                 }
                 _ => return usage_error("--nonce needs a token without spaces or brackets"),
             },
+            "--seed" => match it.next().map(|n| n.parse::<u64>()) {
+                Some(Ok(n)) => sel.seed = Some(n),
+                _ => return usage_error("--seed needs a number (0 to 2^64-1)"),
+            },
             flag if flag.starts_with("--") => return usage_error_arg("unknown option", flag),
             filter if sel.filter.is_none() => sel.filter = Some(filter),
             extra => return usage_error_arg("unexpected argument", extra),
@@ -150,6 +175,12 @@ pub fn run_mode(args: &[&str]) -> ExitCode {
         return ExitCode::Success;
     }
 
+    let seed = sel
+        .seed
+        .or_else(|| NONCE.get().map(|n| seed_of(n)))
+        .unwrap_or_else(tsc::start);
+    SEED.call_once(|| seed);
+    println!("ktest: seed {seed} (repeat with --seed {seed})");
     crate::arch::idt::set_fatal_hook(on_fault);
     crate::arch::panic::set_panic_hook(on_panic);
     REMAINING.store(plan.len(), Ordering::SeqCst);

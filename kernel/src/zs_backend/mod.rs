@@ -264,4 +264,6 @@ mod handle_ktests;
 #[cfg(feature = "ktest")]
 mod ktests;
 #[cfg(feature = "ktest")]
+mod placement_ktests;
+#[cfg(feature = "ktest")]
 mod zspage_ktests;

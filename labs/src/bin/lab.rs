@@ -59,8 +59,9 @@ fn main() -> ExitCode {
             Ok(Ok(sources)) => {
                 for (lab, n) in export::regions_per_lab(&sources) {
                     println!(
-                        "lab {lab} ({}): {n} solution regions",
-                        labs::title(lab).unwrap_or("no handout yet")
+                        "lab {lab} ({}): {n} solution region{}",
+                        labs::title(lab).unwrap_or("no handout yet"),
+                        if n == 1 { "" } else { "s" }
                     );
                 }
                 ExitCode::SUCCESS

@@ -3,6 +3,7 @@
 
 use core::sync::atomic::Ordering;
 
+use super::lock_order::ClassGuard;
 use super::{Error, Pool};
 use crate::backend::Backend;
 use crate::class::MAX_ALLOC_SIZE;
@@ -11,21 +12,75 @@ use crate::slots::{Slot, SlotState};
 use crate::zsdesc;
 
 impl<B: Backend> Pool<B> {
-    /// Allocates an object of `size` bytes (Linux: `zs_malloc`). The handle's slot is taken
-    /// before the class lock (as Linux takes its handle from a cache first).
+    /// Allocates an object of `size` bytes (Linux: `zs_malloc`). The pool's placement rule
+    /// picks the class; the handle's slot is taken before the class lock (as Linux takes its
+    /// handle from a cache first).
     pub fn malloc(&self, size: usize) -> Result<Handle, Error> {
         if size == 0 || size > MAX_ALLOC_SIZE {
             return Err(Error::InvalidSize(size));
         }
-        let pos = self.table.class_for(size);
+        let own = self.table.class_for(size);
+        let view = self.class_view();
+        let chosen = self.placement.choose(size, &view);
+        assert!(
+            view.fits(size, chosen),
+            "placement rule {:?} chose class {chosen} for an object of {size} bytes: its slots \
+             ({} bytes) do not fit it (its own class is {own})",
+            self.placement,
+            view.slot_size(chosen.min(view.classes() - 1)),
+        );
         let _pool = self.pool_wide();
+        // A class other than the own one only while it still has room: the free-slot hint
+        // may be stale by the time the class is locked, and a borrowed class must never grow.
+        let (pos, slot, generation, mut class, id) =
+            match self.reserve_in(chosen, size, chosen == own)? {
+                Some(found) => found,
+                None => self
+                    .reserve_in(own, size, true)?
+                    .expect("the own class may allocate a zspage"),
+            };
+        let obj = class.obj_malloc(&self.backend, id, slot);
+        self.slots
+            .get(slot)
+            .expect("a reserved slot exists")
+            .set_obj(obj);
+        class.fix_group(id);
+        self.note_free_slots(pos, &class);
+        drop(class);
+        self.note_demand(size, 1);
+        self.slots.publish(slot);
+        Ok(Handle::new(HandleParts {
+            tag: self.tag,
+            class: pos as u8,
+            generation,
+            slot,
+        }))
+    }
+
+    /// Reserves a slot for an object of `size` bytes in class `pos` and finds it a zspage
+    /// with room, allocating a new zspage only if `may_grow` (always true for the object's
+    /// own class). Returns the class locked, or `None` if `pos` is not the own class and has no
+    /// room now (nothing is held then).
+    #[allow(clippy::type_complexity)]
+    fn reserve_in(
+        &self,
+        pos: usize,
+        size: usize,
+        may_grow: bool,
+    ) -> Result<Option<(usize, u32, u16, ClassGuard<'_>, u32)>, Error> {
+        let cpu = self.backend.cpu_index();
         let (slot, generation) = self
             .slots
-            .reserve(self.backend.cpu_index(), pos as u8, size as u16)
+            .reserve(cpu, pos as u8, size as u16)
             .ok_or(Error::OutOfMemory)?;
         let mut class = self.lock_class(pos);
         let id = match class.find_zspage() {
             Some(id) => id,
+            None if !may_grow => {
+                drop(class);
+                self.slots.release(cpu, slot);
+                return Ok(None);
+            }
             None => match class.alloc_zspage(&self.backend) {
                 Some(id) => {
                     self.pages_allocated
@@ -34,25 +89,12 @@ impl<B: Backend> Pool<B> {
                 }
                 None => {
                     drop(class);
-                    self.slots.release(self.backend.cpu_index(), slot);
+                    self.slots.release(cpu, slot);
                     return Err(Error::OutOfMemory);
                 }
             },
         };
-        let obj = class.obj_malloc(&self.backend, id, slot);
-        self.slots
-            .get(slot)
-            .expect("a reserved slot exists")
-            .set_obj(obj);
-        class.fix_group(id);
-        drop(class);
-        self.slots.publish(slot);
-        Ok(Handle::new(HandleParts {
-            tag: self.tag,
-            class: pos as u8,
-            generation,
-            slot,
-        }))
+        Ok(Some((pos, slot, generation, class, id)))
     }
 
     /// The slot a handle names, after checking the handle is this pool's (no lock needed: the
@@ -107,13 +149,14 @@ impl<B: Backend> Pool<B> {
         let migrate = self.read_migrate();
         let mut class = self.lock_class(p.class as usize);
         drop(migrate);
-        slot.update(|st| {
+        let freed = slot.update(|st| {
             Self::check_state(handle, &p, st)?;
             if st.maps != 0 {
                 return Err(Error::ObjectBusy(handle));
             }
             Ok(SlotState { live: false, ..st })
         })?;
+        self.note_demand(freed.size as usize, -1);
         let (pfn, idx) = handle::decode_obj(slot.obj());
         let owner = zsdesc::owner(self.backend.desc(pfn))
             .expect("a live object's page belongs to a zspage");
@@ -122,6 +165,7 @@ impl<B: Backend> Pool<B> {
             let freed = class.free_zspage(&self.backend, owner.id);
             self.pages_allocated.fetch_sub(freed, Ordering::Relaxed);
         }
+        self.note_free_slots(p.class as usize, &class);
         drop(class);
         self.slots.release(self.backend.cpu_index(), p.slot);
         Ok(())

@@ -1,6 +1,8 @@
-//! A pool's settings: the chain length, the map path for spanning objects, the locking.
+//! A pool's settings: the chain length, the placement rule, the map path for spanning
+//! objects, the locking.
 
 use crate::class;
+use crate::placement::Placement;
 
 /// How objects that span two pages are mapped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +31,8 @@ pub enum MapMode {
 pub struct PoolConfig {
     /// Maximum pages per zspage, 4 to 16 (default 8, as Linux).
     pub max_chain: usize,
+    /// Which class a new object goes to (default: Linux's rule, its own class).
+    pub placement: Placement,
     /// How spanning objects are mapped.
     pub map_path: MapPath,
     /// The locking scheme.
@@ -51,6 +55,7 @@ impl Default for PoolConfig {
     fn default() -> Self {
         PoolConfig {
             max_chain: class::DEFAULT_MAX_CHAIN,
+            placement: Placement::Linux,
             map_path: MapPath::Window,
             locking: Locking::PerClass,
         }

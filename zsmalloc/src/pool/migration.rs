@@ -25,6 +25,7 @@ impl<B: Backend> Pool<B> {
             let _migrate = self.write_migrate();
             let mut class = self.lock_class(pos);
             let (pages, moved) = class.compact(&self.backend, &self.slots);
+            self.note_free_slots(pos, &class);
             freed += pages;
             self.objs_moved.fetch_add(moved, Ordering::Relaxed);
         }

@@ -37,6 +37,7 @@ use spin::{Mutex, RwLock};
 use crate::backend::{Backend, Pfn};
 use crate::class::{ClassTable, PAGE_SIZE};
 use crate::handle::MAX_TAG;
+use crate::placement::{ClassView, Placement};
 use crate::slots::SlotTable;
 use crate::stats::{ClassStats, PoolStats};
 use crate::zspage::ClassState;
@@ -59,6 +60,14 @@ pub struct Pool<B: Backend> {
     /// migration).
     migrate: RwLock<()>,
     classes: Vec<Mutex<ClassState>>,
+    /// Which class a new object goes to.
+    placement: Placement,
+    /// Free slots per class, stored under the class lock whenever they change, read without
+    /// it by the placement rule (a hint).
+    free_slots: Vec<AtomicU64>,
+    /// Live objects per own class (the class Linux would put them in), wherever they were
+    /// placed; counted only under a placement rule other than Linux's, which never asks.
+    demand: Vec<AtomicU64>,
     slots: SlotTable,
     order: LockOrder,
     tag: u16,
@@ -98,6 +107,8 @@ impl<B: Backend> Pool<B> {
             .enumerate()
             .map(|(pos, l)| Mutex::new(ClassState::new(*l, pos as u8)))
             .collect();
+        let free_slots = table.classes.iter().map(|_| AtomicU64::new(0)).collect();
+        let demand = table.classes.iter().map(|_| AtomicU64::new(0)).collect();
         let tag = NEXT_TAG.fetch_add(1, Ordering::Relaxed) % MAX_TAG + 1;
         let copy_bufs = match config.map_path {
             MapPath::Copy => (0..backend.possible_cpus())
@@ -116,6 +127,9 @@ impl<B: Backend> Pool<B> {
             table,
             migrate: RwLock::new(()),
             classes,
+            placement: config.placement,
+            free_slots,
+            demand,
             slots,
             tag,
             map_path: config.map_path,
@@ -149,6 +163,34 @@ impl<B: Backend> Pool<B> {
     /// How spanning objects are mapped.
     pub fn map_path(&self) -> MapPath {
         self.map_path
+    }
+
+    /// The placement rule.
+    pub fn placement(&self) -> Placement {
+        self.placement
+    }
+
+    /// What the placement rule sees: the classes and their free slots now.
+    pub fn class_view(&self) -> ClassView<'_> {
+        ClassView::new(&self.table, &self.free_slots, &self.demand)
+    }
+
+    /// Publishes class `pos`'s free slots for the placement rule (under the class lock).
+    fn note_free_slots(&self, pos: usize, class: &ClassState) {
+        self.free_slots[pos].store(class.objs_allocated - class.objs_inuse, Ordering::Relaxed);
+    }
+
+    /// Counts a live object of `size` bytes in or out of its own class's demand (`delta` is
+    /// 1 or -1), for a placement rule that asks.
+    fn note_demand(&self, size: usize, delta: i64) {
+        if self.placement != Placement::Linux {
+            let counter = &self.demand[self.table.class_for(size)];
+            if delta > 0 {
+                counter.fetch_add(1, Ordering::Relaxed);
+            } else {
+                counter.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
     }
 
     /// The class table.
