@@ -36,8 +36,10 @@ Modes (passed to the kernel; everything after the mode goes to it unchanged):
                     run the benchmarks (all sections, or those named); the console shows the
                     tables, the runner writes every figure to target/zsos/bench-TIME.json
                     (and to FILE) and draws SVG charts beside it
-  replay FILE       replay a trace of pool operations (a ID SIZE, f ID, w ID, c, s, # comment)
-                    from the host file FILE, reporting at every c and s and at the end
+  replay [--policy P] FILE
+                    replay a trace of pool operations (a ID SIZE, f ID, w ID, c, s, # comment)
+                    from the host file FILE, reporting at every c and s and at the end; P:
+                    linux (the default), linux-chain=N (N 4..16), fitted, fitted-chain=N
   crash KIND        end in a chosen failure (panic, page-fault, gp, ud, ap-panic) to see its
                     diagnostic
 
@@ -75,14 +77,26 @@ fn take_bench_json(opts: &mut Options) -> Result<(), String> {
     Ok(())
 }
 
-/// `replay FILE`: the file is read here and travels as the ramdisk's payload; the kernel gets
-/// `replay NAME` (NAME only labels its output).
+/// `replay [--policy P] FILE`: the file is read here and travels as the ramdisk's payload;
+/// the kernel gets `replay NAME --policy P` (NAME only labels its output). A bad policy
+/// is refused here, before any boot.
 fn load_replay_file(opts: &mut Options) -> Result<(), String> {
     if opts.kernel_args.first().map(String::as_str) != Some("replay") {
         return Ok(());
     }
-    let file = match &opts.kernel_args[1..] {
-        [file] => file.clone(),
+    let mut rest = opts.kernel_args[1..].to_vec();
+    let mut policy = zsmalloc::Policy::default();
+    if let Some(i) = rest.iter().position(|a| a == "--policy") {
+        let name = rest
+            .get(i + 1)
+            .cloned()
+            .ok_or("replay --policy needs a policy name (linux, linux-chain=N, fitted)")?;
+        policy = zsmalloc::Policy::parse(&name)?;
+        rest.drain(i..i + 2);
+    }
+    let file = match &rest[..] {
+        [file] if !file.starts_with("--") => file.clone(),
+        [flag] => return Err(format!("replay: unknown option '{flag}'")),
         [] => return Err("replay needs a trace FILE: cargo run -- replay FILE".into()),
         [_, extra, ..] => return Err(format!("replay takes one FILE, got also '{extra}'")),
     };
@@ -90,7 +104,12 @@ fn load_replay_file(opts: &mut Options) -> Result<(), String> {
     let name = std::path::Path::new(&file)
         .file_name()
         .map_or(file.clone(), |n| n.to_string_lossy().into_owned());
-    opts.kernel_args = vec!["replay".into(), name.replace(['\n', '\r'], "?")];
+    opts.kernel_args = vec![
+        "replay".into(),
+        name.replace(['\n', '\r'], "?"),
+        "--policy".into(),
+        policy.name(),
+    ];
     Ok(())
 }
 

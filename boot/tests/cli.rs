@@ -54,9 +54,22 @@ fn kernel_panic_ends_the_run_non_zero_with_the_message_visible() {
 #[test]
 fn replay_runs_a_trace_file_and_reports_at_every_c_and_s() {
     let trace = concat!(env!("CARGO_MANIFEST_DIR"), "/../traces/sample.trace");
-    let out = boot_cmd(&["--timeout", "180", "replay", trace]);
+    // With a policy other than the default: the counts below do not depend on it, and every
+    // REPLAY line names it (the default policy runs in the bad-line test below).
+    let out = boot_cmd(&[
+        "--timeout",
+        "180",
+        "replay",
+        "--policy",
+        "fitted-chain=4",
+        trace,
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("into a fresh pool, policy fitted-chain=4"),
+        "{stdout}"
+    );
     let replay_lines: Vec<&str> = stdout
         .lines()
         .filter(|l| l.starts_with("REPLAY "))
@@ -72,6 +85,11 @@ fn replay_runs_a_trace_file_and_reports_at_every_c_and_s() {
     assert_eq!(replay_lines.len(), expect.len(), "{stdout}");
     for (needle, i) in expect {
         assert!(replay_lines[i].contains(needle), "{needle}\n{stdout}");
+        assert!(
+            replay_lines[i].ends_with(" policy=fitted-chain=4"),
+            "{}",
+            replay_lines[i]
+        );
     }
     assert!(
         stdout.contains(" class  size"),
@@ -89,6 +107,10 @@ fn replay_stops_at_a_bad_line_with_its_number_and_fails() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(
+        stdout.contains("into a fresh pool, policy linux"),
+        "{stdout}"
+    );
+    assert!(
         stdout.contains("zsos: error: replay zsos-bad-")
             && stdout.contains("line 3: unknown object 9"),
         "{stdout}"
@@ -104,6 +126,22 @@ fn replay_without_a_readable_file_is_a_usage_error_without_booting() {
             "cannot read trace '/nonexistent/zsos.trace'",
         ),
         (&["replay", "a", "b"], "replay takes one FILE, got also 'b'"),
+        (
+            &["replay", "--policy", "zbud", "a.trace"],
+            "unknown policy 'zbud': expected linux, linux-chain=N, fitted",
+        ),
+        (
+            &["replay", "--policy", "linux-chain=32", "a.trace"],
+            "unknown policy 'linux-chain=32'",
+        ),
+        (
+            &["replay", "a.trace", "--policy"],
+            "replay --policy needs a policy name",
+        ),
+        (
+            &["replay", "--verbose"],
+            "replay: unknown option '--verbose'",
+        ),
     ] {
         let out = boot_cmd(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");

@@ -46,5 +46,7 @@ mod tests;
 pub use backend::{Backend, PairMapping, Pfn};
 pub use handle::Handle;
 pub use placement::Placement;
-pub use pool::{Error, Location, Locking, MapMode, MapPath, Mapping, Pool, PoolConfig, ReadGuard};
+pub use pool::{
+    Error, Location, Locking, MapMode, MapPath, Mapping, Policy, Pool, PoolConfig, ReadGuard,
+};
 pub use stats::{ClassStats, PoolStats};

@@ -1019,3 +1019,42 @@ fn fitted_placement_needs_fewer_pages_than_linux_on_sparse_populations() {
         }
     }
 }
+
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "pure logic, no unsafe code to check: runs natively only"
+)]
+fn policies_parse_from_their_names_and_bad_names_say_what_is_accepted() {
+    use crate::{Placement, Policy};
+    for (name, placement, chain) in [
+        ("linux", Placement::Linux, 8),
+        ("linux-chain=4", Placement::Linux, 4),
+        ("linux-chain=16", Placement::Linux, 16),
+        ("fitted", Placement::Fitted, 8),
+        ("fitted-chain=4", Placement::Fitted, 4),
+    ] {
+        let p = Policy::parse(name).unwrap();
+        assert_eq!((p.placement, p.max_chain), (placement, chain), "{name}");
+        assert_eq!(p.name(), name);
+        assert_eq!(p.config().max_chain, chain);
+        assert_eq!(p.config().placement, placement);
+    }
+    assert_eq!(Policy::parse("default").unwrap(), Policy::default());
+    assert_eq!(Policy::default().placement, PoolConfig::default().placement);
+    for bad in [
+        "",
+        "zbud",
+        "linux-chain=3",
+        "linux-chain=17",
+        "linux-chain=",
+        "fitted-chain=x",
+        "Linux",
+    ] {
+        let err = Policy::parse(bad).unwrap_err();
+        assert!(
+            err.contains(&std::format!("'{bad}'")) && err.contains("linux-chain=N"),
+            "{bad}: {err}"
+        );
+    }
+}

@@ -4,20 +4,27 @@
 //! machine-readable `REPLAY` line. A bad line stops the replay with its number and the reason,
 //! and the run fails.
 
-use zsmalloc::PoolConfig;
+use zsmalloc::Policy;
 use zsmalloc::trace::{self, Report};
 
 use crate::arch::qemu::ExitCode;
 use crate::println;
 use crate::zs_backend::MovablePool;
 
-/// Runs the mode; `payload` is the trace.
+/// Runs the mode: `replay NAME [--policy P]`; `payload` is the trace.
 pub fn run(rest: &[&str], payload: &[u8]) -> ExitCode {
-    let name = match rest {
-        [] => "(unnamed)",
-        [name] => name,
+    let (name, policy) = match rest {
+        [] => ("(unnamed)", Policy::default()),
+        [name] => (*name, Policy::default()),
+        [name, "--policy", p] => match Policy::parse(p) {
+            Ok(policy) => (*name, policy),
+            Err(e) => {
+                println!("zsos: error: replay: {e}");
+                return ExitCode::Failure;
+            }
+        },
         [_, extra, ..] => {
-            println!("zsos: error: mode 'replay' takes one trace name, got also '{extra}'");
+            println!("zsos: error: mode 'replay' takes a trace name and --policy P, got '{extra}'");
             return ExitCode::Failure;
         }
     };
@@ -27,13 +34,14 @@ pub fn run(rest: &[&str], payload: &[u8]) -> ExitCode {
         );
         return ExitCode::Failure;
     }
+    let policy_name = policy.name();
     println!(
-        "zsos: replaying {name} ({} bytes) into a fresh pool",
+        "zsos: replaying {name} ({} bytes) into a fresh pool, policy {policy_name}",
         payload.len()
     );
-    let pool = MovablePool::new("replay", PoolConfig::default());
+    let pool = MovablePool::new("replay", policy.config());
     let start = crate::arch::tsc::start();
-    let result = trace::replay(&pool, payload, |r| print_report(name, r));
+    let result = trace::replay(&pool, payload, |r| print_report(name, &policy_name, r));
     let us = crate::arch::tsc::cycles_to_us(crate::arch::tsc::stop() - start);
     match result {
         Ok(t) => {
@@ -56,7 +64,7 @@ pub fn run(rest: &[&str], payload: &[u8]) -> ExitCode {
     }
 }
 
-fn print_report(name: &str, r: &Report) {
+fn print_report(name: &str, policy: &str, r: &Report) {
     let at = match r.at {
         'c' => "after c",
         's' => "at s",
@@ -69,7 +77,7 @@ fn print_report(name: &str, r: &Report) {
     );
     crate::print!("{}", r.stats);
     println!(
-        "REPLAY line={} at={} objects={} bytes={} pages={} density={:.4} compacted={}",
+        "REPLAY line={} at={} objects={} bytes={} pages={} density={:.4} compacted={} policy={policy}",
         r.line,
         if r.at == '$' {
             "end"

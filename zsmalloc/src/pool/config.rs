@@ -61,3 +61,76 @@ impl Default for PoolConfig {
         }
     }
 }
+
+/// A named policy: where new objects go and how long zspages may be, as `replay --policy`
+/// and the tests select it. Names: `linux` (Linux's rule and chain length 8, the default),
+/// `linux-chain=N` (N in 4..=16), `fitted` and `fitted-chain=N` (zsos's placement rule), and
+/// `default` (the pools' default, today `linux`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// The placement rule.
+    pub placement: Placement,
+    /// Maximum pages per zspage.
+    pub max_chain: usize,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        let c = PoolConfig::default();
+        Policy {
+            placement: c.placement,
+            max_chain: c.max_chain,
+        }
+    }
+}
+
+impl Policy {
+    /// Parses a policy name (see [`Policy`]); the error says what is accepted.
+    pub fn parse(name: &str) -> Result<Policy, alloc::string::String> {
+        let bad = || {
+            alloc::format!(
+                "unknown policy '{name}': expected linux, linux-chain=N, fitted or \
+                 fitted-chain=N (N from {} to {})",
+                class::CHAIN_RANGE.start(),
+                class::CHAIN_RANGE.end()
+            )
+        };
+        if name == "default" {
+            return Ok(Policy::default());
+        }
+        let (rule, chain) = match name.split_once("-chain=") {
+            Some((rule, n)) => (rule, n.parse::<usize>().map_err(|_| bad())?),
+            None => (name, class::DEFAULT_MAX_CHAIN),
+        };
+        let placement = match rule {
+            "linux" => Placement::Linux,
+            "fitted" => Placement::Fitted,
+            _ => return Err(bad()),
+        };
+        if !class::CHAIN_RANGE.contains(&chain) {
+            return Err(bad());
+        }
+        Ok(Policy {
+            placement,
+            max_chain: chain,
+        })
+    }
+
+    /// The policy's name, as [`Policy::parse`] reads it back.
+    pub fn name(&self) -> alloc::string::String {
+        if self.max_chain == class::DEFAULT_MAX_CHAIN {
+            self.placement.name().into()
+        } else {
+            alloc::format!("{}-chain={}", self.placement.name(), self.max_chain)
+        }
+    }
+
+    /// A pool configuration with this policy and the other settings' defaults.
+    pub fn config(&self) -> PoolConfig {
+        PoolConfig {
+            placement: self.placement,
+            max_chain: self.max_chain,
+            ..PoolConfig::default()
+        }
+    }
+}

@@ -42,7 +42,7 @@ use crate::slots::SlotTable;
 use crate::stats::{ClassStats, PoolStats};
 use crate::zspage::ClassState;
 
-pub use config::{Locking, MapMode, MapPath, PoolConfig};
+pub use config::{Locking, MapMode, MapPath, Policy, PoolConfig};
 pub use error::Error;
 use lock_order::LockOrder;
 use mapping::CopyBuf;
