@@ -46,8 +46,12 @@ pub unsafe trait Backend {
     /// `pfn` came from `alloc_page`, is not used any more, and was not freed already.
     unsafe fn free_page(&self, pfn: Pfn);
 
-    /// The frame's zsmalloc descriptor.
+    /// The frame's zsmalloc descriptor (of a frame the pool holds or was given).
     fn desc(&self, pfn: Pfn) -> &ZsDesc;
+
+    /// The descriptor of any frame number a caller may name (the migration entry points take
+    /// frames from outside), or `None` if the machine has no such frame.
+    fn desc_of_any(&self, pfn: Pfn) -> Option<&ZsDesc>;
 
     /// The frame's bytes (the direct map, on the kernel).
     fn page_ptr(&self, pfn: Pfn) -> *mut u8;

@@ -2,11 +2,15 @@
 //! compaction or migration moves the object, because it names a *slot* and the slot holds the
 //! object's current location (`obj`) - the indirection Linux added in 2015 for compaction.
 //!
-//! Raw layout (64 bits): `pool tag:12 | class:8 | generation:12 | slot:32`.
-//! * the pool tag makes another pool's handles recognisable (foreign handle);
-//! * the class names whose slot table to look in (objects never change class);
+//! Raw layout (64 bits): `pool tag:12 | class:8 | generation:20 | slot:24`.
+//! * the pool tag makes another pool's handles recognisable (foreign handle); no two live
+//!   pools share a tag;
+//! * the class is the one the object was placed in (objects never change class);
 //! * the generation changes each time a slot is reused, so a stale handle (double free,
-//!   use after free) is caught unless the slot was reused a multiple of 4096 times since.
+//!   use after free) is caught unless the slot was reused a multiple of 2^20 (1,048,576)
+//!   times since; and a freed slot waits behind others before reuse (`slots`), so that
+//!   takes far more than a million frees.
+//! * 24 bits of slot index cover the slot table's 16 Mi slots.
 //!
 //! Locations (`obj`) are Linux's: `pfn << OBJ_INDEX_BITS | index in zspage`, where `pfn` is
 //! the page the object starts in.
@@ -18,11 +22,15 @@ pub const OBJ_INDEX_BITS: u32 = 24;
 const OBJ_INDEX_MASK: u64 = (1 << OBJ_INDEX_BITS) - 1;
 
 const TAG_BITS: u32 = 12;
-const GEN_BITS: u32 = 12;
+const GEN_BITS: u32 = 20;
+/// Bits of the slot index.
+pub const SLOT_BITS: u32 = 24;
 /// Largest pool tag.
 pub const MAX_TAG: u16 = (1 << TAG_BITS) - 1;
 /// Generations wrap at this value.
-pub const GEN_MASK: u16 = (1 << GEN_BITS) - 1;
+pub const GEN_MASK: u32 = (1 << GEN_BITS) - 1;
+/// Largest slot index.
+pub const MAX_SLOT: u32 = (1 << SLOT_BITS) - 1;
 
 /// An allocated object's handle. Opaque; copyable; meaningful only to the pool that made it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -33,17 +41,19 @@ pub struct Handle(u64);
 pub(crate) struct HandleParts {
     pub tag: u16,
     pub class: u8,
-    pub generation: u16,
+    pub generation: u32,
     pub slot: u32,
 }
 
 impl Handle {
     pub(crate) fn new(p: HandleParts) -> Handle {
-        debug_assert!(p.tag != 0 && p.tag <= MAX_TAG && p.generation <= GEN_MASK);
+        debug_assert!(
+            p.tag != 0 && p.tag <= MAX_TAG && p.generation <= GEN_MASK && p.slot <= MAX_SLOT
+        );
         Handle(
             (p.tag as u64) << 52
                 | (p.class as u64) << 44
-                | (p.generation as u64) << 32
+                | (p.generation as u64) << SLOT_BITS
                 | p.slot as u64,
         )
     }
@@ -52,9 +62,15 @@ impl Handle {
         HandleParts {
             tag: (self.0 >> 52) as u16,
             class: (self.0 >> 44) as u8,
-            generation: ((self.0 >> 32) as u16) & GEN_MASK,
-            slot: self.0 as u32,
+            generation: (self.0 >> SLOT_BITS) as u32 & GEN_MASK,
+            slot: self.0 as u32 & MAX_SLOT,
         }
+    }
+
+    /// The slot the handle names (for diagnostics and tests: equal slot indices with different
+    /// generations are two lives of one slot).
+    pub fn slot_index(self) -> u32 {
+        self.parts().slot
     }
 
     /// The handle as a number (to store it elsewhere).
@@ -127,7 +143,7 @@ mod tests {
                 tag: MAX_TAG,
                 class: 255,
                 generation: GEN_MASK,
-                slot: u32::MAX,
+                slot: MAX_SLOT,
             },
             HandleParts {
                 tag: 77,

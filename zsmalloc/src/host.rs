@@ -241,6 +241,11 @@ unsafe impl Backend for HostBackend {
         &self.descs[self.index(pfn)]
     }
 
+    fn desc_of_any(&self, pfn: Pfn) -> Option<&ZsDesc> {
+        let i = usize::try_from(pfn.checked_sub(BASE_PFN)?).ok()?;
+        self.descs.get(i)
+    }
+
     fn page_ptr(&self, pfn: Pfn) -> *mut u8 {
         // SAFETY: `index` checked that the frame is one of the `frame_count` frames.
         unsafe { self.frames.add(self.index(pfn)).cast::<u8>() }

@@ -83,8 +83,14 @@ fn bad_handles_are_reported_and_change_nothing() {
         p.map(a, MapMode::ReadOnly).err(),
         Some(Error::DoubleFree(a))
     );
-    // The slot is reused by the next allocation: the old handle is now stale, not the new one.
-    let c = p.malloc(100).unwrap();
+    // Once the slot is reused (after its quarantine), the old handle is stale, not the new one.
+    let c = loop {
+        let h = p.malloc(100).unwrap();
+        if h.slot_index() == a.slot_index() {
+            break h;
+        }
+        p.free(h).unwrap();
+    };
     assert_eq!(p.free(a), Err(Error::StaleHandle(a)));
     p.free(c).unwrap();
     assert_eq!(p.stats().total_pages, before.total_pages);
@@ -310,6 +316,9 @@ fn a_dropped_pool_report_names_its_live_objects() {
         }
         fn desc(&self, pfn: crate::Pfn) -> &crate::zsdesc::ZsDesc {
             self.0.desc(pfn)
+        }
+        fn desc_of_any(&self, pfn: crate::Pfn) -> Option<&crate::zsdesc::ZsDesc> {
+            self.0.desc_of_any(pfn)
         }
         fn page_ptr(&self, pfn: crate::Pfn) -> *mut u8 {
             self.0.page_ptr(pfn)
@@ -1057,4 +1066,134 @@ fn policies_parse_from_their_names_and_bad_names_say_what_is_accepted() {
             "{bad}: {err}"
         );
     }
+}
+
+// Reliability: handles that were never ours, stale ones, other pools' ones, frames that are
+// not ours.
+
+#[test]
+#[cfg_attr(miri, ignore = "a million operations: natively only")]
+fn a_stale_handle_is_refused_after_a_million_reuses_of_slots() {
+    let p = pool(MapPath::Window, 8);
+    let stale: Vec<Handle> = (0..3).map(|_| p.malloc(100).unwrap()).collect();
+    for &h in &stale {
+        p.free(h).unwrap();
+    }
+    let keep = p.malloc(300).unwrap();
+    p.write(keep, &pattern(9, 300)).unwrap();
+    for i in 0..1_000_000u32 {
+        let h = p.malloc(100 + (i % 7) as usize).unwrap();
+        p.free(h).unwrap();
+        if i % 250_000 == 249_999 {
+            for &old in &stale {
+                assert_eq!(p.free(old), Err(Error::StaleHandle(old)), "after {i} pairs");
+            }
+        }
+    }
+    for &old in &stale {
+        assert_eq!(p.free(old), Err(Error::StaleHandle(old)));
+        assert_eq!(
+            p.map(old, MapMode::ReadOnly).err(),
+            Some(Error::StaleHandle(old))
+        );
+    }
+    check_object(&p, keep, &pattern(9, 300), 0, &"the live object");
+    p.free(keep).unwrap();
+    p.check_invariants().unwrap();
+}
+
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "hundreds of thousands of pool calls: natively only (the checks are safe code)"
+)]
+fn arbitrary_handles_are_refused_with_an_error_and_change_nothing() {
+    let p = pool(MapPath::Window, 8);
+    let live: Vec<(Handle, Vec<u8>)> = (0..200)
+        .map(|i| {
+            let size = 1 + (i * 37) % MAX_ALLOC_SIZE;
+            let h = p.malloc(size).unwrap();
+            let bytes = pattern(i as u64, size);
+            p.write(h, &bytes).unwrap();
+            (h, bytes)
+        })
+        .collect();
+    let before = p.stats();
+    let mut rng = crate::seeded::Rng::new(0xf0f0);
+    let ours = live[0].0.to_raw();
+    let mut buf = vec![0u8; MAX_ALLOC_SIZE];
+    for n in 0..300_000u32 {
+        // Any 64-bit value; our tag with anything else; a live handle with bits flipped.
+        let raw = match n % 3 {
+            0 => rng.next_u64(),
+            1 => ours & (0xfff << 52) | rng.next_u64() & !(0xfff << 52),
+            _ => {
+                let h = live[rng.below(live.len() as u64) as usize].0.to_raw();
+                h ^ 1 << rng.below(64)
+            }
+        };
+        let h = Handle::from_raw(raw);
+        if live.iter().any(|(l, _)| *l == h) {
+            continue;
+        }
+        let refused = |r: Result<(), Error>| {
+            assert!(
+                matches!(
+                    r,
+                    Err(Error::InvalidHandle(_)
+                        | Error::ForeignHandle(_)
+                        | Error::StaleHandle(_)
+                        | Error::DoubleFree(_))
+                ),
+                "{raw:#x}: {r:?}"
+            )
+        };
+        refused(p.free(h));
+        refused(p.map(h, MapMode::ReadOnly).map(drop));
+        refused(p.read(h, &mut buf).map(drop));
+        refused(p.write(h, b"x"));
+        refused(p.location(h).map(drop));
+    }
+    assert_eq!(p.stats().total_pages, before.total_pages);
+    p.check_invariants().unwrap();
+    for (h, bytes) in &live {
+        check_object(&p, *h, bytes, 0, &"a live object after forged calls");
+    }
+}
+
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "thousands of pools: natively only (tags are plain atomics)"
+)]
+fn no_two_live_pools_share_a_tag() {
+    let a = pool(MapPath::Window, 8);
+    let h = a.malloc(100).unwrap();
+    // More pools than there are tags, created and dropped one after the other: none takes
+    // the tag of the pool still alive.
+    for n in 0..5000 {
+        let other = Pool::new("short-lived", HostBackend::new(4, n), PoolConfig::default());
+        assert_eq!(other.free(h), Err(Error::ForeignHandle(h)), "pool {n}");
+    }
+    a.free(h).unwrap();
+}
+
+#[test]
+fn frames_the_machine_does_not_have_are_not_our_pages() {
+    let p = pool(MapPath::Window, 8);
+    let h = p.malloc(100).unwrap();
+    let ours = p.location(h).unwrap().pfn;
+    for pfn in [0, 1, ours + FRAMES as u64 + 10, u64::MAX] {
+        assert_eq!(p.migrate_page(pfn), Err(Error::NotOurPage(pfn)), "{pfn:#x}");
+        assert_eq!(p.isolate_page(pfn), Err(Error::NotOurPage(pfn)), "{pfn:#x}");
+        p.putback_page(pfn);
+        let new = p.backend().alloc_page().unwrap();
+        // SAFETY: `new` is a fresh frame of the pool's backend that nothing else uses.
+        let r = unsafe { p.migrate_page_into(pfn, new) };
+        assert_eq!(r, Err(Error::NotOurPage(pfn)), "{pfn:#x}");
+        // SAFETY: the refused migration left `new` unused and ours.
+        unsafe { p.backend().free_page(new) };
+    }
+    p.free(h).unwrap();
+    p.check_invariants().unwrap();
 }

@@ -342,7 +342,9 @@ fn without_invlpg_the_window_shows_stale_frames() {
     let m = window.map(a.pfn(), b.pfn(), Access::ReadOnly).unwrap();
     // SAFETY: nobody writes the test's frames while mapped.
     assert_eq!(unsafe { (m.bytes()[0], m.bytes()[4096]) }, (0x55, 0x66));
-    window.skip_flush_once_for_test();
+    // SAFETY: the test owns `a` and `b` until it returns, after the remaps below have
+    // flushed the window again.
+    unsafe { window.skip_flush_once_for_test() };
     drop(m);
     let stale = window.map(c.pfn(), d.pfn(), Access::ReadOnly).unwrap();
     // SAFETY: as above (the stale translation still points at frames the test owns).

@@ -191,8 +191,13 @@ impl Window {
 
     /// Test kernel only: the next unmap clears the PTEs but skips `invlpg`, leaving stale
     /// translations behind. Only the test that proves the flush matters uses it.
+    ///
+    /// # Safety
+    /// Until this window's next mapping is dropped (which flushes again), the TLB may still
+    /// translate the window to the frames mapped now: the caller keeps those frames alive and
+    /// unused by anyone else until then.
     #[cfg(feature = "ktest")]
-    pub fn skip_flush_once_for_test(&self) {
+    pub unsafe fn skip_flush_once_for_test(&self) {
         self.skip_next_flush.store(true, Ordering::Relaxed);
     }
 }

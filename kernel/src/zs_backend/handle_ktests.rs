@@ -58,7 +58,16 @@ fn a_stale_handle_is_refused_after_its_slot_is_reused() {
     let p = pool(MapPath::Window);
     let old = p.malloc(200).unwrap();
     p.free(old).unwrap();
-    let new = p.malloc(200).unwrap();
+    // A freed slot waits behind others before it is reused: allocate and free until it
+    // comes back.
+    let new = loop {
+        let h = p.malloc(200).unwrap();
+        if h.slot_index() == old.slot_index() {
+            break h;
+        }
+        p.free(h).unwrap();
+    };
+    assert_ne!(new, old, "a slot's new life has a new generation");
     let bytes = pattern(5, 200);
     p.write(new, &bytes).unwrap();
     assert_eq!(p.free(old), Err(Error::StaleHandle(old)));

@@ -183,6 +183,13 @@ fn bad_inputs_are_refused() {
     assert_eq!(p.map(hs[7], MapMode::ReadOnly).err(), Some(Error::MapBusy));
     drop(m);
     assert!(p.map(hs[7], MapMode::ReadOnly).is_ok());
+    // Frames the machine does not have are not the pool's: refused, never a panic.
+    let beyond = memmap::get().frames();
+    for pfn in [beyond, beyond + 12345, u64::MAX] {
+        assert_eq!(p.migrate_page(pfn), Err(Error::NotOurPage(pfn)), "{pfn:#x}");
+        assert_eq!(p.isolate_page(pfn), Err(Error::NotOurPage(pfn)), "{pfn:#x}");
+        p.putback_page(pfn);
+    }
     p.check_invariants().unwrap();
 }
 

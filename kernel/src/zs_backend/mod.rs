@@ -148,6 +148,10 @@ unsafe impl Backend for KernelBackend {
         )
     }
 
+    fn desc_of_any(&self, pfn: Pfn) -> Option<&ZsDesc> {
+        memmap::get().desc(pfn).map(zsdesc_of)
+    }
+
     fn page_ptr(&self, pfn: Pfn) -> *mut u8 {
         memmap::get().frame_addr(pfn) as *mut u8
     }
@@ -235,7 +239,10 @@ impl MovableOps for ZsMovable {
     }
 
     fn migrate(&self, pfn: u64, dst: FrameBlock) -> Result<(), (FrameBlock, Refusal)> {
-        match self.0.migrate_page_into(pfn, dst.pfn()) {
+        // SAFETY: `dst` is a free block from the buddy allocator (the allocator behind
+        // `alloc_page`), owned by this call and used by nothing else; on success it is
+        // handed over with `into_raw`, on refusal it goes back to the caller.
+        match unsafe { self.0.migrate_page_into(pfn, dst.pfn()) } {
             Ok(()) => {
                 let _ = dst.into_raw();
                 self.0.backend().adopted_frame();

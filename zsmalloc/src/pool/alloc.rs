@@ -67,7 +67,7 @@ impl<B: Backend> Pool<B> {
         pos: usize,
         size: usize,
         may_grow: bool,
-    ) -> Result<Option<(usize, u32, u16, ClassGuard<'_>, u32)>, Error> {
+    ) -> Result<Option<(usize, u32, u32, ClassGuard<'_>, u32)>, Error> {
         let cpu = self.backend.cpu_index();
         let (slot, generation) = self
             .slots

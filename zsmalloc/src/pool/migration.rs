@@ -37,9 +37,10 @@ impl<B: Backend> Pool<B> {
     /// Moves one page of a zspage to a fresh frame from the backend (Linux:
     /// `zs_page_migrate`); see [`Pool::migrate_page_into`]. Returns the new frame.
     pub fn migrate_page(&self, pfn: Pfn) -> Result<Pfn, Error> {
-        zsdesc::owner(self.backend.desc(pfn)).ok_or(Error::NotOurPage(pfn))?;
+        self.owner_of(pfn)?;
         let new = self.backend.alloc_page().ok_or(Error::OutOfMemory)?;
-        match self.migrate_page_into(pfn, new) {
+        // SAFETY: `new` came from the backend's allocator just now and nothing else uses it.
+        match unsafe { self.migrate_page_into(pfn, new) } {
             Ok(()) => Ok(new),
             Err(e) => {
                 // SAFETY: `new` came from alloc_page just now and migration left it unused.
@@ -52,17 +53,18 @@ impl<B: Backend> Pool<B> {
     /// Moves page `pfn` of a zspage into the frame `new` (Linux: `zs_page_migrate`): the bytes
     /// are copied, the chain and the page's zsdesc move to the new frame, the slots of the
     /// objects that start in the page are repointed, and the old frame goes back to the
-    /// backend through `free_page`. Handles stay valid. `new` must be a frame the backend's
-    /// `free_page` may take back later (from the same allocator as `alloc_page`); on success
-    /// the pool owns it. Refused, with nothing changed and `new` still the caller's, if the
-    /// frame is not this pool's or its zspage has a mapped object.
-    pub fn migrate_page_into(&self, pfn: Pfn, new: Pfn) -> Result<(), Error> {
+    /// backend through `free_page`. Handles stay valid. On success the pool owns `new`.
+    /// Refused, with nothing changed and `new` still the caller's, if the frame is not this
+    /// pool's or its zspage has a mapped object.
+    ///
+    /// # Safety
+    /// `new` is a whole frame that the caller owns and nobody else reads or writes, distinct
+    /// from every frame the pool holds, from the allocator behind the backend's `alloc_page`
+    /// (the pool writes all of it, and its `free_page` takes it back one day).
+    pub unsafe fn migrate_page_into(&self, pfn: Pfn, new: Pfn) -> Result<(), Error> {
         let _pool = self.pool_wide();
         let _migrate = self.write_migrate();
-        let owner = zsdesc::owner(self.backend.desc(pfn)).ok_or(Error::NotOurPage(pfn))?;
-        if owner.class as usize >= self.classes.len() {
-            return Err(Error::NotOurPage(pfn));
-        }
+        let owner = self.owner_of(pfn)?;
         let mut class = self.lock_class(owner.class as usize);
         class.migrate_page(&self.backend, &self.slots, owner.id, pfn, new)
     }
@@ -74,10 +76,7 @@ impl<B: Backend> Pool<B> {
     pub fn isolate_page(&self, pfn: Pfn) -> Result<(), Error> {
         let _pool = self.pool_wide();
         let _migrate = self.read_migrate();
-        let owner = zsdesc::owner(self.backend.desc(pfn)).ok_or(Error::NotOurPage(pfn))?;
-        if owner.class as usize >= self.classes.len() {
-            return Err(Error::NotOurPage(pfn));
-        }
+        let owner = self.owner_of(pfn)?;
         let class = self.lock_class(owner.class as usize);
         if !class.holds_page(&self.backend, owner.id, pfn) {
             return Err(Error::NotOurPage(pfn));
@@ -93,15 +92,23 @@ impl<B: Backend> Pool<B> {
     pub fn putback_page(&self, pfn: Pfn) {
         let _pool = self.pool_wide();
         let _migrate = self.read_migrate();
-        let Some(owner) = zsdesc::owner(self.backend.desc(pfn)) else {
-            return;
-        };
-        if (owner.class as usize) < self.classes.len() {
+        if let Ok(owner) = self.owner_of(pfn) {
             let class = self.lock_class(owner.class as usize);
             if class.holds_page(&self.backend, owner.id, pfn) {
                 zsdesc::clear_isolated(self.backend.desc(pfn));
             }
         }
+    }
+
+    /// The zspage a frame named by a caller belongs to, as its descriptor says; `NotOurPage`
+    /// for a frame the machine does not have, a frame of no zspage, or a class out of range
+    /// (the descriptor is checked again under the class lock).
+    fn owner_of(&self, pfn: Pfn) -> Result<zsdesc::ZsPageRef, Error> {
+        self.backend
+            .desc_of_any(pfn)
+            .and_then(zsdesc::owner)
+            .filter(|o| (o.class as usize) < self.classes.len())
+            .ok_or(Error::NotOurPage(pfn))
     }
 
     /// Every page the pool holds, zspage by zspage (for migration and checks).

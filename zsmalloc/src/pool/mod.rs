@@ -48,7 +48,30 @@ use lock_order::LockOrder;
 use mapping::CopyBuf;
 pub use mapping::{Mapping, ReadGuard};
 
+/// Where the search for a free pool tag starts: tags go round, so a dropped pool's tag
+/// comes back only after every other tag was handed out since.
 static NEXT_TAG: AtomicU16 = AtomicU16::new(0);
+/// The tags of the live pools (bit `t` of the bitmap; tag 0 is never used): no two live
+/// pools share a tag, so a handle of one is always foreign to the other.
+static TAGS_IN_USE: [AtomicU64; (MAX_TAG as usize + 1).div_ceil(64)] =
+    [const { AtomicU64::new(0) }; (MAX_TAG as usize + 1).div_ceil(64)];
+
+/// A tag no live pool has.
+fn take_tag() -> u16 {
+    for _ in 0..MAX_TAG {
+        let tag = NEXT_TAG.fetch_add(1, Ordering::Relaxed) % MAX_TAG + 1;
+        let bit = 1u64 << (tag % 64);
+        if TAGS_IN_USE[tag as usize / 64].fetch_or(bit, Ordering::AcqRel) & bit == 0 {
+            return tag;
+        }
+    }
+    panic!("zsmalloc: {MAX_TAG} pools are alive: no pool tag is left for another");
+}
+
+/// Gives a dropped pool's tag back.
+fn give_back_tag(tag: u16) {
+    TAGS_IN_USE[tag as usize / 64].fetch_and(!(1u64 << (tag % 64)), Ordering::AcqRel);
+}
 
 /// A zsmalloc pool.
 pub struct Pool<B: Backend> {
@@ -98,7 +121,8 @@ pub struct Location {
 }
 
 impl<B: Backend> Pool<B> {
-    /// Creates a pool named `name` over `backend` (Linux: `zs_create_pool`).
+    /// Creates a pool named `name` over `backend` (Linux: `zs_create_pool`). Panics if
+    /// 4,095 pools are alive already (each needs its own tag).
     pub fn new(name: &str, backend: B, config: PoolConfig) -> Pool<B> {
         let table = ClassTable::new(config.max_chain);
         let classes = table
@@ -109,7 +133,7 @@ impl<B: Backend> Pool<B> {
             .collect();
         let free_slots = table.classes.iter().map(|_| AtomicU64::new(0)).collect();
         let demand = table.classes.iter().map(|_| AtomicU64::new(0)).collect();
-        let tag = NEXT_TAG.fetch_add(1, Ordering::Relaxed) % MAX_TAG + 1;
+        let tag = take_tag();
         let copy_bufs = match config.map_path {
             MapPath::Copy => (0..backend.possible_cpus())
                 .map(|_| CopyBuf {
@@ -260,5 +284,6 @@ impl<B: Backend> Drop for Pool<B> {
                 self.name
             ));
         }
+        give_back_tag(self.tag);
     }
 }
