@@ -4,7 +4,7 @@
 //! lives above this layer, in `crate::percpu`; the record keeps an opaque pointer to it at
 //! `gs:[16]` ([`set_data`], [`data`]), so that finding it is one load too.
 
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
 
 use spin::Once;
 use x86_64::VirtAddr;
@@ -20,6 +20,10 @@ struct CpuLocal {
     self_ptr: AtomicPtr<CpuLocal>,
     index: usize,
     data: AtomicPtr<()>,
+    /// Interrupt guards alive on this CPU (`arch::irq`), and whether interrupts were on
+    /// before the outermost one.
+    irq_depth: AtomicU32,
+    irq_were_enabled: AtomicBool,
 }
 
 static LOCALS: [Once<CpuLocal>; MAX_CPUS] = [const { Once::new() }; MAX_CPUS];
@@ -32,6 +36,8 @@ pub fn init_this_cpu(index: usize) {
         self_ptr: AtomicPtr::new(core::ptr::null_mut()),
         index,
         data: AtomicPtr::new(core::ptr::null_mut()),
+        irq_depth: AtomicU32::new(0),
+        irq_were_enabled: AtomicBool::new(false),
     });
     let ptr = core::ptr::from_ref(local);
     local.self_ptr.store(ptr.cast_mut(), Ordering::SeqCst);
@@ -70,6 +76,37 @@ pub fn data() -> *const () {
         core::arch::asm!("mov {}, gs:[16]", out(reg) ptr, options(nostack, readonly, preserves_flags))
     };
     ptr
+}
+
+/// Counts an interrupt guard in (`were_enabled`: interrupts were on before it masked them);
+/// returns how many were alive before. Only with interrupts off, on this CPU, once
+/// [`init_this_cpu`] ran here.
+pub(super) fn irq_guard_enter(were_enabled: bool) -> u32 {
+    let local = this_cpu();
+    let depth = local.irq_depth.load(Ordering::Relaxed);
+    if depth == 0 {
+        local
+            .irq_were_enabled
+            .store(were_enabled, Ordering::Relaxed);
+    }
+    local.irq_depth.store(depth + 1, Ordering::Relaxed);
+    depth
+}
+
+/// Counts an interrupt guard out; returns true if it was the last and interrupts were on
+/// before the first (so they go back on). Same conditions as [`irq_guard_enter`].
+pub(super) fn irq_guard_leave() -> bool {
+    let local = this_cpu();
+    let depth = local.irq_depth.load(Ordering::Relaxed);
+    assert!(depth > 0, "an interrupt guard left that never entered");
+    local.irq_depth.store(depth - 1, Ordering::Relaxed);
+    depth == 1 && local.irq_were_enabled.load(Ordering::Relaxed)
+}
+
+fn this_cpu() -> &'static CpuLocal {
+    LOCALS[index()]
+        .get()
+        .expect("init_this_cpu ran on this CPU")
 }
 
 /// This CPU's index, or `None` before [`init_this_cpu`] ran on it (for diagnostics, which

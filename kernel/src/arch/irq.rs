@@ -1,21 +1,25 @@
-//! Interrupt masking as a guard.
+//! Interrupt masking as a guard that nests: interrupts stay off until the last guard alive
+//! on the CPU is dropped, whatever order guards are dropped in, and then come back on only if
+//! they were on before the first.
 
 use x86_64::instructions::interrupts;
 
-/// Interrupts are off on this CPU for as long as this lives; the previous state comes back
-/// when it is dropped. Not `Send`: it belongs to the CPU that made it.
+use super::cpu_local;
+
+/// Interrupts are off on this CPU for as long as this or any other guard made on the CPU
+/// lives. Not `Send`: it belongs to the CPU that made it. Only once the CPU's record exists
+/// (`cpu_local::init_this_cpu`).
 pub struct InterruptsOff {
-    were_enabled: bool,
     _not_send: core::marker::PhantomData<*const ()>,
 }
 
 impl InterruptsOff {
-    /// Masks interrupts, remembering whether they were on.
+    /// Masks interrupts, counting this guard on the CPU.
     pub fn new() -> Self {
         let were_enabled = interrupts::are_enabled();
         interrupts::disable();
+        cpu_local::irq_guard_enter(were_enabled);
         InterruptsOff {
-            were_enabled,
             _not_send: core::marker::PhantomData,
         }
     }
@@ -29,7 +33,7 @@ impl Default for InterruptsOff {
 
 impl Drop for InterruptsOff {
     fn drop(&mut self) {
-        if self.were_enabled {
+        if cpu_local::irq_guard_leave() {
             interrupts::enable();
         }
     }
