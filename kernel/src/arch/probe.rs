@@ -10,6 +10,8 @@
 use super::idt::Fault;
 use spin::Mutex;
 
+use super::cpu_local::MAX_CPUS;
+
 core::arch::global_asm!(
     // u64 zsos_probe_read_u8(const u8 *addr, u8 *out): 0 = read ok, 1 = faulted.
     ".global zsos_probe_read_u8",
@@ -61,10 +63,15 @@ unsafe extern "C" {
     static zsos_probe_ud2_fixup: u8;
 }
 
-/// The fault the last probe took. Written by the exception handler, read by the probe's
-/// caller right after the probe returns; nobody holds the lock across a probe, so the
-/// handler can always take it.
-static LAST_FAULT: Mutex<Option<Fault>> = Mutex::new(None);
+/// The fault the last probe took, per CPU (probes on two CPUs at once must not trade
+/// faults). Written by the exception handler, read by the probe's caller right after the
+/// probe returns, on the same CPU; nobody holds a lock across a probe, so the handler can
+/// always take it. Before the CPU's record exists (early boot, one CPU) the first is used.
+static LAST_FAULT: [Mutex<Option<Fault>>; MAX_CPUS] = [const { Mutex::new(None) }; MAX_CPUS];
+
+fn last_fault() -> &'static Mutex<Option<Fault>> {
+    &LAST_FAULT[super::cpu_local::try_index().unwrap_or(0)]
+}
 
 /// Where to resume if the instruction at `rip` faults, if it is a probe instruction.
 pub fn fixup_for(rip: u64) -> Option<u64> {
@@ -90,11 +97,11 @@ pub fn fixup_for(rip: u64) -> Option<u64> {
 
 /// Called by the exception handler before resuming at a fix-up.
 pub(super) fn record(fault: Fault) {
-    *LAST_FAULT.lock() = Some(fault);
+    *last_fault().lock() = Some(fault);
 }
 
 fn take_fault() -> Fault {
-    LAST_FAULT
+    last_fault()
         .lock()
         .take()
         .expect("a probe reported a fault but the handler recorded none")
