@@ -286,7 +286,7 @@ fn on_fault(fault: &Fault) {
         Expect::Pass => false,
     };
     if expected {
-        crate::console::emergency_write_fmt(format_args!("ktest: expected fault: {fault}\n"));
+        crate::console::fault_path_write_fmt(format_args!("ktest: expected fault: {fault}\n"));
         PASSED.fetch_add(1, Ordering::SeqCst);
         println!("test {} ... ok ({us} us){}", name.as_str(), nonce_suffix());
     } else {
