@@ -14,7 +14,7 @@
 //! ever touches these addresses), so a CPU-local `invlpg` is enough; no shootdown is needed.
 
 use core::marker::PhantomData;
-use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering, compiler_fence};
 
 use x86_64::PhysAddr;
 use x86_64::instructions::tlb;
@@ -133,6 +133,9 @@ impl Window {
             }
         };
         self.write_ptes(frames, access);
+        // Accesses through the window must not be moved before the entries exist: the
+        // compiler cannot see that they depend on the stores above.
+        compiler_fence(Ordering::SeqCst);
         Ok(WindowMapping {
             window: self,
             writable: access != Access::ReadOnly,
@@ -146,6 +149,8 @@ impl Window {
         let flush = !self.skip_next_flush.swap(false, Ordering::Relaxed);
         #[cfg(not(feature = "ktest"))]
         let flush = true;
+        // Every access through the window is done before the entries go.
+        compiler_fence(Ordering::SeqCst);
         self.clear_ptes(flush);
         self.in_use.store(false, Ordering::Release);
     }
@@ -159,16 +164,27 @@ impl Window {
         if access != Access::ReadOnly {
             pte_flags |= PageTableFlags::WRITABLE;
         }
-        for (pte, frame) in self.ptes.iter().zip(frames) {
-            // SAFETY: the pointer is this window's prebuilt leaf entry, which only this CPU
-            // touches, with interrupts off and `in_use` held; the entry was not present (no
-            // stale translation can exist, see the module doc), so no flush is needed here.
-            unsafe { (*pte.load(Ordering::Relaxed)).set_addr(frame, pte_flags) };
+        for (i, frame) in frames.into_iter().enumerate() {
+            // The entry was not present, so no stale translation of it can exist (see the
+            // module doc): no flush is needed here.
+            self.store_entry(i, frame.as_u64() | pte_flags.bits());
         }
         // LAB 2: STUB
-        // let _ = (&self.ptes, frames, access, PageTableFlags::PRESENT);
+        // let _ = (frames, access, PageTableFlags::PRESENT, Self::store_entry);
         // todo!("lab 2: write the window's two PTEs (mm/window.rs, Window::write_ptes)")
         // LAB 2: END
+    }
+
+    /// Sets the window's leaf entry `i` (0 or 1) to `value` with one volatile 8-byte store
+    /// through a raw pointer: the leaf table is shared with the other CPUs' windows and read
+    /// by the MMU, so no Rust reference into it is ever made. Only on this window's CPU, with
+    /// interrupts off and the window held (`in_use`).
+    fn store_entry(&self, i: usize, value: u64) {
+        let entry = self.ptes[i].load(Ordering::Relaxed).cast::<u64>();
+        // SAFETY: `entry` is this window's prebuilt leaf entry (8-aligned, in a page table
+        // that lives as long as the kernel); only this CPU ever writes it, with interrupts
+        // off and the window held, so no other write can interleave.
+        unsafe { entry.write_volatile(value) };
     }
 
     /// Removes the window's two mappings: clears both leaf entries and, unless `flush` is
@@ -176,9 +192,8 @@ impl Window {
     /// invalidates both pages in this CPU's TLB with `invlpg`.
     fn clear_ptes(&self, flush: bool) {
         // LAB 2: BEGIN clear both PTEs, then invlpg both pages (when `flush`), so that no translation of the window survives
-        for (i, pte) in self.ptes.iter().enumerate() {
-            // SAFETY: as in `write_ptes`: this CPU's own prebuilt entry, interrupts off.
-            unsafe { (*pte.load(Ordering::Relaxed)).set_unused() };
+        for i in 0..2 {
+            self.store_entry(i, 0);
             if flush {
                 tlb::flush(x86_64::VirtAddr::new(self.base + i as u64 * FRAME_SIZE));
             }
