@@ -101,8 +101,68 @@ fn write_to_kernel_stack_guard_page_faults() {
     unsafe { core::ptr::write_volatile(guard as *mut u64, 0xdead) };
 }
 
+fn interrupt_guards_dropped_out_of_order_keep_interrupts_off_until_the_last() {
+    use x86_64::instructions::interrupts;
+    let were_enabled = interrupts::are_enabled();
+    interrupts::enable();
+    let outer = super::irq::InterruptsOff::new();
+    let inner = super::irq::InterruptsOff::new();
+    drop(outer);
+    let after_first = interrupts::are_enabled();
+    drop(inner);
+    let after_last = interrupts::are_enabled();
+    // Interrupts back off for the sake of the other tests' state, before asserting.
+    if !were_enabled {
+        interrupts::disable();
+    }
+    assert!(
+        !after_first,
+        "the outer guard's drop turned interrupts on under the inner one"
+    );
+    assert!(after_last, "the last guard left interrupts off");
+    // With interrupts off to begin with, no guard turns them on.
+    interrupts::disable();
+    let a = super::irq::InterruptsOff::new();
+    let b = super::irq::InterruptsOff::new();
+    drop(a);
+    drop(b);
+    let stayed_off = !interrupts::are_enabled();
+    if were_enabled {
+        interrupts::enable();
+    }
+    assert!(
+        stayed_off,
+        "guards turned on interrupts that were off before them"
+    );
+}
+
+fn probes_on_every_cpu_get_their_own_faults() {
+    use core::sync::atomic::{AtomicUsize, Ordering};
+    let wrong = AtomicUsize::new(0);
+    super::smp::run_on_all_cpus(&|cpu| {
+        // Each CPU probes its own unmapped address in the null page: a fault recorded for
+        // one CPU and taken by another would show the other's address.
+        let addr = 0x100 + 0x10 * cpu as u64;
+        for _ in 0..5000 {
+            match probe::read_u8(addr) {
+                Err(f) if f.kind == FaultKind::PageFault && f.address == Some(addr) => {}
+                _ => {
+                    wrong.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    });
+    assert_eq!(
+        wrong.load(Ordering::Relaxed),
+        0,
+        "probes got another CPU's fault"
+    );
+}
+
 crate::ktests! {
     breakpoint_handler_returns,
+    interrupt_guards_dropped_out_of_order_keep_interrupts_off_until_the_last,
+    probes_on_every_cpu_get_their_own_faults { cpus: 4 },
     probe_read_of_null_page_faults_with_address,
     probe_write_to_kernel_code_faults_as_protection_violation,
     probe_read_of_non_canonical_address_is_general_protection,
