@@ -52,6 +52,8 @@ pub fn start_all_cpus(rsdp: Option<u64>, physical_memory_offset: u64) {
             )
         })
         .collect();
+    // Indices go to the usable APs in MADT order (`start_aps`), so none reaches this count.
+    percpu::set_possible(1 + cpus.iter().filter(|c| !c.is_boot && c.usable).count());
     let started = start_aps(&cpus);
     log::info!(
         "cpus: {} in the ACPI MADT (APIC ids {}; * = boot CPU); running: {}",

@@ -3,6 +3,8 @@
 //! what a CPU needs; this module only keeps it, so that a CPU finds its own with
 //! [`current`].
 
+use core::sync::atomic::{AtomicUsize, Ordering};
+
 use spin::Once;
 
 use crate::arch::cpu_local::{self, MAX_CPUS};
@@ -18,6 +20,20 @@ pub struct PerCpu {
 }
 
 static AREAS: [Once<PerCpu>; MAX_CPUS] = [const { Once::new() }; MAX_CPUS];
+
+/// How many CPUs may ever run: every CPU index is below it (1 until bring-up counts them).
+static POSSIBLE: AtomicUsize = AtomicUsize::new(1);
+
+/// Records how many CPUs may ever run (the boot CPU and the usable APs of the MADT, at most
+/// `MAX_CPUS`), before any is started, so that per-CPU state is sized by the CPUs present.
+pub fn set_possible(cpus: usize) {
+    POSSIBLE.store(cpus.clamp(1, MAX_CPUS), Ordering::SeqCst);
+}
+
+/// How many CPUs may ever run: every CPU index is below it.
+pub fn possible() -> usize {
+    POSSIBLE.load(Ordering::SeqCst)
+}
 
 /// Stores CPU `index`'s state and points this CPU's record at it. Run on that CPU, once; a
 /// second call for the same CPU keeps the first state.

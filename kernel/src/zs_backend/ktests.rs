@@ -193,6 +193,18 @@ fn bad_inputs_are_refused() {
     p.check_invariants().unwrap();
 }
 
+fn per_cpu_state_is_sized_by_the_cpus_present() {
+    let up = crate::arch::smp::cpus_up();
+    assert_eq!(
+        crate::percpu::possible(),
+        up,
+        "every usable CPU of the MADT came up"
+    );
+    let p = pool(MapPath::Copy);
+    assert_eq!(p.copy_buffers(), up, "one copy buffer per CPU present");
+    assert_eq!(pool(MapPath::Window).copy_buffers(), 0);
+}
+
 fn model_random_operations_on_real_frames_and_the_window() {
     for (seed, path) in [(0x2026_0001, MapPath::Window), (0x2026_0002, MapPath::Copy)] {
         let p = pool(path);
@@ -555,6 +567,7 @@ crate::ktests! {
     every_class_at_every_offset_through_the_copy_path { lab: 5, points: 20 },
     out_of_memory_at_the_kth_frame_fails_cleanly_for_every_k,
     bad_inputs_are_refused,
+    per_cpu_state_is_sized_by_the_cpus_present { cpus: 4 },
     model_random_operations_on_real_frames_and_the_window,
     compaction_frees_the_perfect_repacking_bound_on_real_frames { lab: 6, points: 15 },
     migrating_every_page_of_every_class_on_real_frames { lab: 6, points: 15 },

@@ -179,7 +179,7 @@ unsafe impl Backend for KernelBackend {
     }
 
     fn possible_cpus(&self) -> usize {
-        crate::arch::cpu_local::MAX_CPUS
+        crate::percpu::possible()
     }
 
     fn report(&self, message: fmt::Arguments) {

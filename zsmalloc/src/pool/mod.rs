@@ -189,6 +189,12 @@ impl<B: Backend> Pool<B> {
         self.map_path
     }
 
+    /// Per-CPU copy buffers the pool holds (one per possible CPU on a copy-path pool, none
+    /// on a window pool).
+    pub fn copy_buffers(&self) -> usize {
+        self.copy_bufs.len()
+    }
+
     /// The placement rule.
     pub fn placement(&self) -> Placement {
         self.placement
