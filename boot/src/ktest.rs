@@ -250,7 +250,18 @@ pub fn run_suite(
         }
         report.boots += 1;
         let run = boot(machine, &args, on_line)?;
+        let first_result = report.results.len();
         let boot_view = follow(&run, &mut report, nonce);
+        if matches!(boot_view, BootEnd::Complete | BootEnd::Resume(_)) {
+            let any_failed = report.results[first_result..]
+                .iter()
+                .any(|r| r.outcome == Outcome::Failed);
+            if let Some(problem) = verdict_disagrees(&run.ending, any_failed) {
+                report
+                    .problems
+                    .push(format!("boot {}: {problem}", report.boots));
+            }
+        }
         match boot_view {
             BootEnd::Complete => break,
             BootEnd::Resume(name) => resume_after = Some(name),
@@ -302,6 +313,27 @@ pub fn run_suite(
             .push(format!("planned tests that never reported: {missing:?}"));
     }
     Ok(report)
+}
+
+/// A boot that ended by the protocol (`complete` or `resume-after`) must also end with the
+/// kernel's verdict through QEMU's exit device, and the two must agree: failure if a test of
+/// this boot failed, success otherwise. Says how they disagree, if they do.
+fn verdict_disagrees(ending: &qemu::Ending, any_failed: bool) -> Option<String> {
+    let expected = if any_failed {
+        qemu::Ending::KernelFailure
+    } else {
+        qemu::Ending::KernelSuccess
+    };
+    (*ending != expected).then(|| {
+        format!(
+            "the console reports {} but the machine ended otherwise: {ending}",
+            if any_failed {
+                "a failed test"
+            } else {
+                "every test passed"
+            }
+        )
+    })
 }
 
 enum BootEnd {
@@ -481,6 +513,21 @@ mod tests {
         }
         let names: Vec<&str> = report.planned.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
+    }
+
+    #[test]
+    fn the_console_and_the_exit_status_must_agree() {
+        assert_eq!(verdict_disagrees(&Ending::KernelSuccess, false), None);
+        assert_eq!(verdict_disagrees(&Ending::KernelFailure, true), None);
+        for (ending, failed) in [
+            (Ending::KernelFailure, false),
+            (Ending::KernelSuccess, true),
+            (Ending::NoVerdict(Some(0)), false),
+            (Ending::TimedOut(std::time::Duration::from_secs(1)), false),
+        ] {
+            let problem = verdict_disagrees(&ending, failed).expect("a disagreement");
+            assert!(problem.contains(&ending.to_string()), "{problem}");
+        }
     }
 
     #[test]

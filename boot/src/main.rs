@@ -53,6 +53,8 @@ const EXIT_NO_VERDICT: u8 = 3;
 struct Options {
     machine: Machine,
     timeout_given: bool,
+    /// `--memory` was on the command line (else a replay's memory may be raised to fit).
+    memory_given: bool,
     kernel_args: Vec<String>,
     /// Data for the kernel after its arguments (the trace file of `replay`).
     payload: Vec<u8>,
@@ -101,6 +103,18 @@ fn load_replay_file(opts: &mut Options) -> Result<(), String> {
         [_, extra, ..] => return Err(format!("replay takes one FILE, got also '{extra}'")),
     };
     opts.payload = std::fs::read(&file).map_err(|e| format!("cannot read trace '{file}': {e}"))?;
+    let needed = memory_for_payload(opts.payload.len());
+    let given = opts.machine.memory_mib();
+    if given < needed {
+        if opts.memory_given {
+            return Err(format!(
+                "replay: the trace '{file}' ({} KiB) needs --memory {needed}M or more: the \
+                 bootloader loads it whole into memory before the kernel starts",
+                opts.payload.len().div_ceil(1024)
+            ));
+        }
+        opts.machine.memory = format!("{needed}M");
+    }
     let name = std::path::Path::new(&file)
         .file_name()
         .map_or(file.clone(), |n| n.to_string_lossy().into_owned());
@@ -119,6 +133,7 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
         ..Machine::default()
     };
     let mut timeout_given = false;
+    let mut memory_given = false;
     let mut it = args.iter();
     let mut kernel_args = Vec::new();
     while let Some(arg) = it.next() {
@@ -146,6 +161,7 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
             "--memory" => {
                 let v = value("--memory")?;
                 machine.memory = parse_memory(&v)?;
+                memory_given = true;
             }
             "--timeout" => {
                 let v = value("--timeout")?;
@@ -170,11 +186,22 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
     Ok(Some(Options {
         machine,
         timeout_given,
+        memory_given,
         kernel_args,
         payload: Vec::new(),
         bench_json: None,
     }))
 }
+
+/// The least guest memory, in MiB, that boots with a ramdisk payload of `bytes`: the
+/// minimum without one, plus three times the payload (the UEFI bootloader needs room to read
+/// the file and copy it; measured: a 39 MiB trace fails at 128M and boots at 160M).
+fn memory_for_payload(bytes: usize) -> u64 {
+    MIN_MEMORY_MIB + (3 * bytes as u64).div_ceil(1 << 20)
+}
+
+/// The least `--memory` accepted: what boots the kernel without a payload.
+const MIN_MEMORY_MIB: u64 = 64;
 
 /// Accepts QEMU's memory sizes that make sense for zsos: a number with an optional K/M/G
 /// suffix, at least 64 MiB.
@@ -191,7 +218,7 @@ fn parse_memory(v: &str) -> Result<String, String> {
         "G" | "g" => n * 1024,
         _ => return Err(bad()),
     };
-    if mib < 64 {
+    if mib < MIN_MEMORY_MIB {
         return Err(bad());
     }
     Ok(format!("{mib}M"))

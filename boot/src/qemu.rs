@@ -46,6 +46,19 @@ impl Default for Machine {
     }
 }
 
+impl Machine {
+    /// The guest memory in MiB (`memory` is `N`, `NM` or `NG`; anything else reads as 0).
+    pub fn memory_mib(&self) -> u64 {
+        let m = self.memory.trim();
+        let (digits, scale) = match m.as_bytes().last() {
+            Some(b'G' | b'g') => (&m[..m.len() - 1], 1024),
+            Some(b'M' | b'm') => (&m[..m.len() - 1], 1),
+            _ => (m, 1),
+        };
+        digits.parse::<u64>().map_or(0, |n| n * scale)
+    }
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ending {
@@ -58,6 +71,9 @@ pub enum Ending {
     /// QEMU ended without the kernel's verdict (exit status, if any): a QEMU error, a
     /// triple fault, or a kill from outside.
     NoVerdict(Option<i32>),
+    /// The bootloader (or firmware) panicked before the kernel started; QEMU was stopped at
+    /// once. The panic's lines.
+    BootPanic(String),
 }
 
 impl Ending {
@@ -84,6 +100,10 @@ impl std::fmt::Display for Ending {
                 "QEMU exited with status {code} without a verdict from the kernel (triple fault or reset?)"
             ),
             Ending::NoVerdict(None) => write!(f, "QEMU was killed by a signal"),
+            Ending::BootPanic(message) => write!(
+                f,
+                "the bootloader panicked before the kernel started: {message}"
+            ),
         }
     }
 }
@@ -254,9 +274,11 @@ pub fn run(machine: &Machine, image: &Path, on_line: &mut dyn FnMut(&str)) -> io
     let start = Instant::now();
     let deadline = start + machine.timeout;
     let mut lines = Vec::new();
+    let mut boot = BootWatch::default();
     let ending = loop {
         match rx.recv_timeout(Duration::from_millis(20)) {
             Ok(line) => {
+                boot.line(&line);
                 on_line(&line);
                 lines.push(line);
                 continue;
@@ -265,6 +287,10 @@ pub fn run(machine: &Machine, image: &Path, on_line: &mut dyn FnMut(&str)) -> io
         }
         if let Some(status) = child.try_wait()? {
             break classify(status.code());
+        }
+        if let Some(message) = boot.panicked(Instant::now()) {
+            kill(&mut child);
+            break Ending::BootPanic(message);
         }
         if Instant::now() >= deadline {
             kill(&mut child);
@@ -283,6 +309,43 @@ pub fn run(machine: &Machine, image: &Path, on_line: &mut dyn FnMut(&str)) -> io
     })
 }
 
+/// Watches the console before the kernel's banner for a panic of the bootloader (it prints
+/// `panicked at FILE:LINE:COL:` and then the message, and then hangs): nothing will follow,
+/// so the run can stop at once instead of waiting for the timeout.
+#[derive(Default)]
+struct BootWatch {
+    kernel_started: bool,
+    /// The panic's lines so far, and when the first came.
+    panic: Option<(Vec<String>, Instant)>,
+}
+
+/// How long to collect a boot panic's message after its first line.
+const BOOT_PANIC_GRACE: Duration = Duration::from_millis(300);
+
+impl BootWatch {
+    fn line(&mut self, line: &str) {
+        if line == crate::KERNEL_BANNER {
+            self.kernel_started = true;
+        }
+        if self.kernel_started {
+            return;
+        }
+        match &mut self.panic {
+            Some((lines, _)) => lines.push(line.to_string()),
+            None if line.starts_with("panicked at ") => {
+                self.panic = Some((vec![line.to_string()], Instant::now()));
+            }
+            None => {}
+        }
+    }
+
+    /// The panic's message, once its grace period has passed.
+    fn panicked(&self, now: Instant) -> Option<String> {
+        let (lines, since) = self.panic.as_ref()?;
+        (now >= *since + BOOT_PANIC_GRACE).then(|| lines.join(" "))
+    }
+}
+
 fn classify(code: Option<i32>) -> Ending {
     match code {
         Some(EXIT_KERNEL_SUCCESS) => Ending::KernelSuccess,
@@ -299,6 +362,30 @@ fn kill(child: &mut Child) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bootloader_panic_before_the_kernel_is_caught_and_one_after_is_not() {
+        let mut w = BootWatch::default();
+        let t0 = Instant::now();
+        w.line("BdsDxe: starting Boot0001");
+        assert_eq!(w.panicked(t0 + Duration::from_secs(5)), None);
+        w.line("panicked at /x/bootloader-x86_64-uefi-0.11.17/src/main.rs:244:6:");
+        w.line("Failed to allocate memory for the file: Error { status: OUT_OF_RESOURCES }");
+        assert_eq!(
+            w.panicked(Instant::now()),
+            None,
+            "still collecting the message"
+        );
+        let message = w
+            .panicked(Instant::now() + BOOT_PANIC_GRACE)
+            .expect("a boot panic");
+        assert!(message.contains("main.rs:244:6") && message.contains("OUT_OF_RESOURCES"));
+
+        let mut after = BootWatch::default();
+        after.line(crate::KERNEL_BANNER);
+        after.line("panicked at src/main.rs:1:1:");
+        assert_eq!(after.panicked(Instant::now() + BOOT_PANIC_GRACE), None);
+    }
 
     #[test]
     fn only_the_kernels_success_code_is_success() {

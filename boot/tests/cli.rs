@@ -150,6 +150,19 @@ fn replay_without_a_readable_file_is_a_usage_error_without_booting() {
     }
 }
 
+#[test]
+fn replay_refuses_too_little_memory_for_its_trace_without_booting() {
+    // 3 MiB of trace: the bootloader needs about three times that besides the kernel's 64M.
+    let path = std::env::temp_dir().join(format!("zsos-big-{}.trace", std::process::id()));
+    let line = "a 1 100 # padding to make the trace large enough to need more memory\n";
+    std::fs::write(&path, line.repeat(3 * 1024 * 1024 / line.len())).unwrap();
+    let out = boot_cmd(&["--memory", "64M", "replay", path.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("needs --memory 73M or more"), "{err}");
+}
+
 /// Boots with `smp` CPUs and checks the boot lists exactly `ids` in the MADT and starts all.
 fn check_cpus_found_and_started(smp: &str, ids: &str) {
     let out = boot_cmd(&["--timeout", "120", "--smp", smp, "bench", "memmap"]);
