@@ -40,7 +40,8 @@ Modes (passed to the kernel; everything after the mode goes to it unchanged):
                     replay a trace of pool operations (a ID SIZE, f ID, w ID, c, s, # comment)
                     from the host file FILE, reporting at every c and s and at the end; P:
                     linux (the default), linux-chain=N (N 4..16), fitted, fitted-chain=N
-  crash KIND        end in a chosen failure (panic, page-fault, gp, ud, ap-panic) to see its
+  crash KIND        end in a chosen failure (panic, page-fault, gp, ud, ap-panic,
+                    ap-stack-overflow) to see its
                     diagnostic
 
 Exit status: 0 kernel success, 1 kernel failure, 2 usage error, 3 timeout or no verdict.";

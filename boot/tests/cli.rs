@@ -205,6 +205,25 @@ fn a_panic_on_an_application_processor_stops_the_machine_with_that_cpus_diagnost
 }
 
 #[test]
+fn a_stack_overflow_on_an_application_processor_is_a_diagnosed_double_fault() {
+    let out = boot_cmd(&[
+        "--timeout",
+        "120",
+        "--smp",
+        "2",
+        "crash",
+        "ap-stack-overflow",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FATAL: double fault") && stdout.contains("(on CPU 1)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("without overflowing"), "{stdout}");
+}
+
+#[test]
 fn bench_figures_go_to_a_json_file_and_stay_off_the_console() {
     let file = std::env::temp_dir().join(format!("zsos-bench-{}.json", std::process::id()));
     let file_arg = file.to_string_lossy().into_owned();

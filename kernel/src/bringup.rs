@@ -4,7 +4,6 @@
 //! `percpu::install`) before it reports in. Everything that touches the hardware is in
 //! `arch::smp`; this module decides where the memory comes from.
 
-use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -17,7 +16,9 @@ use crate::mm::{self, buddy, memmap, paging};
 use crate::percpu;
 
 /// Stack of each AP.
-const AP_STACK: usize = 64 * 1024;
+const AP_STACK: u64 = 64 * 1024;
+/// Double-fault stack of each AP.
+const AP_FAULT_STACK: u64 = 16 * 1024;
 
 /// What starting the APs did.
 #[derive(Debug, Default)]
@@ -26,7 +27,7 @@ pub struct Started {
     pub up: Vec<u32>,
     /// APIC ids of the APs that did not report in time.
     pub missing: Vec<u32>,
-    /// Why nothing was started, if so.
+    /// Why some or all were not started, if so.
     pub error: Option<&'static str>,
 }
 
@@ -95,12 +96,26 @@ fn start_aps(cpus: &[Cpu]) -> Started {
             out.missing.push(ap.apic_id);
             continue;
         }
-        let stack = Box::leak(alloc::vec![0u8; AP_STACK].into_boxed_slice());
-        let top = stack.as_ptr() as u64 + AP_STACK as u64;
-        if smp::start_ap(&trampoline, ap.apic_id, index, top) {
+        // Both stacks between guard pages: an overflow is a diagnosed double fault.
+        let stacks = mm::stacks::alloc(AP_STACK)
+            .and_then(|s| mm::stacks::alloc(AP_FAULT_STACK).map(|f| (s.end, f.end)));
+        let Ok((top, fault_top)) = stacks else {
+            out.missing.extend(aps[n..].iter().map(|c| c.apic_id));
+            out.error = Some("no memory for the stacks of the other CPUs");
+            break;
+        };
+        if smp::start_ap(&trampoline, ap.apic_id, index, top, fault_top) {
             out.up.push(ap.apic_id);
         } else {
-            out.missing.push(ap.apic_id);
+            // The late CPU may still be reading its stack and index from the trampoline:
+            // writing the next CPU's there could start two CPUs on one stack. The rest stay
+            // down (and their indices unused).
+            out.missing.extend(aps[n..].iter().map(|c| c.apic_id));
+            out.error = Some(
+                "a CPU did not report in, and the trampoline stays its own: the CPUs after it \
+                 were not started",
+            );
+            break;
         }
     }
     out

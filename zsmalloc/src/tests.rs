@@ -1197,3 +1197,52 @@ fn frames_the_machine_does_not_have_are_not_our_pages() {
     p.free(h).unwrap();
     p.check_invariants().unwrap();
 }
+
+/// Pages that the live objects need after a perfect compaction, from nothing but their sizes
+/// and the class table: Σ over classes of ⌈objects / objects per zspage⌉ × pages per zspage.
+fn pages_after_perfect_compaction(table: &crate::class::ClassTable, sizes: &[usize]) -> usize {
+    let mut per_class = vec![0usize; table.classes.len()];
+    for &size in sizes {
+        per_class[table.class_for(size)] += 1;
+    }
+    per_class
+        .iter()
+        .zip(&table.classes)
+        .map(|(&n, c)| n.div_ceil(c.objs_per_zspage) * c.pages_per_zspage)
+        .sum()
+}
+
+#[test]
+fn compaction_reaches_an_oracle_computed_from_the_live_objects_alone() {
+    let n = if cfg!(miri) { 16 } else { 4000 };
+    for (seed, keep_percent) in [(1u64, 50u64), (2, 10), (3, 75)] {
+        let p = Pool::new(
+            "oracle",
+            HostBackend::new(FRAMES, seed),
+            PoolConfig::default(),
+        );
+        let mut rng = crate::seeded::Rng::new(seed);
+        let mut live: Vec<(Handle, usize)> = (0..n)
+            .map(|_| {
+                let size = 1 + rng.below(MAX_ALLOC_SIZE as u64) as usize;
+                (p.malloc(size).unwrap(), size)
+            })
+            .collect();
+        rng.shuffle(&mut live);
+        for (h, _) in live.split_off(live.len() * keep_percent as usize / 100) {
+            p.free(h).unwrap();
+        }
+        p.compact();
+        let sizes: Vec<usize> = live.iter().map(|&(_, s)| s).collect();
+        let oracle = pages_after_perfect_compaction(p.classes(), &sizes);
+        assert_eq!(
+            p.total_pages(),
+            oracle,
+            "seed {seed}, {keep_percent}% kept: pages after compaction against the oracle"
+        );
+        assert_eq!(p.backend().frames_in_use(), oracle, "the backend agrees");
+        for (h, _) in live {
+            p.free(h).unwrap();
+        }
+    }
+}

@@ -67,15 +67,15 @@ pub fn init() {
     }
 }
 
-/// Builds and loads a GDT and TSS of their own for an application processor, with its own
-/// double-fault stack (all leaked: a CPU's tables live as long as the machine).
-pub fn init_for_ap() {
+/// Builds and loads a GDT and TSS of their own for an application processor, its double
+/// faults handled on the stack ending at `fault_stack_top` (the caller's, for good; the
+/// tables are leaked: a CPU's tables live as long as the machine).
+pub fn init_for_ap(fault_stack_top: u64) {
     use alloc::boxed::Box;
-    let stack: &'static mut FaultStack =
-        Box::leak(Box::new(FaultStack([0; DOUBLE_FAULT_STACK_SIZE])));
+    assert!(fault_stack_top != 0, "an AP needs a double-fault stack");
     let mut tss = TaskStateSegment::new();
     tss.interrupt_stack_table[DOUBLE_FAULT_IST_INDEX as usize] =
-        VirtAddr::from_ptr(stack) + DOUBLE_FAULT_STACK_SIZE as u64;
+        VirtAddr::new(fault_stack_top & !15);
     let tss: &'static TaskStateSegment = Box::leak(Box::new(tss));
     let mut gdt = GlobalDescriptorTable::new();
     let code = gdt.append(Descriptor::kernel_code_segment());

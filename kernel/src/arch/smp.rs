@@ -14,6 +14,7 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use spin::Once;
 use x86_64::registers::control::{Cr0, Cr3, Cr4};
 
+use crate::arch::cpu_local::MAX_CPUS;
 use crate::arch::tsc;
 
 core::arch::global_asm!(
@@ -245,10 +246,21 @@ pub fn set_ap_setup(setup: fn(usize)) {
     AP_SETUP.call_once(|| setup);
 }
 
-/// Starts the AP with APIC id `apic_id` as CPU `index` on the stack ending at `stack_top`:
-/// INIT, then two SIPIs with the trampoline's page as vector; waits up to 500 ms for it to
-/// report in. Returns whether it did.
-pub fn start_ap(trampoline: &Trampoline, apic_id: u32, index: usize, stack_top: u64) -> bool {
+/// Double-fault stack tops of the APs, by CPU index (`start_ap` stores, `ap_main` reads).
+static FAULT_STACKS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// Starts the AP with APIC id `apic_id` as CPU `index` on the stack ending at `stack_top`,
+/// its double faults handled on the stack ending at `fault_stack_top`: INIT, then two SIPIs
+/// with the trampoline's page as vector; waits up to 500 ms for it to report in. Returns
+/// whether it did.
+pub fn start_ap(
+    trampoline: &Trampoline,
+    apic_id: u32,
+    index: usize,
+    stack_top: u64,
+    fault_stack_top: u64,
+) -> bool {
+    FAULT_STACKS[index].store(fault_stack_top, Ordering::SeqCst);
     set_field(
         trampoline.page,
         &raw const zsos_ap_tr_stack,
@@ -277,7 +289,7 @@ pub fn start_ap(trampoline: &Trampoline, apic_id: u32, index: usize, stack_top: 
 extern "C" fn ap_main(index: u64) -> ! {
     // SAFETY: the same CR4 as the boot CPU (which runs with it), now that long mode is on.
     unsafe { Cr4::write_raw(BSP_CR4.load(Ordering::SeqCst)) };
-    crate::arch::gdt::init_for_ap();
+    crate::arch::gdt::init_for_ap(FAULT_STACKS[index as usize].load(Ordering::SeqCst));
     crate::arch::idt::init();
     crate::arch::cpu_local::init_this_cpu(index as usize);
     if let Some(setup) = AP_SETUP.get() {

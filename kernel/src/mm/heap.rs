@@ -62,7 +62,7 @@ pub fn init() {
     HEAP.start.store(start, Ordering::Relaxed);
     HEAP.limit
         .store(super::paging::L4_SLOT_BYTES, Ordering::Relaxed);
-    map_more(start, INITIAL_BYTES).expect("frames for the initial heap");
+    map_frames_at(start, INITIAL_BYTES).expect("frames for the initial heap");
     HEAP.mapped.store(INITIAL_BYTES, Ordering::Relaxed);
     x86_64::instructions::interrupts::without_interrupts(|| {
         // SAFETY: [start, start + INITIAL_BYTES) was just mapped writable for the heap alone
@@ -80,13 +80,13 @@ pub fn init() {
 /// stay mapped (and marked `HEAP`) for the rest of the boot.
 pub fn map_private_region(bytes: u64) -> Result<u64, &'static str> {
     let base = super::paging::claim_l4_slot();
-    map_more(base, bytes)?;
+    map_frames_at(base, bytes)?;
     Ok(base)
 }
 
 /// Maps `bytes` of fresh frames at `at`, one frame at a time (the heap never needs
-/// physically contiguous memory).
-fn map_more(at: u64, bytes: u64) -> Result<(), &'static str> {
+/// physically contiguous memory), marked `HEAP` (kernel memory nothing can move).
+pub(super) fn map_frames_at(at: u64, bytes: u64) -> Result<(), &'static str> {
     let rw = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
     for page in (at..at + bytes).step_by(FRAME_SIZE as usize) {
         let frame = FrameBlock::alloc_frame().map_err(|_| "out of physical frames")?;
@@ -96,7 +96,7 @@ fn map_more(at: u64, bytes: u64) -> Result<(), &'static str> {
         }
         if super::paging::map_page(page, pfn, rw).is_err() {
             let _ = super::buddy::free_raw(pfn, 0);
-            return Err("cannot map a heap page");
+            return Err("cannot map a page");
         }
     }
     Ok(())
@@ -119,7 +119,7 @@ impl GrowingHeap {
         if bytes / FRAME_SIZE > super::buddy::stats().free_frames {
             return Err("out of physical frames");
         }
-        map_more(self.start.load(Ordering::Relaxed) + mapped, bytes)?;
+        map_frames_at(self.start.load(Ordering::Relaxed) + mapped, bytes)?;
         self.mapped.store(mapped + bytes, Ordering::Relaxed);
         // SAFETY: the `bytes` just mapped directly follow the heap's current top.
         unsafe { heap.extend(bytes as usize) };

@@ -12,6 +12,7 @@ pub mod heap;
 pub mod memmap;
 pub mod migrate;
 pub mod paging;
+pub mod stacks;
 pub mod window;
 
 #[cfg(feature = "ktest")]

@@ -43,9 +43,36 @@ pub fn run(rest: &[&str]) -> ExitCode {
             });
             ExitCode::Failure
         }
+        ["ap-stack-overflow"] => {
+            if crate::arch::smp::cpus_up() < 2 {
+                println!("zsos: error: crash ap-stack-overflow needs two CPUs or more (--smp 2)");
+                return ExitCode::Failure;
+            }
+            crate::arch::smp::run_on_all_cpus(&|cpu| {
+                if cpu == 1 {
+                    let depth = recurse(0);
+                    println!("zsos: recursed {depth} deep without overflowing the stack");
+                }
+                // The other CPUs wait here; the double fault on CPU 1 ends the machine.
+                loop {
+                    core::hint::spin_loop();
+                }
+            });
+            ExitCode::Failure
+        }
         _ => {
-            println!("zsos: error: usage: crash panic|page-fault|gp|ud|ap-panic");
+            println!("zsos: error: usage: crash panic|page-fault|gp|ud|ap-panic|ap-stack-overflow");
             ExitCode::Failure
         }
     }
+}
+
+/// Recurses until the stack runs out (each frame keeps a page of its own alive).
+fn recurse(depth: u64) -> u64 {
+    let frame = [depth; 512];
+    core::hint::black_box(&frame);
+    if depth == u64::MAX {
+        return depth;
+    }
+    recurse(depth + 1) + core::hint::black_box(frame[7])
 }
