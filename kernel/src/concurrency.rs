@@ -185,7 +185,75 @@ fn concurrent_operations_on_one_pool_with_compaction_and_migration() {
     assert_eq!(pool.backend().frames_held(), 0, "frames leaked");
 }
 
+/// Compaction and migration take the pool's migrate lock for writing; every map takes it for
+/// reading. With the other CPUs mapping without pause, a compaction of a fragmented pool must
+/// still finish (a writer gets the lock, and compaction lets mappers in between zspages) while
+/// the mappers keep mapping.
+fn compaction_finishes_while_other_cpus_map_continuously() {
+    use core::sync::atomic::AtomicBool;
+    let n = cpus();
+    let pool = MovablePool::new("busy", PoolConfig::default());
+    let mut rng = Rng::new(0xb05e);
+    let mut live: Vec<Handle> = (0..6000)
+        .map(|_| pool.malloc(1 + rng.below(3000) as usize).unwrap())
+        .collect();
+    // Every other object goes: most zspages are half empty.
+    let kept: Vec<Handle> = live
+        .drain(..)
+        .enumerate()
+        .filter_map(|(i, h)| {
+            if i % 2 == 0 {
+                pool.free(h).unwrap();
+                None
+            } else {
+                Some(h)
+            }
+        })
+        .collect();
+    let hot: Vec<Handle> = kept.iter().step_by(50).copied().collect();
+    let (done, maps) = (AtomicBool::new(false), AtomicU64::new(0));
+    let limit = crate::arch::tsc::start() + crate::arch::tsc::hz() * 20;
+    let (freed, cycles) = (AtomicUsize::new(0), AtomicU64::new(0));
+    smp::run_on_all_cpus(&|cpu| {
+        if cpu == 0 {
+            let t0 = crate::arch::tsc::start();
+            freed.store(pool.compact(), Ordering::SeqCst);
+            cycles.store(crate::arch::tsc::stop() - t0, Ordering::SeqCst);
+            done.store(true, Ordering::SeqCst);
+            return;
+        }
+        let mut i = cpu;
+        while !done.load(Ordering::SeqCst) && crate::arch::tsc::start() < limit {
+            let m = pool
+                .map(hot[i % hot.len()], MapMode::ReadOnly)
+                .expect("maps");
+            core::hint::black_box(m.first());
+            drop(m);
+            maps.fetch_add(1, Ordering::Relaxed);
+            i += n;
+        }
+    });
+    let ms = crate::arch::tsc::cycles_to_us(cycles.load(Ordering::SeqCst)) / 1000;
+    crate::println!(
+        "  compaction freed {} pages in {ms} ms while {} CPUs mapped {} times",
+        freed.load(Ordering::SeqCst),
+        n - 1,
+        maps.load(Ordering::Relaxed)
+    );
+    assert!(
+        done.load(Ordering::SeqCst),
+        "compaction had not finished after 20 s of continuous mapping"
+    );
+    assert!(freed.load(Ordering::SeqCst) > 0, "compaction freed nothing");
+    assert!(maps.load(Ordering::Relaxed) > 0, "the mappers never got in");
+    pool.check_invariants().unwrap();
+    for h in kept {
+        pool.free(h).unwrap();
+    }
+}
+
 crate::ktests! {
     every_cpu_runs_work_through_its_own_window { cpus: 4 },
     concurrent_operations_on_one_pool_with_compaction_and_migration { cpus: 4 },
+    compaction_finishes_while_other_cpus_map_continuously { cpus: 4 },
 }

@@ -25,6 +25,7 @@ mod invariants;
 mod lock_order;
 mod mapping;
 mod migration;
+mod writer_first;
 
 use ::alloc::boxed::Box;
 use ::alloc::string::String;
@@ -32,7 +33,7 @@ use ::alloc::vec::Vec;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 
-use spin::{Mutex, RwLock};
+use spin::Mutex;
 
 use crate::backend::{Backend, Pfn};
 use crate::class::{ClassTable, PAGE_SIZE};
@@ -47,6 +48,7 @@ pub use error::Error;
 use lock_order::LockOrder;
 use mapping::CopyBuf;
 pub use mapping::{Mapping, ReadGuard};
+use writer_first::WriterFirst;
 
 /// Where the search for a free pool tag starts: tags go round, so a dropped pool's tag
 /// comes back only after every other tag was handed out since.
@@ -81,7 +83,7 @@ pub struct Pool<B: Backend> {
     /// Linux's `pool->migrate_lock`: held for reading to turn a handle into a stable
     /// object location (free, map, read, write), for writing to move objects (compaction,
     /// migration).
-    migrate: RwLock<()>,
+    migrate: WriterFirst,
     classes: Vec<Mutex<ClassState>>,
     /// Which class a new object goes to.
     placement: Placement,
@@ -149,7 +151,7 @@ impl<B: Backend> Pool<B> {
             order: LockOrder::new(backend.possible_cpus()),
             backend,
             table,
-            migrate: RwLock::new(()),
+            migrate: WriterFirst::new(),
             classes,
             placement: config.placement,
             free_slots,
