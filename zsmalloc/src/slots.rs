@@ -410,7 +410,7 @@ mod tests {
                 assert_eq!(generation, first, "the generation wraps after 2^20 reuses");
             }
         }
-        assert!(GEN_MASK >= 1_000_000);
+        const { assert!(GEN_MASK >= 1_000_000) };
     }
 
     #[test]

@@ -1246,3 +1246,115 @@ fn compaction_reaches_an_oracle_computed_from_the_live_objects_alone() {
         }
     }
 }
+
+#[test]
+fn frames_for_a_new_zspage_are_taken_without_the_class_lock() {
+    use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    /// A host backend that, at each frame allocation, looks whether a class lock is held.
+    struct Watching {
+        inner: HostBackend,
+        pool: AtomicUsize,
+        allocations: AtomicUsize,
+        under_lock: AtomicBool,
+    }
+    // SAFETY: delegates every call to the HostBackend, which upholds the contract.
+    unsafe impl crate::Backend for Watching {
+        type PairMap<'a> = crate::host::HostPair<'a>;
+        type CpuPin = ();
+        fn alloc_page(&self) -> Option<crate::Pfn> {
+            let pool = self.pool.load(Ordering::SeqCst) as *const Pool<Watching>;
+            // SAFETY: the test stores the pool's address before any allocation and keeps the
+            // pool in place until the end.
+            if let Some(pool) = unsafe { pool.as_ref() } {
+                self.allocations.fetch_add(1, Ordering::SeqCst);
+                if pool.any_class_locked() {
+                    self.under_lock.store(true, Ordering::SeqCst);
+                }
+            }
+            self.inner.alloc_page()
+        }
+        unsafe fn free_page(&self, pfn: crate::Pfn) {
+            // SAFETY: forwarded with the caller's guarantee.
+            unsafe { self.inner.free_page(pfn) }
+        }
+        fn desc(&self, pfn: crate::Pfn) -> &crate::zsdesc::ZsDesc {
+            self.inner.desc(pfn)
+        }
+        fn desc_of_any(&self, pfn: crate::Pfn) -> Option<&crate::zsdesc::ZsDesc> {
+            self.inner.desc_of_any(pfn)
+        }
+        fn page_ptr(&self, pfn: crate::Pfn) -> *mut u8 {
+            self.inner.page_ptr(pfn)
+        }
+        fn map_pair(
+            &self,
+            a: crate::Pfn,
+            b: crate::Pfn,
+            w: bool,
+        ) -> Option<crate::host::HostPair<'_>> {
+            self.inner.map_pair(a, b, w)
+        }
+        fn pin_cpu(&self) -> (usize, ()) {
+            (0, ())
+        }
+        fn possible_cpus(&self) -> usize {
+            1
+        }
+        fn report(&self, m: core::fmt::Arguments) {
+            self.inner.report(m)
+        }
+    }
+    let backend = Watching {
+        inner: HostBackend::new(if cfg!(miri) { 64 } else { 1024 }, 5),
+        pool: AtomicUsize::new(0),
+        allocations: AtomicUsize::new(0),
+        under_lock: AtomicBool::new(false),
+    };
+    let p = Pool::new("watched", backend, PoolConfig::default());
+    p.backend()
+        .pool
+        .store(&p as *const Pool<Watching> as usize, Ordering::SeqCst);
+    let handles: Vec<Handle> = [100, 1000, 3000, 4096, 100, 2000]
+        .iter()
+        .map(|&size| p.malloc(size).unwrap())
+        .collect();
+    assert!(p.backend().allocations.load(Ordering::SeqCst) > 4);
+    assert!(
+        !p.backend().under_lock.load(Ordering::SeqCst),
+        "a frame was allocated with a class lock held"
+    );
+    for h in handles {
+        p.free(h).unwrap();
+    }
+    p.backend().pool.store(0, Ordering::SeqCst);
+}
+
+#[test]
+fn compaction_lets_go_of_its_locks_between_source_zspages() {
+    use core::sync::atomic::Ordering;
+    let p = pool(MapPath::Window, 8);
+    // One class, many zspages, three objects of four freed: many sources to empty.
+    let n = if cfg!(miri) { 120 } else { 4000 };
+    let hs: Vec<Handle> = (0..n).map(|_| p.malloc(200).unwrap()).collect();
+    let mut kept = Vec::new();
+    for (i, h) in hs.into_iter().enumerate() {
+        if i % 4 == 0 {
+            kept.push(h);
+        } else {
+            p.free(h).unwrap();
+        }
+    }
+    let per_zspage = p.classes().classes[p.classes().class_for(200)].pages_per_zspage;
+    let before = p.write_holds.load(Ordering::Relaxed);
+    let freed = p.compact();
+    let holds = p.write_holds.load(Ordering::Relaxed) - before;
+    assert!(freed >= 2 * per_zspage, "freed {freed} pages");
+    assert!(
+        holds >= freed / per_zspage,
+        "{holds} write holds of the migrate lock for {} zspages emptied",
+        freed / per_zspage
+    );
+    for h in kept {
+        p.free(h).unwrap();
+    }
+}

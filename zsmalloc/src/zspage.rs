@@ -71,6 +71,47 @@ pub struct ClassState {
     pub objs_inuse: u64,
 }
 
+/// Frames taken from the backend for a new zspage, before it is built: taken without the
+/// class lock (as Linux allocates a zspage's pages with the class unlocked), installed under
+/// it. Given back to the backend if dropped uninstalled.
+pub struct ZsPageFrames<'b, B: Backend> {
+    backend: &'b B,
+    pfns: [Pfn; 16],
+    count: usize,
+}
+
+impl<'b, B: Backend> ZsPageFrames<'b, B> {
+    /// `pages` fresh frames, or `None` (with every frame taken so far given back).
+    pub fn alloc(backend: &'b B, pages: usize) -> Option<Self> {
+        let mut frames = ZsPageFrames {
+            backend,
+            pfns: [0; 16],
+            count: 0,
+        };
+        while frames.count < pages {
+            frames.pfns[frames.count] = backend.alloc_page()?;
+            frames.count += 1;
+        }
+        Some(frames)
+    }
+
+    /// The frames, now the zspage's.
+    fn take(mut self) -> [Pfn; 16] {
+        self.count = 0;
+        self.pfns
+    }
+}
+
+impl<B: Backend> Drop for ZsPageFrames<'_, B> {
+    fn drop(&mut self) {
+        for &pfn in &self.pfns[..self.count] {
+            // SAFETY: these frames came from alloc_page for a zspage that was never built;
+            // nothing uses them.
+            unsafe { self.backend.free_page(pfn) };
+        }
+    }
+}
+
 /// Reads the 8-byte word at `off` in page `pfn`.
 ///
 /// # Safety
@@ -207,25 +248,16 @@ impl ClassState {
         // LAB 4: END
     }
 
-    /// Allocates and initialises a new zspage: its pages from the backend, the chain through
-    /// their zsdescs, each page's first object offset, and the freelist through every object.
-    /// On failure every page taken so far is given back.
-    pub fn alloc_zspage<B: Backend>(&mut self, b: &B) -> Option<u32> {
+    /// Makes a new zspage of frames taken for this class: the chain through their zsdescs,
+    /// each page's first object offset, and the freelist through every object.
+    pub fn install_zspage<B: Backend>(&mut self, b: &B, frames: ZsPageFrames<'_, B>) -> u32 {
+        assert_eq!(
+            frames.count, self.layout.pages_per_zspage,
+            "frames taken for another class"
+        );
         let movable_ops = b.movable_ops();
-        let pages = self.layout.pages_per_zspage;
-        let mut pfns = [0 as Pfn; 16];
-        for i in 0..pages {
-            match b.alloc_page() {
-                Some(pfn) => pfns[i] = pfn,
-                None => {
-                    for &pfn in &pfns[..i] {
-                        // SAFETY: these frames were just allocated and nothing uses them.
-                        unsafe { b.free_page(pfn) };
-                    }
-                    return None;
-                }
-            }
-        }
+        let pages = frames.count;
+        let pfns = frames.take();
         let id = self.free_ids.pop().unwrap_or_else(|| {
             self.zspages.push(ZsPage {
                 first: 0,
@@ -278,7 +310,7 @@ impl ClassState {
             }
             // LAB 4: STUB
             // let _ = (objs, size, write_word::<B>, handle::link_word);
-            // todo!("lab 4: link every object of the new zspage into its freelist (zsmalloc/src/zspage.rs, ClassState::alloc_zspage)")
+            // todo!("lab 4: link every object of the new zspage into its freelist (zsmalloc/src/zspage.rs, ClassState::install_zspage)")
             // LAB 4: END
         }
         let z = &mut self.zspages[id as usize];
@@ -293,7 +325,7 @@ impl ClassState {
         };
         self.insert(id, GROUP_EMPTY);
         self.objs_allocated += objs as u64;
-        Some(id)
+        id
     }
 
     /// Frees an empty zspage: resets its zsdescs and gives its pages back. Returns how many.
@@ -389,12 +421,23 @@ impl ClassState {
     /// Compacts the class (Linux's `__zs_compact`): moves live objects out of the emptiest
     /// zspages into the fullest ones, and frees each zspage it empties, until no zspage can
     /// be freed. A zspage with a mapped object (its lock held for reading) is never a source:
-    /// its objects do not move. The caller holds the migrate lock for writing. Returns (pages
-    /// freed, objects moved).
-    pub fn compact<B: Backend>(&mut self, b: &B, slots: &SlotTable) -> (usize, u64) {
+    /// its objects do not move. The caller holds the migrate lock for writing. Empties at most
+    /// `max_sources` source zspages, so that the caller can let others in between. Returns
+    /// (pages freed, objects moved, whether more could be done).
+    pub fn compact<B: Backend>(
+        &mut self,
+        b: &B,
+        slots: &SlotTable,
+        max_sources: usize,
+    ) -> (usize, u64, bool) {
         let (mut pages_freed, mut moved) = (0, 0);
         let objs = self.layout.objs_per_zspage as u32;
+        let mut sources = 0;
         while self.freeable_zspages() > 0 {
+            if sources == max_sources {
+                return (pages_freed, moved, true);
+            }
+            sources += 1;
             // LAB 6: BEGIN destination: the fullest zspage with room; source: the emptiest other one whose lock can be taken for writing (zsdesc::zspage_try_write_lock: none of its objects is mapped)
             let dst = (GROUP_EMPTY + 1..GROUP_FULL)
                 .rev()
@@ -436,7 +479,7 @@ impl ClassState {
                 pages_freed += self.free_zspage(b, src);
             }
         }
-        (pages_freed, moved)
+        (pages_freed, moved, false)
     }
 
     /// Copies a whole object slot (header and bytes) from one location to another; either may

@@ -10,6 +10,7 @@ use crate::class::MAX_ALLOC_SIZE;
 use crate::handle::{self, Handle, HandleParts};
 use crate::slots::{Slot, SlotState};
 use crate::zsdesc;
+use crate::zspage::ZsPageFrames;
 
 impl<B: Backend> Pool<B> {
     /// Allocates an object of `size` bytes (Linux: `zs_malloc`). The pool's placement rule
@@ -74,25 +75,34 @@ impl<B: Backend> Pool<B> {
             .reserve(cpu, pos as u8, size as u16)
             .ok_or(Error::OutOfMemory)?;
         let mut class = self.lock_class(pos);
-        let id = match class.find_zspage() {
-            Some(id) => id,
-            None if !may_grow => {
+        let id = loop {
+            if let Some(id) = class.find_zspage() {
+                break id;
+            }
+            if !may_grow {
                 drop(class);
                 self.slots.release(cpu, slot);
                 return Ok(None);
             }
-            None => match class.alloc_zspage(&self.backend) {
-                Some(id) => {
-                    self.pages_allocated
-                        .fetch_add(class.layout.pages_per_zspage, Ordering::Relaxed);
-                    id
+            // The frames are taken with the class unlocked (as Linux does): other CPUs go on
+            // allocating and freeing in the class meanwhile. If one of them made room by the
+            // time the lock is back, the frames go back and the room is used.
+            let pages = class.layout.pages_per_zspage;
+            drop(class);
+            let frames = ZsPageFrames::alloc(&self.backend, pages);
+            class = self.lock_class(pos);
+            let Some(frames) = frames else {
+                if let Some(id) = class.find_zspage() {
+                    break id;
                 }
-                None => {
-                    drop(class);
-                    self.slots.release(cpu, slot);
-                    return Err(Error::OutOfMemory);
-                }
-            },
+                drop(class);
+                self.slots.release(cpu, slot);
+                return Err(Error::OutOfMemory);
+            };
+            if class.find_zspage().is_none() {
+                self.pages_allocated.fetch_add(pages, Ordering::Relaxed);
+                break class.install_zspage(&self.backend, frames);
+            }
         };
         Ok(Some((pos, slot, generation, class, id)))
     }

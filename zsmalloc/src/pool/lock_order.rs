@@ -122,6 +122,9 @@ impl<B: Backend> Pool<B> {
     /// The migrate lock for writing: objects may move while it is held.
     pub(super) fn write_migrate(&self) -> Ordered<'_, spin::RwLockWriteGuard<'_, ()>> {
         let held = self.order.enter(&self.backend, Level::Migrate);
+        #[cfg(test)]
+        self.write_holds
+            .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
         Ordered {
             guard: self.migrate.write(),
             _held: held,

@@ -12,22 +12,28 @@ use crate::zsdesc;
 impl<B: Backend> Pool<B> {
     /// Compacts every class, largest first (Linux: `zs_compact`): live objects move from the
     /// sparsest zspages into the fullest, emptied zspages go back to the frame allocator.
-    /// Handles stay valid. Zspages with mapped objects are not emptied. Each class is
-    /// compacted under the migrate lock held for writing and the class lock, released between
-    /// classes. Returns pages freed.
+    /// Handles stay valid. Zspages with mapped objects are not emptied. Each source zspage is
+    /// emptied under the migrate lock held for writing and the class lock, both released
+    /// before the next (as Linux's compaction lets go when others wait), so maps, frees and
+    /// allocations get in between. Returns pages freed.
     pub fn compact(&self) -> usize {
         let mut freed = 0;
         for pos in (0..self.classes.len()).rev() {
-            if self.lock_class(pos).freeable_zspages() == 0 {
-                continue;
+            loop {
+                if self.lock_class(pos).freeable_zspages() == 0 {
+                    break;
+                }
+                let _pool = self.pool_wide();
+                let _migrate = self.write_migrate();
+                let mut class = self.lock_class(pos);
+                let (pages, moved, more) = class.compact(&self.backend, &self.slots, 1);
+                self.note_free_slots(pos, &class);
+                freed += pages;
+                self.objs_moved.fetch_add(moved, Ordering::Relaxed);
+                if !more {
+                    break;
+                }
             }
-            let _pool = self.pool_wide();
-            let _migrate = self.write_migrate();
-            let mut class = self.lock_class(pos);
-            let (pages, moved) = class.compact(&self.backend, &self.slots);
-            self.note_free_slots(pos, &class);
-            freed += pages;
-            self.objs_moved.fetch_add(moved, Ordering::Relaxed);
         }
         self.pages_allocated.fetch_sub(freed, Ordering::Relaxed);
         self.pages_compacted.fetch_add(freed, Ordering::Relaxed);

@@ -101,6 +101,9 @@ pub struct Pool<B: Backend> {
     pool_lock: Option<Mutex<()>>,
     copy_bufs: Vec<CopyBuf>,
     pages_allocated: AtomicUsize,
+    /// Times the migrate lock was taken for writing (for tests of how long it is held).
+    #[cfg(test)]
+    pub(crate) write_holds: AtomicUsize,
     pages_compacted: AtomicUsize,
     objs_moved: AtomicU64,
 }
@@ -162,6 +165,8 @@ impl<B: Backend> Pool<B> {
             pool_lock: (config.locking == Locking::PoolWide).then(|| Mutex::new(())),
             copy_bufs,
             pages_allocated: AtomicUsize::new(0),
+            #[cfg(test)]
+            write_holds: AtomicUsize::new(0),
             pages_compacted: AtomicUsize::new(0),
             objs_moved: AtomicU64::new(0),
         }
@@ -189,6 +194,12 @@ impl<B: Backend> Pool<B> {
     /// How spanning objects are mapped.
     pub fn map_path(&self) -> MapPath {
         self.map_path
+    }
+
+    /// Whether any class lock is held now (for tests of what runs unlocked).
+    #[cfg(test)]
+    pub(crate) fn any_class_locked(&self) -> bool {
+        self.classes.iter().any(|c| c.is_locked())
     }
 
     /// Per-CPU copy buffers the pool holds (one per possible CPU on a copy-path pool, none
