@@ -40,6 +40,9 @@ Modes (passed to the kernel; everything after the mode goes to it unchanged):
                     replay a trace of pool operations (a ID SIZE, f ID, w ID, c, s, # comment)
                     from the host file FILE, reporting at every c and s and at the end; P:
                     linux (the default), linux-chain=N (N 4..16), fitted, fitted-chain=N
+  soak [N] [--seed S]
+                    N random pool operations (default 1000000) on every CPU, with compaction,
+                    page migration and ranges emptied, every object checked byte for byte
   crash KIND        end in a chosen failure (panic, page-fault, gp, ud, ap-panic,
                     ap-stack-overflow) to see its
                     diagnostic

@@ -24,6 +24,7 @@ pub mod ktest;
 pub mod mm;
 pub mod modes;
 pub mod percpu;
+pub mod soak;
 pub mod workload;
 pub mod zram;
 pub mod zs_backend;

@@ -8,6 +8,7 @@ mod bench;
 mod crash;
 mod replay;
 mod run;
+mod soak;
 
 /// The modes, with a one-line description each (printed on a bad mode).
 pub const MODES: &[(&str, &str)] = &[
@@ -25,8 +26,12 @@ pub const MODES: &[(&str, &str)] = &[
         "replay the trace given with the boot image: replay NAME (cargo run -- replay FILE)",
     ),
     (
+        "soak",
+        "random pool operations on every CPU, with compaction and migration: soak [N] [--seed S]",
+    ),
+    (
         "crash",
-        "end in a chosen failure to show its diagnostic: crash panic|page-fault|gp|ud|ap-panic",
+        "end in a chosen failure to show its diagnostic: crash panic|page-fault|gp|ud|ap-panic|ap-stack-overflow",
     ),
 ];
 
@@ -51,6 +56,7 @@ pub fn dispatch(args: &BootArgs) -> ExitCode {
         }
         "bench" => bench::run(rest),
         "replay" => replay::run(rest, args.payload),
+        "soak" => soak::run(rest),
         "crash" => crash::run(rest),
         unknown => {
             println!("zsos: error: unknown mode '{unknown}'. Modes:");

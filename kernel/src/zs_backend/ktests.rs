@@ -408,98 +408,13 @@ fn emptying_a_range_is_refused_under_a_mapping_and_for_unmovable_frames() {
 /// compaction every 20000 operations, a page migration every 500 and a range emptied every
 /// 5000, keeping about 20000 objects alive; then every live object is checked byte for byte.
 fn soak_one_million_operations_with_compaction_and_migration() {
-    const OPS: u64 = 1_000_000;
-    const TARGET_LIVE: usize = 20_000;
-    let p = MovablePool::new("soak", PoolConfig::default());
-    let ranges = KernelRanges { order: 2 };
-    let mut rng = zsmalloc::seeded::Rng::new(0x50a4);
-    // Each live object: its handle and the seed of its bytes.
-    let mut live: Vec<(Handle, u64)> = Vec::with_capacity(TARGET_LIVE * 2);
-    let (mut ops, mut compacted, mut migrated, mut emptied, mut refused) =
-        (0u64, 0, 0u64, 0u64, 0u64);
-    let start = crate::arch::tsc::start();
-    while ops < OPS {
-        let roll = rng.below(100);
-        if live.is_empty()
-            || (roll < 45 && live.len() < TARGET_LIVE * 3 / 2)
-            || live.len() < TARGET_LIVE / 2
-        {
-            let size = 1 + rng.below(MAX_ALLOC_SIZE as u64) as usize;
-            let h = p
-                .malloc(size)
-                .unwrap_or_else(|e| panic!("soak op {ops}: malloc({size}): {e}"));
-            let seed = rng.next_u64();
-            fill_bytes(&mut p.map(h, MapMode::WriteOnly).unwrap(), seed);
-            live.push((h, seed));
-            ops += 2;
-        } else if roll < 90 {
-            let (h, seed) = live.swap_remove(rng.below(live.len() as u64) as usize);
-            if roll < 55 {
-                check_bytes(&p.map(h, MapMode::ReadOnly).unwrap(), seed, ops);
-                ops += 1;
-            }
-            p.free(h)
-                .unwrap_or_else(|e| panic!("soak op {ops}: free: {e}"));
-            ops += 1;
-        } else {
-            let (h, seed) = live[rng.below(live.len() as u64) as usize];
-            check_bytes(&p.map(h, MapMode::ReadOnly).unwrap(), seed, ops);
-            ops += 1;
-        }
-        if ops % 500 < 2 {
-            let pages = p.pages();
-            let pfn = pages[rng.below(pages.len() as u64) as usize];
-            p.migrate_page(pfn)
-                .unwrap_or_else(|e| panic!("soak op {ops}: migrating {pfn:#x}: {e}"));
-            migrated += 1;
-        }
-        if ops % 5000 < 2 {
-            match model::RangeEmptier::empty_range(&ranges, &p, rng.next_u64()) {
-                Ok(r) => {
-                    emptied += 1;
-                    migrated += r.migrated;
-                }
-                Err(_) => refused += 1,
-            }
-        }
-        if ops % 20_000 < 2 {
-            compacted += p.compact();
-        }
-    }
-    let cycles = crate::arch::tsc::stop() - start;
-    p.check_invariants().unwrap();
-    for (i, (h, seed)) in live.iter().enumerate() {
-        check_bytes(&p.map(*h, MapMode::ReadOnly).unwrap(), *seed, i as u64);
-    }
-    crate::println!(
-        "  soak: {ops} operations in {} ms; {} objects live at the end ({} pages), all intact; \
-         {compacted} pages compacted, {migrated} pages migrated, {emptied} ranges emptied, \
-         {refused} refused",
-        crate::arch::tsc::cycles_to_us(cycles) / 1000,
-        live.len(),
-        p.total_pages()
-    );
+    let r = crate::soak::run(1_000_000, 0x50a4, false).unwrap_or_else(|e| panic!("soak: {e}"));
+    crate::println!("  soak: {r}");
+    assert!(r.ops >= 1_000_000);
     assert!(
-        compacted > 0 && migrated > 100 && emptied > 10,
+        r.compacted > 0 && r.migrated > 100 && r.emptied > 10,
         "the soak exercised little"
     );
-    for (h, _) in live {
-        p.free(h).unwrap();
-    }
-    assert_eq!(p.backend().frames_held(), 0);
-}
-
-fn fill_bytes(obj: &mut [u8], seed: u64) {
-    zsmalloc::seeded::fill_seeded(obj, seed);
-}
-
-fn check_bytes(obj: &[u8], seed: u64, at: u64) {
-    if let Some(i) = zsmalloc::seeded::seeded_mismatch(obj, seed) {
-        panic!(
-            "soak at {at}: object of {} bytes differs at byte {i}",
-            obj.len()
-        );
-    }
 }
 
 /// Compaction on real frames after freeing 50% and 90% of the objects at random: it frees
