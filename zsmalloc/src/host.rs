@@ -20,6 +20,17 @@ use crate::zsdesc::ZsDesc;
 #[repr(C, align(4096))]
 struct Frame(UnsafeCell<[u8; PAGE_SIZE]>);
 
+std::thread_local! {
+    /// The CPU this thread is (see [`set_this_cpu`]).
+    static THIS_CPU: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+}
+
+/// Makes the calling thread CPU `cpu` for every host backend (taken modulo its CPUs): tests
+/// that run a pool on several threads give each its own CPU, as the kernel's CPUs are.
+pub fn set_this_cpu(cpu: usize) {
+    THIS_CPU.with(|c| c.set(cpu));
+}
+
 /// Lowest pfn handed out (so that pfn 0 is never used).
 const BASE_PFN: Pfn = 0x100;
 /// Byte written over a frame when it is handed out and when it is given back.
@@ -45,7 +56,8 @@ pub struct HostBackend {
     frame_count: usize,
     descs: Box<[ZsDesc]>,
     state: Mutex<State>,
-    window_busy: AtomicBool,
+    /// Per "CPU" (a thread that called [`set_this_cpu`]): its emulated window is in use.
+    window_busy: Box<[AtomicBool]>,
     reports: Mutex<Vec<String>>,
     movable_ops: core::sync::atomic::AtomicU64,
 }
@@ -58,8 +70,14 @@ unsafe impl Send for HostBackend {}
 
 impl HostBackend {
     /// A backend with `frames` frames, handed out in an order shuffled by `seed` (so that
-    /// consecutive allocations are rarely adjacent, as on a real machine).
+    /// consecutive allocations are rarely adjacent, as on a real machine), for one CPU.
     pub fn new(frames: usize, seed: u64) -> HostBackend {
+        HostBackend::with_cpus(frames, seed, 1)
+    }
+
+    /// As [`HostBackend::new`], for `cpus` CPUs: each thread is the CPU it says it is with
+    /// [`set_this_cpu`] (CPU 0 unless it says).
+    pub fn with_cpus(frames: usize, seed: u64, cpus: usize) -> HostBackend {
         let mut free: Vec<Pfn> = (0..frames as u64).map(|i| BASE_PFN + i).collect();
         let mut x = seed | 1;
         for i in (1..free.len()).rev() {
@@ -82,10 +100,15 @@ impl HostBackend {
                 fail_from: None,
                 isolated: None,
             }),
-            window_busy: AtomicBool::new(false),
+            window_busy: (0..cpus.max(1)).map(|_| AtomicBool::new(false)).collect(),
             reports: Mutex::new(Vec::new()),
             movable_ops: core::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// The CPU the calling thread is, as the pool sees it.
+    fn this_cpu(&self) -> usize {
+        THIS_CPU.with(|c| c.get()) % self.window_busy.len()
     }
 
     fn index(&self, pfn: Pfn) -> usize {
@@ -154,6 +177,7 @@ impl Drop for HostBackend {
 /// when dropped.
 pub struct HostPair<'a> {
     backend: &'a HostBackend,
+    cpu: usize,
     pfns: [Pfn; 2],
     writable: bool,
     snapshot: Box<[u8; 2 * PAGE_SIZE]>,
@@ -186,22 +210,31 @@ impl Drop for HostPair<'_> {
                     continue;
                 }
                 for (c, (n, o)) in new.chunks(64).zip(old.chunks(64)).enumerate() {
-                    if n != o {
-                        // SAFETY: the chunk lies inside the frame, which the pool holds.
-                        unsafe { core::ptr::copy_nonoverlapping(n.as_ptr(), page.add(c * 64), 64) };
+                    if n == o {
+                        continue;
+                    }
+                    // Byte by byte within a changed chunk: a byte the user did not change may
+                    // belong to another object, which another CPU may be writing.
+                    for (i, (&nb, &ob)) in n.iter().zip(o).enumerate() {
+                        if nb != ob {
+                            // SAFETY: the byte lies inside the frame, which the pool holds,
+                            // and belongs to the mapped object (the only bytes that changed).
+                            unsafe { page.add(c * 64 + i).write(nb) };
+                        }
                     }
                 }
             }
         }
         // SAFETY: `view` came from Box::into_raw in map_pair and is freed only here.
         drop(unsafe { Box::from_raw(self.view) });
-        self.backend.window_busy.store(false, Ordering::Release);
+        self.backend.window_busy[self.cpu].store(false, Ordering::Release);
     }
 }
 
 // SAFETY: frames are distinct page-aligned blocks owned by the backend, handed out once until
 // freed; descriptors live as long as the backend; the pair mapping shows both frames (as a
-// copy written back on drop); there is one "CPU", index 0.
+// copy written back on drop); each thread is the CPU it set (set_this_cpu), with its own
+// emulated window.
 unsafe impl Backend for HostBackend {
     type PairMap<'a> = HostPair<'a>;
     type CpuPin = ();
@@ -252,7 +285,8 @@ unsafe impl Backend for HostBackend {
     }
 
     fn map_pair(&self, first: Pfn, second: Pfn, writable: bool) -> Option<HostPair<'_>> {
-        if self.window_busy.swap(true, Ordering::Acquire) {
+        let cpu = self.this_cpu();
+        if self.window_busy[cpu].swap(true, Ordering::Acquire) {
             return None;
         }
         let mut snapshot = Box::new([0u8; 2 * PAGE_SIZE]);
@@ -264,6 +298,7 @@ unsafe impl Backend for HostBackend {
         let view = Box::into_raw(Box::new(*snapshot));
         Some(HostPair {
             backend: self,
+            cpu,
             pfns: [first, second],
             writable,
             snapshot,
@@ -272,11 +307,11 @@ unsafe impl Backend for HostBackend {
     }
 
     fn pin_cpu(&self) -> (usize, ()) {
-        (0, ())
+        (self.this_cpu(), ())
     }
 
     fn possible_cpus(&self) -> usize {
-        1
+        self.window_busy.len()
     }
 
     fn movable_ops(&self) -> u64 {

@@ -1358,3 +1358,108 @@ fn compaction_lets_go_of_its_locks_between_source_zspages() {
         p.free(h).unwrap();
     }
 }
+
+/// The pool on several threads at once, each its own CPU: workers allocate, write, read,
+/// check and free their own objects while a mover compacts and migrates pages under them.
+/// Every object is checked byte for byte as it goes and at the end. Under Miri (few steps),
+/// which reports any data race. The copy path: the host's window stand-in copies whole pages,
+/// which other CPUs' objects share (the kernel's concurrency tests cover the real window).
+#[test]
+fn the_pool_on_several_threads_keeps_every_object() {
+    use crate::seeded::{Rng, fill_seeded, seeded_mismatch};
+    use core::sync::atomic::{AtomicUsize, Ordering};
+    let (workers, steps) = if cfg!(miri) { (2, 12) } else { (3, 4000) };
+    let backend = HostBackend::with_cpus(if cfg!(miri) { 96 } else { 4096 }, 11, workers + 1);
+    let p = Pool::new(
+        "threads",
+        backend,
+        PoolConfig {
+            map_path: MapPath::Copy,
+            ..PoolConfig::default()
+        },
+    );
+    let finished = AtomicUsize::new(0);
+    let (compactions, migrations) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let survivors = std::thread::scope(|s| {
+        let mover = s.spawn(|| {
+            crate::host::set_this_cpu(workers);
+            let mut rng = Rng::new(99);
+            while finished.load(Ordering::Acquire) < workers {
+                p.compact();
+                compactions.fetch_add(1, Ordering::Relaxed);
+                let pages = p.pages();
+                if !pages.is_empty() {
+                    match p.migrate_page(pages[rng.below(pages.len() as u64) as usize]) {
+                        Ok(_) => {
+                            migrations.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(Error::ZspageBusy(_) | Error::NotOurPage(_) | Error::OutOfMemory) => {}
+                        Err(e) => panic!("mover: {e}"),
+                    }
+                }
+                std::thread::yield_now();
+            }
+        });
+        let handles: Vec<_> = (0..workers)
+            .map(|cpu| {
+                let (p, finished) = (&p, &finished);
+                s.spawn(move || {
+                    crate::host::set_this_cpu(cpu);
+                    let mut rng = Rng::new(cpu as u64 + 1);
+                    let mut mine: Vec<(Handle, u64)> = Vec::new();
+                    let check = |h: Handle, seed: u64| {
+                        let mut buf = vec![0u8; MAX_ALLOC_SIZE];
+                        let n = p.read(h, &mut buf).unwrap();
+                        assert_eq!(seeded_mismatch(&buf[..n], seed), None, "CPU {cpu}");
+                    };
+                    for _ in 0..steps {
+                        let roll = rng.below(10);
+                        if mine.is_empty() || roll < 4 {
+                            let size = 1 + rng.below(if cfg!(miri) { 600 } else { 4096 }) as usize;
+                            let h = match p.malloc(size) {
+                                Ok(h) => h,
+                                Err(Error::OutOfMemory) => continue,
+                                Err(e) => panic!("CPU {cpu}: {e}"),
+                            };
+                            let seed = rng.next_u64();
+                            fill_seeded(&mut p.map(h, MapMode::WriteOnly).unwrap(), seed);
+                            mine.push((h, seed));
+                        } else if roll < 7 {
+                            let (h, seed) = mine.swap_remove(rng.below(mine.len() as u64) as usize);
+                            check(h, seed);
+                            p.free(h).unwrap();
+                        } else {
+                            let (h, seed) = mine[rng.below(mine.len() as u64) as usize];
+                            check(h, seed);
+                        }
+                    }
+                    finished.fetch_add(1, Ordering::Release);
+                    mine
+                })
+            })
+            .collect();
+        let survivors: Vec<(Handle, u64)> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        mover.join().unwrap();
+        survivors
+    });
+    p.check_invariants().unwrap();
+    let mut buf = vec![0u8; MAX_ALLOC_SIZE];
+    for &(h, seed) in &survivors {
+        let n = p.read(h, &mut buf).unwrap();
+        assert_eq!(crate::seeded::seeded_mismatch(&buf[..n], seed), None);
+    }
+    assert!(compactions.load(Ordering::Relaxed) > 0);
+    if !cfg!(miri) {
+        assert!(
+            migrations.load(Ordering::Relaxed) > 0,
+            "the mover migrated nothing"
+        );
+    }
+    for (h, _) in survivors {
+        p.free(h).unwrap();
+    }
+    assert_eq!(p.backend().frames_in_use(), 0);
+}
