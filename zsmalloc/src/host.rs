@@ -326,11 +326,13 @@ unsafe impl Backend for HostBackend {
 /// The host's stand-in for the kernel's range-emptying routine: picks an aligned range of
 /// `frames` frames, keeps allocation out of it, and migrates every pool page in it (isolate,
 /// migrate, put back on failure), as the kernel does with real frames.
+#[cfg(any(test, feature = "testkit"))]
 pub struct HostRanges {
     /// Frames per range (a power of two).
     pub frames: u64,
 }
 
+#[cfg(any(test, feature = "testkit"))]
 impl crate::model::RangeEmptier<HostBackend> for HostRanges {
     fn empty_range(
         &self,

@@ -12,9 +12,10 @@
 //! [`backend`] (the trait through which the allocator reaches the machine), [`trace`] (trace
 //! files and their replay) and [`seeded`] (reproducible randomness and object contents).
 //!
-//! Features, both off by default: `testkit` adds `model` (the model checker and the cases the
+//! Features, all off by default: `testkit` adds `model` (the model checker and the cases the
 //! host and kernel tests share); `zbud` adds `zbud`, the two-objects-per-page baseline the
-//! kernel's bench compares density against.
+//! kernel's bench compares density against; `host` adds `host`, the backend on the host's
+//! heap (it needs `std`) that the crate's tests and the fuzzers run pools on.
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
@@ -38,8 +39,8 @@ pub mod zbud;
 pub mod zsdesc;
 mod zspage;
 
-#[cfg(test)]
-mod host;
+#[cfg(any(test, feature = "host"))]
+pub mod host;
 #[cfg(test)]
 mod tests;
 
