@@ -1249,11 +1249,11 @@ fn compaction_reaches_an_oracle_computed_from_the_live_objects_alone() {
 
 #[test]
 fn frames_for_a_new_zspage_are_taken_without_the_class_lock() {
-    use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
     /// A host backend that, at each frame allocation, looks whether a class lock is held.
     struct Watching {
         inner: HostBackend,
-        pool: AtomicUsize,
+        pool: AtomicPtr<Pool<Watching>>,
         allocations: AtomicUsize,
         under_lock: AtomicBool,
     }
@@ -1262,7 +1262,7 @@ fn frames_for_a_new_zspage_are_taken_without_the_class_lock() {
         type PairMap<'a> = crate::host::HostPair<'a>;
         type CpuPin = ();
         fn alloc_page(&self) -> Option<crate::Pfn> {
-            let pool = self.pool.load(Ordering::SeqCst) as *const Pool<Watching>;
+            let pool = self.pool.load(Ordering::SeqCst);
             // SAFETY: the test stores the pool's address before any allocation and keeps the
             // pool in place until the end.
             if let Some(pool) = unsafe { pool.as_ref() } {
@@ -1306,14 +1306,14 @@ fn frames_for_a_new_zspage_are_taken_without_the_class_lock() {
     }
     let backend = Watching {
         inner: HostBackend::new(if cfg!(miri) { 64 } else { 1024 }, 5),
-        pool: AtomicUsize::new(0),
+        pool: AtomicPtr::new(core::ptr::null_mut()),
         allocations: AtomicUsize::new(0),
         under_lock: AtomicBool::new(false),
     };
     let p = Pool::new("watched", backend, PoolConfig::default());
     p.backend()
         .pool
-        .store(&p as *const Pool<Watching> as usize, Ordering::SeqCst);
+        .store(core::ptr::from_ref(&p).cast_mut(), Ordering::SeqCst);
     let handles: Vec<Handle> = [100, 1000, 3000, 4096, 100, 2000]
         .iter()
         .map(|&size| p.malloc(size).unwrap())
@@ -1326,7 +1326,9 @@ fn frames_for_a_new_zspage_are_taken_without_the_class_lock() {
     for h in handles {
         p.free(h).unwrap();
     }
-    p.backend().pool.store(0, Ordering::SeqCst);
+    p.backend()
+        .pool
+        .store(core::ptr::null_mut(), Ordering::SeqCst);
 }
 
 #[test]
@@ -1334,8 +1336,9 @@ fn compaction_lets_go_of_its_locks_between_source_zspages() {
     use core::sync::atomic::Ordering;
     let p = pool(MapPath::Window, 8);
     // One class, many zspages, three objects of four freed: many sources to empty.
-    let n = if cfg!(miri) { 120 } else { 4000 };
-    let hs: Vec<Handle> = (0..n).map(|_| p.malloc(200).unwrap()).collect();
+    // 248 bytes and the header fill a 256-byte slot: one-page zspages of 16.
+    let n = if cfg!(miri) { 96 } else { 4000 };
+    let hs: Vec<Handle> = (0..n).map(|_| p.malloc(248).unwrap()).collect();
     let mut kept = Vec::new();
     for (i, h) in hs.into_iter().enumerate() {
         if i % 4 == 0 {
@@ -1344,7 +1347,7 @@ fn compaction_lets_go_of_its_locks_between_source_zspages() {
             p.free(h).unwrap();
         }
     }
-    let per_zspage = p.classes().classes[p.classes().class_for(200)].pages_per_zspage;
+    let per_zspage = p.classes().classes[p.classes().class_for(248)].pages_per_zspage;
     let before = p.write_holds.load(Ordering::Relaxed);
     let freed = p.compact();
     let holds = p.write_holds.load(Ordering::Relaxed) - before;
