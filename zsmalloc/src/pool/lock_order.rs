@@ -1,5 +1,6 @@
 //! The pool's locks and the order they are taken in. Debug builds check the order per CPU.
 
+#[cfg(debug_assertions)]
 use ::alloc::vec::Vec;
 use core::ops::{Deref, DerefMut};
 #[cfg(debug_assertions)]

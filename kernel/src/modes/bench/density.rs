@@ -335,6 +335,128 @@ pub fn figures() {
     }
 }
 
+/// The policies compared side by side: Linux's rule at chains 4, 8 and 16, and the fitted
+/// placement rule at chains 4 and 8.
+const POLICIES: [&str; 5] = [
+    "linux-chain=4",
+    "linux",
+    "linux-chain=16",
+    "fitted-chain=4",
+    "fitted",
+];
+
+/// The trace families of `zsmalloc::families` as workloads (their own frees included).
+fn family_workloads() -> Vec<(&'static str, Vec<Step>)> {
+    zsmalloc::families::Family::ALL
+        .iter()
+        .map(|f| {
+            let text = f.generate(0xbe4c, 3000);
+            let steps = text
+                .lines()
+                .filter_map(|line| match trace::parse_line(line) {
+                    Ok(Some(Op::Alloc { id, size })) => Some(Step::Alloc(id, size)),
+                    Ok(Some(Op::Free { id })) => Some(Step::Free(id)),
+                    _ => None,
+                })
+                .collect();
+            (f.name(), steps)
+        })
+        .collect()
+}
+
+/// Pages per policy at each point of every workload, beside zbud and the bound
+/// ⌈live bytes / 4096⌉, with issue 14's targets for the fitted rule at chain 4 marked.
+pub fn policy_figures() {
+    println!("  pages by policy (after fill / after half freed / after compaction)");
+    println!(
+        "    {:<12} {:<11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}  fitted-4 <= best linux",
+        "workload",
+        "point",
+        "linux-4",
+        "linux-8",
+        "linux-16",
+        "fitted-4",
+        "fitted-8",
+        "zbud",
+        "bound"
+    );
+    let mut all_met = true;
+    for (name, steps) in workloads().into_iter().chain(family_workloads()) {
+        let mut cols: Vec<[u64; 3]> = Vec::new();
+        for policy in POLICIES {
+            let config = zsmalloc::Policy::parse(policy)
+                .expect("a known policy")
+                .config();
+            let mut zs = ZsStore {
+                pool: Pool::new("policies", KernelBackend::new(), config),
+                live: BTreeMap::new(),
+            };
+            let (fill, half, compacted) = measure(&mut zs, &steps);
+            let compacted = compacted.expect("zsmalloc compacts");
+            cols.push([fill.frames, half.frames, compacted.frames]);
+        }
+        let mut zbud = ZbudStore {
+            zbud: Zbud::new(KernelBackend::new()),
+            live: BTreeMap::new(),
+        };
+        let (zf, zh, _) = measure(&mut zbud, &steps);
+        let bytes = live_bytes_at_points(&steps);
+        for (i, point) in ["fill", "half", "compacted"].into_iter().enumerate() {
+            let best_linux = cols[..3].iter().map(|c| c[i]).min().expect("three");
+            let ok = cols[3][i] <= best_linux;
+            all_met &= ok;
+            let zbud_pages = match i {
+                0 => zf.frames,
+                _ => zh.frames,
+            };
+            println!(
+                "    {:<12} {:<11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}  {}",
+                name,
+                point,
+                cols[0][i],
+                cols[1][i],
+                cols[2][i],
+                cols[3][i],
+                cols[4][i],
+                zbud_pages,
+                bytes[i].div_ceil(PAGE as u64),
+                met(ok)
+            );
+            for (policy, c) in POLICIES.iter().zip(&cols) {
+                println!(
+                    "BENCH name=pages.{name}.{policy}.{point} value={} unit=frames",
+                    c[i]
+                );
+            }
+        }
+    }
+    println!(
+        "    fitted-4 needs no more pages than the best Linux chain at every point: {}",
+        met(all_met)
+    );
+}
+
+/// Live bytes after the fill, after freeing a random half (as `measure` frees it), and
+/// after compaction (the same).
+fn live_bytes_at_points(steps: &[Step]) -> [u64; 3] {
+    let mut live: BTreeMap<u64, usize> = BTreeMap::new();
+    for &step in steps {
+        match step {
+            Step::Alloc(id, size) => {
+                live.insert(id, size);
+            }
+            Step::Free(id) => {
+                live.remove(&id);
+            }
+        }
+    }
+    let fill: u64 = live.values().map(|&s| s as u64).sum();
+    let mut ids: Vec<u64> = live.keys().copied().collect();
+    Rng::new(0x4a1f).shuffle(&mut ids);
+    let freed: u64 = ids[..ids.len() / 2].iter().map(|id| live[id] as u64).sum();
+    [fill, fill - freed, fill - freed]
+}
+
 fn met(ok: bool) -> &'static str {
     if ok { "met" } else { "MISSED" }
 }

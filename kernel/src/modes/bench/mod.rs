@@ -64,6 +64,10 @@ const SECTIONS: &[(&str, &str)] = &[
         "zram store; zsmalloc against zbud and a heap on three workloads",
     ),
     (
+        "policies",
+        "pages per placement rule and chain length beside zbud and the bound, on every workload",
+    ),
+    (
         "scale",
         "malloc+free with 1 thousand to 1 million objects live",
     ),
@@ -95,6 +99,9 @@ pub fn run(rest: &[&str]) -> ExitCode {
     }
     if wanted("density") {
         density::figures();
+    }
+    if wanted("policies") {
+        density::policy_figures();
     }
     if wanted("scale") {
         scale::figures();
