@@ -27,39 +27,13 @@ pub fn run(rest: &[&str]) -> ExitCode {
             unsafe { core::arch::asm!("ud2", options(nomem, nostack)) };
             ExitCode::Failure
         }
-        ["ap-panic"] => {
-            if crate::arch::smp::cpus_up() < 2 {
-                println!("zsos: error: crash ap-panic needs two CPUs or more (--smp 2)");
-                return ExitCode::Failure;
-            }
-            crate::arch::smp::run_on_all_cpus(&|cpu| {
-                if cpu == 1 {
-                    panic!("crash requested on an application processor");
-                }
-                // The other CPUs wait here; the panic on CPU 1 ends the machine.
-                loop {
-                    core::hint::spin_loop();
-                }
-            });
-            ExitCode::Failure
-        }
-        ["ap-stack-overflow"] => {
-            if crate::arch::smp::cpus_up() < 2 {
-                println!("zsos: error: crash ap-stack-overflow needs two CPUs or more (--smp 2)");
-                return ExitCode::Failure;
-            }
-            crate::arch::smp::run_on_all_cpus(&|cpu| {
-                if cpu == 1 {
-                    let depth = recurse(0);
-                    println!("zsos: recursed {depth} deep without overflowing the stack");
-                }
-                // The other CPUs wait here; the double fault on CPU 1 ends the machine.
-                loop {
-                    core::hint::spin_loop();
-                }
-            });
-            ExitCode::Failure
-        }
+        ["ap-panic"] => on_cpu_1("ap-panic", &|| {
+            panic!("crash requested on an application processor");
+        }),
+        ["ap-stack-overflow"] => on_cpu_1("ap-stack-overflow", &|| {
+            let depth = recurse(0);
+            println!("zsos: recursed {depth} deep without overflowing the stack");
+        }),
         _ => {
             println!("zsos: error: usage: crash panic|page-fault|gp|ud|ap-panic|ap-stack-overflow");
             ExitCode::Failure
@@ -75,4 +49,21 @@ fn recurse(depth: u64) -> u64 {
         return depth;
     }
     recurse(depth + 1) + core::hint::black_box(frame[7])
+}
+
+/// Runs `crash` on CPU 1 while the other CPUs wait: the failure it provokes ends the machine.
+fn on_cpu_1(kind: &str, crash: &(dyn Fn() + Sync)) -> ExitCode {
+    if crate::arch::smp::cpus_up() < 2 {
+        println!("zsos: error: crash {kind} needs two CPUs or more (--smp 2)");
+        return ExitCode::Failure;
+    }
+    crate::arch::smp::run_on_all_cpus(&|cpu| {
+        if cpu == 1 {
+            crash();
+        }
+        loop {
+            core::hint::spin_loop();
+        }
+    });
+    ExitCode::Failure
 }
