@@ -214,8 +214,17 @@ fn compaction_finishes_while_other_cpus_map_continuously() {
     let (done, maps) = (AtomicBool::new(false), AtomicU64::new(0));
     let limit = crate::arch::tsc::start() + crate::arch::tsc::hz() * 20;
     let (freed, cycles) = (AtomicUsize::new(0), AtomicU64::new(0));
+    let maps_before = AtomicU64::new(0);
     smp::run_on_all_cpus(&|cpu| {
         if cpu == 0 {
+            // Compaction starts once the mappers are mapping without pause (the other CPUs
+            // may wake later than this one).
+            while maps.load(Ordering::SeqCst) < 100 * (n as u64 - 1)
+                && crate::arch::tsc::start() < limit
+            {
+                core::hint::spin_loop();
+            }
+            maps_before.store(maps.load(Ordering::SeqCst), Ordering::SeqCst);
             let t0 = crate::arch::tsc::start();
             freed.store(pool.compact(), Ordering::SeqCst);
             cycles.store(crate::arch::tsc::stop() - t0, Ordering::SeqCst);
@@ -234,18 +243,23 @@ fn compaction_finishes_while_other_cpus_map_continuously() {
         }
     });
     let ms = crate::arch::tsc::cycles_to_us(cycles.load(Ordering::SeqCst)) / 1000;
+    let before = maps_before.load(Ordering::SeqCst);
     crate::println!(
-        "  compaction freed {} pages in {ms} ms while {} CPUs mapped {} times",
+        "  compaction freed {} pages in {ms} ms while {} CPUs mapped ({} maps before it began, {} in all)",
         freed.load(Ordering::SeqCst),
         n - 1,
+        before,
         maps.load(Ordering::Relaxed)
+    );
+    assert!(
+        before >= 100 * (n as u64 - 1),
+        "the mappers were not mapping when compaction began ({before} maps)"
     );
     assert!(
         done.load(Ordering::SeqCst),
         "compaction had not finished after 20 s of continuous mapping"
     );
     assert!(freed.load(Ordering::SeqCst) > 0, "compaction freed nothing");
-    assert!(maps.load(Ordering::Relaxed) > 0, "the mappers never got in");
     pool.check_invariants().unwrap();
     for h in kept {
         pool.free(h).unwrap();
