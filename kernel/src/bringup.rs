@@ -90,35 +90,93 @@ fn start_aps(cpus: &[Cpu]) -> Started {
         }
     };
     smp::set_ap_setup(ap_setup);
+    start_each(&aps, &mut out, &mut |ap, index| {
+        // Both stacks between guard pages: an overflow is a diagnosed double fault.
+        let (top, fault_top) = mm::stacks::alloc(AP_STACK)
+            .and_then(|s| mm::stacks::alloc(AP_FAULT_STACK).map(|f| (s.end, f.end)))
+            .map_err(|_| "no memory for the stacks of the other CPUs")?;
+        Ok(smp::start_ap(
+            &trampoline,
+            ap.apic_id,
+            index,
+            top,
+            fault_top,
+        ))
+    });
+    out
+}
+
+/// Starts `aps` in order as CPUs 1, 2, ... with `start` (which says whether the AP reported
+/// in, or why it could not be tried), recording each in `out`. After an AP that did not
+/// report in, none is started: the late CPU may still be reading its stack and index from the
+/// trampoline, and writing the next CPU's there could start two CPUs on one stack.
+fn start_each(
+    aps: &[&Cpu],
+    out: &mut Started,
+    start: &mut dyn FnMut(&Cpu, usize) -> Result<bool, &'static str>,
+) {
     for (n, ap) in aps.iter().enumerate() {
         let index = n + 1;
         if index >= MAX_CPUS {
             out.missing.push(ap.apic_id);
             continue;
         }
-        // Both stacks between guard pages: an overflow is a diagnosed double fault.
-        let stacks = mm::stacks::alloc(AP_STACK)
-            .and_then(|s| mm::stacks::alloc(AP_FAULT_STACK).map(|f| (s.end, f.end)));
-        let Ok((top, fault_top)) = stacks else {
-            out.missing.extend(aps[n..].iter().map(|c| c.apic_id));
-            out.error = Some("no memory for the stacks of the other CPUs");
-            break;
-        };
-        if smp::start_ap(&trampoline, ap.apic_id, index, top, fault_top) {
-            out.up.push(ap.apic_id);
-        } else {
-            // The late CPU may still be reading its stack and index from the trampoline:
-            // writing the next CPU's there could start two CPUs on one stack. The rest stay
-            // down (and their indices unused).
-            out.missing.extend(aps[n..].iter().map(|c| c.apic_id));
-            out.error = Some(
-                "a CPU did not report in, and the trampoline stays its own: the CPUs after it \
-                 were not started",
-            );
-            break;
+        match start(ap, index) {
+            Ok(true) => out.up.push(ap.apic_id),
+            Ok(false) => {
+                out.missing.extend(aps[n..].iter().map(|c| c.apic_id));
+                out.error = Some(
+                    "a CPU did not report in, and the trampoline stays its own: the CPUs \
+                     after it were not started",
+                );
+                return;
+            }
+            Err(why) => {
+                out.missing.extend(aps[n..].iter().map(|c| c.apic_id));
+                out.error = Some(why);
+                return;
+            }
         }
     }
-    out
+}
+
+#[cfg(feature = "ktest")]
+mod ktests {
+    use alloc::vec::Vec;
+
+    use super::{Started, start_each};
+    use crate::arch::cpus::Cpu;
+
+    fn ap(apic_id: u32) -> Cpu {
+        Cpu {
+            apic_id,
+            uid: apic_id,
+            is_boot: false,
+            usable: true,
+        }
+    }
+
+    /// The start-up order's logic with a stand-in for the INIT-SIPI-SIPI sequence: after the
+    /// second AP stays silent, the third and fourth are never tried (the trampoline still
+    /// belongs to the silent one), and all three count as missing.
+    fn no_cpu_is_started_after_one_that_did_not_report_in() {
+        let cpus = [ap(1), ap(2), ap(3), ap(4)];
+        let aps: Vec<&Cpu> = cpus.iter().collect();
+        let mut out = Started::default();
+        let mut tried = Vec::new();
+        start_each(&aps, &mut out, &mut |cpu, index| {
+            tried.push((cpu.apic_id, index));
+            Ok(cpu.apic_id != 2)
+        });
+        assert_eq!(tried, [(1, 1), (2, 2)], "CPUs tried after a silent one");
+        assert_eq!(out.up, [1]);
+        assert_eq!(out.missing, [2, 3, 4]);
+        assert!(out.error.is_some());
+    }
+
+    crate::ktests! {
+        no_cpu_is_started_after_one_that_did_not_report_in,
+    }
 }
 
 /// Maps the local APIC and installs the trampoline in a reserved low frame.
