@@ -10,6 +10,8 @@ use boot::image::{self, Firmware};
 use boot::ktest;
 use boot::qemu::{self, Machine};
 
+mod cli;
+
 const USAGE: &str = "\
 usage: cargo run -- [OPTIONS] [MODE [ARGS...]]
 
@@ -68,18 +70,7 @@ struct Options {
 
 /// `bench ... --json FILE`: the runner's own option, taken out of the kernel's arguments.
 fn take_bench_json(opts: &mut Options) -> Result<(), String> {
-    if opts.kernel_args.first().map(String::as_str) != Some("bench") {
-        return Ok(());
-    }
-    if let Some(i) = opts.kernel_args.iter().position(|a| a == "--json") {
-        let file = opts
-            .kernel_args
-            .get(i + 1)
-            .cloned()
-            .ok_or("bench --json needs a FILE to write the figures to")?;
-        opts.kernel_args.drain(i..i + 2);
-        opts.bench_json = Some(PathBuf::from(file));
-    }
+    opts.bench_json = cli::take_bench_json(&mut opts.kernel_args)?.map(PathBuf::from);
     Ok(())
 }
 
@@ -132,66 +123,24 @@ fn load_replay_file(opts: &mut Options) -> Result<(), String> {
 }
 
 fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
-    let mut machine = Machine {
-        timeout: Duration::from_secs(300),
-        ..Machine::default()
+    let Some(cl) = cli::parse(args)? else {
+        return Ok(None);
     };
-    let mut timeout_given = false;
-    let mut memory_given = false;
-    let mut it = args.iter();
-    let mut kernel_args = Vec::new();
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        match arg.as_str() {
-            "-h" | "--help" => return Ok(None),
-            "--uefi" => machine.firmware = Firmware::Uefi,
-            "--bios" => machine.firmware = Firmware::Bios,
-            "--gdb" => machine.gdb = true,
-            "--smp" => {
-                let v = value("--smp")?;
-                machine.smp = match v.parse::<u32>() {
-                    Ok(n) if (1..=64).contains(&n) => n,
-                    _ => {
-                        return Err(format!(
-                            "--smp takes a number of CPUs from 1 to 64, not '{v}'"
-                        ));
-                    }
-                };
-            }
-            "--memory" => {
-                let v = value("--memory")?;
-                machine.memory = parse_memory(&v)?;
-                memory_given = true;
-            }
-            "--timeout" => {
-                let v = value("--timeout")?;
-                machine.timeout = match v.parse::<u64>() {
-                    Ok(s) if s > 0 => Duration::from_secs(s),
-                    _ => {
-                        return Err(format!(
-                            "--timeout takes a positive number of seconds, not '{v}'"
-                        ));
-                    }
-                };
-                timeout_given = true;
-            }
-            flag if flag.starts_with('-') => return Err(format!("unknown option '{flag}'")),
-            _ => {
-                kernel_args.push(arg.clone());
-                kernel_args.extend(it.cloned());
-                break;
-            }
-        }
-    }
     Ok(Some(Options {
-        machine,
-        timeout_given,
-        memory_given,
-        kernel_args,
+        machine: Machine {
+            firmware: if cl.bios {
+                Firmware::Bios
+            } else {
+                Firmware::Uefi
+            },
+            smp: cl.smp,
+            memory: format!("{}M", cl.memory_mib),
+            timeout: cl.timeout.unwrap_or(Duration::from_secs(300)),
+            gdb: cl.gdb,
+        },
+        timeout_given: cl.timeout.is_some(),
+        memory_given: cl.memory_given,
+        kernel_args: cl.kernel_args,
         payload: Vec::new(),
         bench_json: None,
     }))
@@ -201,31 +150,7 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
 /// minimum without one, plus three times the payload (the UEFI bootloader needs room to read
 /// the file and copy it; measured: a 39 MiB trace fails at 128M and boots at 160M).
 fn memory_for_payload(bytes: usize) -> u64 {
-    MIN_MEMORY_MIB + (3 * bytes as u64).div_ceil(1 << 20)
-}
-
-/// The least `--memory` accepted: what boots the kernel without a payload.
-const MIN_MEMORY_MIB: u64 = 64;
-
-/// Accepts QEMU's memory sizes that make sense for zsos: a number with an optional K/M/G
-/// suffix, at least 64 MiB.
-fn parse_memory(v: &str) -> Result<String, String> {
-    let bad = || format!("--memory takes a size like 256M or 2G (at least 64M), not '{v}'");
-    let (digits, unit) = match v.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((i, _)) => v.split_at(i),
-        None => (v, "M"),
-    };
-    let n: u64 = digits.parse().map_err(|_| bad())?;
-    let mib = match unit {
-        "K" | "k" => n / 1024,
-        "M" | "m" => n,
-        "G" | "g" => n * 1024,
-        _ => return Err(bad()),
-    };
-    if mib < MIN_MEMORY_MIB {
-        return Err(bad());
-    }
-    Ok(format!("{mib}M"))
+    cli::MIN_MEMORY_MIB + (3 * bytes as u64).div_ceil(1 << 20)
 }
 
 fn main() -> ExitCode {
@@ -469,6 +394,8 @@ mod tests {
             (&["--smp"][..], "needs a value"),
             (&["--memory", "12"][..], "at least 64M"),
             (&["--memory", "1T"][..], "--memory"),
+            (&["--memory", "99999999999999999G"][..], "--memory"),
+            (&["--memory", "2000000G"][..], "--memory"),
             (&["--timeout", "-3"][..], "--timeout"),
         ] {
             let err = parse_args(&strings(args))
