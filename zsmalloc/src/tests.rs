@@ -202,7 +202,12 @@ fn copy_path_skips_copy_in_for_write_only_and_copy_out_for_read_only() {
 /// each object, read back every way (see `model::every_class_round_trip`).
 #[test]
 fn every_class_at_every_offset_round_trips() {
-    for path in [MapPath::Window, MapPath::Copy] {
+    // PerClass takes one of the two paths per class: natively only, to keep Miri's time.
+    let paths = [MapPath::Window, MapPath::Copy, MapPath::PerClass];
+    for path in paths
+        .into_iter()
+        .filter(|&p| !cfg!(miri) || p != MapPath::PerClass)
+    {
         let p = pool(path, 8);
         // Under Miri (slow): a two-page class (objects inside page 0, spanning, inside page 1)
         // and the huge class; every other class runs natively.
@@ -1465,4 +1470,53 @@ fn the_pool_on_several_threads_keeps_every_object() {
         p.free(h).unwrap();
     }
     assert_eq!(p.backend().frames_in_use(), 0);
+}
+
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "the same unsafe paths as the window and copy models: natively only"
+)]
+fn model_random_operations_map_path_per_class() {
+    for seed in seeds() {
+        run_model(seed ^ 0x99, 3000, MapPath::PerClass, 8, 1024.min(FRAMES));
+    }
+}
+
+#[test]
+fn per_class_mapping_copies_small_spanning_objects_and_windows_large_ones() {
+    use crate::pool::config::COPY_UP_TO_SLOT;
+    assert_eq!(MapPath::PerClass.for_slot(48), MapPath::Copy);
+    assert_eq!(MapPath::PerClass.for_slot(COPY_UP_TO_SLOT), MapPath::Copy);
+    assert_eq!(
+        MapPath::PerClass.for_slot(COPY_UP_TO_SLOT + 16),
+        MapPath::Window
+    );
+    assert_eq!(MapPath::Window.for_slot(48), MapPath::Window);
+    assert_eq!(MapPath::Copy.for_slot(4096), MapPath::Copy);
+    // Observable: a small spanning object holds this CPU's copy buffer and a large one its
+    // window, so both can be mapped at once under PerClass, and under neither fixed path.
+    let spanning = |p: &Pool<HostBackend>, size: usize| -> Handle {
+        loop {
+            let h = p.malloc(size).unwrap();
+            if p.location(h).unwrap().second_page.is_some() {
+                return h;
+            }
+        }
+    };
+    for (path, both) in [
+        (MapPath::PerClass, true),
+        (MapPath::Window, false),
+        (MapPath::Copy, false),
+    ] {
+        let p = pool(path, 8);
+        let (small, large) = (spanning(&p, 200), spanning(&p, 3000));
+        let first = p.map(small, MapMode::ReadOnly).unwrap();
+        let second = p.map(large, MapMode::ReadOnly);
+        assert_eq!(second.is_ok(), both, "{path:?}");
+        if let Err(e) = second {
+            assert_eq!(e, Error::MapBusy);
+        }
+        drop(first);
+    }
 }

@@ -20,11 +20,22 @@ struct CpuLocal {
     self_ptr: AtomicPtr<CpuLocal>,
     index: usize,
     data: AtomicPtr<()>,
-    /// Interrupt guards alive on this CPU (`arch::irq`), and whether interrupts were on
-    /// before the outermost one.
-    irq_depth: AtomicU32,
-    irq_were_enabled: AtomicBool,
 }
+
+/// One CPU's interrupt-guard state (`arch::irq`): guards alive on it, and whether interrupts
+/// were on before the outermost one. A cache line of its own per CPU.
+#[repr(align(64))]
+struct IrqState {
+    depth: AtomicU32,
+    were_enabled: AtomicBool,
+}
+
+static IRQ: [IrqState; MAX_CPUS] = [const {
+    IrqState {
+        depth: AtomicU32::new(0),
+        were_enabled: AtomicBool::new(false),
+    }
+}; MAX_CPUS];
 
 static LOCALS: [Once<CpuLocal>; MAX_CPUS] = [const { Once::new() }; MAX_CPUS];
 
@@ -36,8 +47,6 @@ pub fn init_this_cpu(index: usize) {
         self_ptr: AtomicPtr::new(core::ptr::null_mut()),
         index,
         data: AtomicPtr::new(core::ptr::null_mut()),
-        irq_depth: AtomicU32::new(0),
-        irq_were_enabled: AtomicBool::new(false),
     });
     let ptr = core::ptr::from_ref(local);
     local.self_ptr.store(ptr.cast_mut(), Ordering::SeqCst);
@@ -82,31 +91,23 @@ pub fn data() -> *const () {
 /// returns how many were alive before. Only with interrupts off, on this CPU, once
 /// [`init_this_cpu`] ran here.
 pub(super) fn irq_guard_enter(were_enabled: bool) -> u32 {
-    let local = this_cpu();
-    let depth = local.irq_depth.load(Ordering::Relaxed);
+    let irq = &IRQ[index()];
+    let depth = irq.depth.load(Ordering::Relaxed);
     if depth == 0 {
-        local
-            .irq_were_enabled
-            .store(were_enabled, Ordering::Relaxed);
+        irq.were_enabled.store(were_enabled, Ordering::Relaxed);
     }
-    local.irq_depth.store(depth + 1, Ordering::Relaxed);
+    irq.depth.store(depth + 1, Ordering::Relaxed);
     depth
 }
 
 /// Counts an interrupt guard out; returns true if it was the last and interrupts were on
 /// before the first (so they go back on). Same conditions as [`irq_guard_enter`].
 pub(super) fn irq_guard_leave() -> bool {
-    let local = this_cpu();
-    let depth = local.irq_depth.load(Ordering::Relaxed);
+    let irq = &IRQ[index()];
+    let depth = irq.depth.load(Ordering::Relaxed);
     assert!(depth > 0, "an interrupt guard left that never entered");
-    local.irq_depth.store(depth - 1, Ordering::Relaxed);
-    depth == 1 && local.irq_were_enabled.load(Ordering::Relaxed)
-}
-
-fn this_cpu() -> &'static CpuLocal {
-    LOCALS[index()]
-        .get()
-        .expect("init_this_cpu ran on this CPU")
+    irq.depth.store(depth - 1, Ordering::Relaxed);
+    depth == 1 && irq.were_enabled.load(Ordering::Relaxed)
 }
 
 /// This CPU's index, or `None` before [`init_this_cpu`] ran on it (for diagnostics, which

@@ -12,6 +12,27 @@ pub enum MapPath {
     /// Copied into a per-CPU buffer at map (not for write-only) and back at unmap (not for
     /// read-only), as Linux did from 2012 to 6.14.
     Copy,
+    /// Per class, whichever is faster: the copy path for slots of up to
+    /// [`COPY_UP_TO_SLOT`] bytes, the window above (see there).
+    PerClass,
+}
+
+/// The largest slot `MapPath::PerClass` maps by copying. A window map costs the same for
+/// every size (two PTE writes, two `invlpg`s), a copy grows with the object: in `bench
+/// classes` (release, 2 CPUs, QEMU TCG, 2026-11-30) the window took 2,600-2,700 cycles in every
+/// class while the copy took about 1,500 at 48 bytes, 2,600 at 960 and 2,800 at 1,056 (the two
+/// meet between 976 and 1,056 bytes).
+pub const COPY_UP_TO_SLOT: usize = 1024;
+
+impl MapPath {
+    /// How a spanning object of a class with `slot` bytes is mapped: `Window` or `Copy`.
+    pub fn for_slot(self, slot: usize) -> MapPath {
+        match self {
+            MapPath::PerClass if slot <= COPY_UP_TO_SLOT => MapPath::Copy,
+            MapPath::PerClass => MapPath::Window,
+            fixed => fixed,
+        }
+    }
 }
 
 /// What a mapping may do (Linux's `zs_mapmode`).

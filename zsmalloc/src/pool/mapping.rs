@@ -139,8 +139,8 @@ impl<B: Backend> Pool<B> {
         };
         match second {
             None => m.ptr = self.backend.page_ptr(first).wrapping_add(data),
-            Some(second) => match self.map_path {
-                MapPath::Window => {
+            Some(second) => match self.map_path.for_slot(self.table.classes[r.class].size) {
+                MapPath::Window | MapPath::PerClass => {
                     let pair = self
                         .backend
                         .map_pair(first, second, mode != MapMode::ReadOnly)

@@ -43,7 +43,7 @@ use crate::slots::SlotTable;
 use crate::stats::{ClassStats, PoolStats};
 use crate::zspage::ClassState;
 
-pub use config::{Locking, MapMode, MapPath, Policy, PoolConfig};
+pub use config::{COPY_UP_TO_SLOT, Locking, MapMode, MapPath, Policy, PoolConfig};
 pub use error::Error;
 use lock_order::LockOrder;
 use mapping::CopyBuf;
@@ -140,7 +140,7 @@ impl<B: Backend> Pool<B> {
         let demand = table.classes.iter().map(|_| AtomicU64::new(0)).collect();
         let tag = take_tag();
         let copy_bufs = match config.map_path {
-            MapPath::Copy => (0..backend.possible_cpus())
+            MapPath::Copy | MapPath::PerClass => (0..backend.possible_cpus())
                 .map(|_| CopyBuf {
                     busy: AtomicBool::new(false),
                     bytes: Box::new(UnsafeCell::new([0; PAGE_SIZE])),

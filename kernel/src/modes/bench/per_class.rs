@@ -1,7 +1,8 @@
 //! Speed per size class: for every class of the default pool, cycles per malloc and per free
 //! (batches of 64 objects of the class's largest size), and per map+unmap read-write of an
-//! object within one page, of a spanning object through the PTE window, and of the same
-//! spanning object through the copy path, with the window/copy ratio in the same run.
+//! object within one page, of a spanning object through the PTE window, of the same spanning
+//! object through the copy path (with the window/copy ratio in the same run), and through
+//! the per-class choice (`MapPath::PerClass`).
 //! Medians over fewer batches than the headline figures (31), to keep the table quick.
 
 use alloc::vec::Vec;
@@ -57,12 +58,32 @@ pub fn figures() {
             ..PoolConfig::default()
         },
     );
+    let per_class = Pool::new(
+        "bench-class-per-class",
+        KernelBackend::new(),
+        PoolConfig {
+            map_path: MapPath::PerClass,
+            ..PoolConfig::default()
+        },
+    );
     println!("  per size class (median cycles per operation; map = map+unmap read-write)");
     println!(
-        "    {:>5} {:>5} {:>4} {:>7} {:>7} {:>8} {:>10} {:>10} {:>8}",
-        "class", "size", "objs", "malloc", "free", "map.1pg", "span.win", "span.copy", "win/copy"
+        "    {:>5} {:>5} {:>4} {:>7} {:>7} {:>8} {:>10} {:>10} {:>8} {:>10}",
+        "class",
+        "size",
+        "objs",
+        "malloc",
+        "free",
+        "map.1pg",
+        "span.win",
+        "span.copy",
+        "win/copy",
+        "span.auto"
     );
     let (mut win_over_single, mut worst) = (Vec::new(), (0.0f64, 0));
+    // Spanning map+unmap of the per-class choice: over the faster fixed path, and over a map
+    // within one page.
+    let (mut auto_over_best, mut auto_over_single) = (Vec::new(), Vec::new());
     for c in window.classes().classes.clone() {
         let size = if c.huge {
             c.size.min(MAX_ALLOC_SIZE)
@@ -73,21 +94,26 @@ pub fn figures() {
             super::malloc_free_cycles(&window, &[size; OPS_PER_BATCH as usize], BATCHES);
         let (win_hs, single, win_span) = fill_one_zspage(&window, &c, size);
         let (copy_hs, _, copy_span) = fill_one_zspage(&copy, &c, size);
+        let (auto_hs, _, auto_span) = fill_one_zspage(&per_class, &c, size);
         let map_single = map_cycles(&window, single);
-        let spans = win_span.zip(copy_span).map(|(w, k)| {
+        let spans = win_span.zip(copy_span).zip(auto_span).map(|((w, k), a)| {
             let (win, cp) = (map_cycles(&window, w), map_cycles(&copy, k));
-            (win, cp, win as f64 / cp.max(1) as f64)
+            let auto = map_cycles(&per_class, a);
+            (win, cp, win as f64 / cp.max(1) as f64, auto)
         });
         let name = alloc::format!("zs.class.{}", c.size);
         println!("BENCH name={name}.malloc value={malloc} unit=cycles");
         println!("BENCH name={name}.free value={free} unit=cycles");
         println!("BENCH name={name}.map_unmap.single value={map_single} unit=cycles");
         match spans {
-            Some((win, cp, ratio)) => {
+            Some((win, cp, ratio, auto)) => {
                 println!(
-                    "    {:>5} {:>5} {:>4} {malloc:>7} {free:>7} {map_single:>8} {win:>10} {cp:>10} {ratio:>8.2}",
+                    "    {:>5} {:>5} {:>4} {malloc:>7} {free:>7} {map_single:>8} {win:>10} {cp:>10} {ratio:>8.2} {auto:>10}",
                     c.index, c.size, c.objs_per_zspage
                 );
+                println!("BENCH name={name}.map_unmap.span_per_class value={auto} unit=cycles");
+                auto_over_best.push(auto as f64 / win.min(cp).max(1) as f64);
+                auto_over_single.push(auto as f64 / map_single.max(1) as f64);
                 println!("BENCH name={name}.map_unmap.span_window value={win} unit=cycles");
                 println!("BENCH name={name}.map_unmap.span_copy value={cp} unit=cycles");
                 println!("BENCH name=ratio.{name}.window/copy value={ratio:.3} unit=ratio");
@@ -108,6 +134,24 @@ pub fn figures() {
         for h in copy_hs {
             copy.free(h).expect("bench free");
         }
+        for h in auto_hs {
+            per_class.free(h).expect("bench free");
+        }
+    }
+    if !auto_over_best.is_empty() {
+        let per_mille = |v: &[f64]| -> Vec<u64> { v.iter().map(|r| (r * 1000.0) as u64).collect() };
+        let over_best = median(&mut per_mille(&auto_over_best)) as f64 / 1000.0;
+        let over_single = median(&mut per_mille(&auto_over_single)) as f64 / 1000.0;
+        let within = auto_over_best.iter().filter(|&&r| r <= 1.1).count();
+        println!(
+            "    per-class path: median {over_best:.2} of the faster fixed path (within 1.1 in {within} of {} classes); spanning / within-one-page map+unmap: median {over_single:.2} (target <= 1.5: {})",
+            auto_over_best.len(),
+            if over_single <= 1.5 { "met" } else { "MISSED" }
+        );
+        println!(
+            "BENCH name=ratio.span_per_class/best_fixed.median value={over_best:.3} unit=ratio"
+        );
+        println!("BENCH name=ratio.span_per_class/single.median value={over_single:.3} unit=ratio");
     }
     if !win_over_single.is_empty() {
         let mut sorted: Vec<u64> = win_over_single
