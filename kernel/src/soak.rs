@@ -12,7 +12,7 @@ use zsmalloc::seeded::{Rng, fill_seeded, seeded_mismatch};
 use zsmalloc::{Error, Handle, MapMode, PoolConfig};
 
 use crate::arch::{smp, tsc};
-use crate::mm::migrate::{self, RangeError};
+use crate::mm::migrate::RangeError;
 use crate::zs_backend::MovablePool;
 
 /// Objects live at once across all CPUs, about (the soak keeps between half and 1.5 times).
@@ -203,24 +203,20 @@ fn migrate_one(pool: &MovablePool, rng: &mut Rng, counters: &Counters) {
 /// Empties the aligned block of 2^RANGE_ORDER frames around a random page of the pool, then
 /// gives the block back.
 fn empty_one_range(pool: &MovablePool, rng: &mut Rng, counters: &Counters) {
-    let pages = pool.pages();
-    if pages.is_empty() {
-        return;
-    }
-    let pfn = pages[rng.below(pages.len() as u64) as usize];
-    match migrate::empty_range(pfn & !((1 << RANGE_ORDER) - 1), RANGE_ORDER) {
-        Ok(r) => {
+    match crate::zs_backend::empty_range_around(pool, rng.next_u64(), RANGE_ORDER) {
+        None => {}
+        Some(Ok(r)) => {
             counters.emptied.fetch_add(1, Ordering::Relaxed);
             counters.migrated.fetch_add(r.migrated, Ordering::Relaxed);
         }
-        Err(
+        Some(Err(
             RangeError::Unmovable { .. }
             | RangeError::Refused { .. }
             | RangeError::OutOfMemory { .. },
-        ) => {
+        )) => {
             counters.refused.fetch_add(1, Ordering::Relaxed);
         }
-        Err(e) => panic!("soak: emptying a range: {e}"),
+        Some(Err(e)) => panic!("soak: emptying a range: {e}"),
     }
 }
 

@@ -257,6 +257,22 @@ impl MovableOps for ZsMovable {
     }
 }
 
+/// Empties the aligned block of 2^`order` frames around one of `pool`'s pages (the page at
+/// `pick` modulo the pages it holds) through [`crate::mm::migrate::empty_range`], and gives
+/// the block back. `None` if the pool holds no page.
+pub fn empty_range_around(
+    pool: &Pool<KernelBackend>,
+    pick: u64,
+    order: usize,
+) -> Option<Result<crate::mm::migrate::EmptiedRange, crate::mm::migrate::RangeError>> {
+    let pages = pool.pages();
+    let pfn = *pages.get((pick % pages.len().max(1) as u64) as usize)?;
+    Some(crate::mm::migrate::empty_range(
+        pfn & !((1 << order) - 1),
+        order,
+    ))
+}
+
 #[cfg(feature = "ktest")]
 mod ranges;
 #[cfg(feature = "ktest")]

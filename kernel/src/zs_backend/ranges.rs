@@ -4,10 +4,10 @@ use zsmalloc::Pool;
 use zsmalloc::model::{EmptiedRange, RangeEmptier, RangeRefusal};
 
 use super::KernelBackend;
-use crate::mm::migrate::{self, RangeError};
+use crate::mm::migrate::RangeError;
 
 /// The model checker's empty-a-range operation on real frames: the aligned block of
-/// 2^`order` frames around a random page of the pool goes through [`migrate::empty_range`],
+/// 2^`order` frames around a random page of the pool is emptied ([`super::empty_range_around`]),
 /// and the block it yields is freed again.
 pub struct KernelRanges {
     /// Order of the blocks emptied.
@@ -20,13 +20,10 @@ impl RangeEmptier<KernelBackend> for KernelRanges {
         pool: &Pool<KernelBackend>,
         seed: u64,
     ) -> Result<EmptiedRange, RangeRefusal> {
-        let pages = pool.pages();
-        if pages.is_empty() {
+        let Some(emptied) = super::empty_range_around(pool, seed, self.order) else {
             return Err(RangeRefusal::OutOfMemory);
-        }
-        let pfn = pages[(seed % pages.len() as u64) as usize];
-        let start = pfn & !((1 << self.order) - 1);
-        match migrate::empty_range(start, self.order) {
+        };
+        match emptied {
             Ok(r) => Ok(EmptiedRange {
                 start: r.block.pfn(),
                 frames: 1 << self.order,
@@ -35,7 +32,7 @@ impl RangeEmptier<KernelBackend> for KernelRanges {
             Err(RangeError::OutOfMemory { .. }) => Err(RangeRefusal::OutOfMemory),
             Err(RangeError::Refused { pfn, .. }) => Err(RangeRefusal::Busy(pfn)),
             Err(RangeError::Unmovable { pfn, .. }) => Err(RangeRefusal::Unmovable(pfn)),
-            Err(e) => panic!("emptying {start:#x}: {e}"),
+            Err(e) => panic!("emptying a range: {e}"),
         }
     }
 }
