@@ -134,6 +134,8 @@ impl Store for HeapStore {
 struct Point {
     frames: u64,
     density: f64,
+    /// Live bytes at the point.
+    bytes: u64,
 }
 
 fn point(store: &dyn Store, live_bytes: u64) -> Point {
@@ -141,6 +143,7 @@ fn point(store: &dyn Store, live_bytes: u64) -> Point {
     Point {
         frames,
         density: live_bytes as f64 / (frames.max(1) * PAGE as u64) as f64,
+        bytes: live_bytes,
     }
 }
 
@@ -400,7 +403,8 @@ pub fn policy_figures() {
             live: BTreeMap::new(),
         };
         let (zf, zh, _) = measure(&mut zbud, &steps);
-        let bytes = live_bytes_at_points(&steps);
+        // Live bytes after fill, after freeing half, and (the same) after compaction.
+        let bytes = [zf.bytes, zh.bytes, zh.bytes];
         for (i, point) in ["fill", "half", "compacted"].into_iter().enumerate() {
             let best_linux = cols[..3].iter().map(|c| c[i]).min().expect("three");
             let ok = cols[3][i] <= best_linux;
@@ -434,27 +438,6 @@ pub fn policy_figures() {
         "    fitted-4 needs no more pages than the best Linux chain at every point: {}",
         met(all_met)
     );
-}
-
-/// Live bytes after the fill, after freeing a random half (as `measure` frees it), and
-/// after compaction (the same).
-fn live_bytes_at_points(steps: &[Step]) -> [u64; 3] {
-    let mut live: BTreeMap<u64, usize> = BTreeMap::new();
-    for &step in steps {
-        match step {
-            Step::Alloc(id, size) => {
-                live.insert(id, size);
-            }
-            Step::Free(id) => {
-                live.remove(&id);
-            }
-        }
-    }
-    let fill: u64 = live.values().map(|&s| s as u64).sum();
-    let mut ids: Vec<u64> = live.keys().copied().collect();
-    Rng::new(0x4a1f).shuffle(&mut ids);
-    let freed: u64 = ids[..ids.len() / 2].iter().map(|id| live[id] as u64).sum();
-    [fill, fill - freed, fill - freed]
 }
 
 fn met(ok: bool) -> &'static str {
