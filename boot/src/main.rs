@@ -41,8 +41,9 @@ Modes (passed to the kernel; everything after the mode goes to it unchanged):
   replay [--policy P] FILE
                     replay a trace of pool operations (a ID SIZE, f ID, w ID, c, s, # comment)
                     from the host file FILE, reporting at every c and s and at the end; P:
-                    linux (the default), linux-chain=N (N 4..16), fitted, fitted-chain=N
-  soak [N] [--seed S]
+                    zsos (the default; docs/policies.md), zsos-chain=N, linux (upstream's
+                    rules), linux-chain=N (N 4..16), fitted, fitted-chain=N
+  soak [N] [--seed S] [--policy P]
                     N random pool operations (default 1000000) on every CPU, with compaction,
                     page migration and ranges emptied, every object checked byte for byte
   crash KIND        end in a chosen failure (panic, page-fault, gp, ud, ap-panic,
@@ -84,10 +85,9 @@ fn load_replay_file(opts: &mut Options) -> Result<(), String> {
     let mut rest = opts.kernel_args[1..].to_vec();
     let mut policy = zsmalloc::Policy::default();
     if let Some(i) = rest.iter().position(|a| a == "--policy") {
-        let name = rest
-            .get(i + 1)
-            .cloned()
-            .ok_or("replay --policy needs a policy name (linux, linux-chain=N, fitted)")?;
+        let name = rest.get(i + 1).cloned().ok_or(
+            "replay --policy needs a policy name (default, linux, linux-chain=N, zsos, ...)",
+        )?;
         policy = zsmalloc::Policy::parse(&name)?;
         rest.drain(i..i + 2);
     }

@@ -107,7 +107,7 @@ fn replay_stops_at_a_bad_line_with_its_number_and_fails() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(
-        stdout.contains("into a fresh pool, policy linux"),
+        stdout.contains("into a fresh pool, policy zsos"),
         "{stdout}"
     );
     assert!(
@@ -128,7 +128,7 @@ fn replay_without_a_readable_file_is_a_usage_error_without_booting() {
         (&["replay", "a", "b"], "replay takes one FILE, got also 'b'"),
         (
             &["replay", "--policy", "zbud", "a.trace"],
-            "unknown policy 'zbud': expected linux, linux-chain=N, fitted",
+            "unknown policy 'zbud': expected default, linux, linux-chain=N, fitted",
         ),
         (
             &["replay", "--policy", "linux-chain=32", "a.trace"],

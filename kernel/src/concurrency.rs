@@ -85,10 +85,19 @@ fn check(obj: &[u8], seed: u64, cpu: usize) {
 /// random pages and empties physical ranges under them. Then every live object is checked
 /// byte for byte and the pool's invariants hold.
 fn concurrent_operations_on_one_pool_with_compaction_and_migration() {
-    const OPS_PER_CPU: u64 = 20_000;
+    concurrent_operations_on_one_pool(PoolConfig::default(), 20_000);
+}
+
+/// The same under zsos's policy: frees compact their class on every worker CPU while the
+/// mover compacts and migrates, and zspages differ in length.
+fn concurrent_operations_on_one_pool_under_zsos_policy() {
+    concurrent_operations_on_one_pool(zsmalloc::Policy::ZSOS.config(), 10_000);
+}
+
+fn concurrent_operations_on_one_pool(config: PoolConfig, ops_per_cpu: u64) {
     let n = cpus();
     let workers = n - 1;
-    let pool = MovablePool::new("smp", PoolConfig::default());
+    let pool = MovablePool::new("smp", config);
     let finished = AtomicUsize::new(0);
     let survivors: Mutex<Vec<(Handle, u64)>> = Mutex::new(Vec::new());
     let (compactions, migrations, ranges) =
@@ -129,7 +138,7 @@ fn concurrent_operations_on_one_pool_with_compaction_and_migration() {
         }
         let mut rng = Rng::new(0x5eed ^ cpu as u64);
         let mut mine: Vec<(Handle, u64)> = Vec::new();
-        for op in 0..OPS_PER_CPU {
+        for op in 0..ops_per_cpu {
             let roll = rng.below(100);
             if mine.is_empty() || (roll < 45 && mine.len() < 3000) {
                 let size = 1 + rng.below(MAX_ALLOC_SIZE as u64) as usize;
@@ -167,7 +176,7 @@ fn concurrent_operations_on_one_pool_with_compaction_and_migration() {
         check(&pool.map(h, MapMode::ReadOnly).expect("maps"), seed, i);
     }
     crate::println!(
-        "  {workers} CPUs x {OPS_PER_CPU} operations in {} ms beside a mover CPU: {} compactions, {} pages migrated, {} ranges emptied, {} moves refused (busy or gone); {} objects checked at the end",
+        "  {workers} CPUs x {ops_per_cpu} operations in {} ms beside a mover CPU: {} compactions, {} pages migrated, {} ranges emptied, {} moves refused (busy or gone); {} objects checked at the end",
         us / 1000,
         compactions.load(Ordering::Relaxed),
         migrations.load(Ordering::Relaxed),
@@ -269,5 +278,6 @@ fn compaction_finishes_while_other_cpus_map_continuously() {
 crate::ktests! {
     every_cpu_runs_work_through_its_own_window { cpus: 4 },
     concurrent_operations_on_one_pool_with_compaction_and_migration { cpus: 4 },
+    concurrent_operations_on_one_pool_under_zsos_policy { cpus: 4 },
     compaction_finishes_while_other_cpus_map_continuously { cpus: 4 },
 }

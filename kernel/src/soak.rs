@@ -9,7 +9,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 use zsmalloc::class::MAX_ALLOC_SIZE;
 use zsmalloc::seeded::{Rng, fill_seeded, seeded_mismatch};
-use zsmalloc::{Error, Handle, MapMode, PoolConfig};
+use zsmalloc::{Error, Handle, MapMode, Policy};
 
 use crate::arch::{smp, tsc};
 use crate::mm::migrate::RangeError;
@@ -59,11 +59,16 @@ struct Counters {
     refused: AtomicU64,
 }
 
-/// Runs `ops` operations (in all) from `seed`, on this CPU only or on every CPU that is up.
-/// Returns what it did, or the first object whose bytes changed; a pool error panics (the
-/// soak only asks for what must succeed).
-pub fn run(ops: u64, seed: u64, all_cpus: bool) -> Result<SoakReport, alloc::string::String> {
-    let pool = MovablePool::new("soak", PoolConfig::default());
+/// Runs `ops` operations (in all) from `seed` on a pool of `policy`, on this CPU only or on
+/// every CPU that is up. Returns what it did, or the first object whose bytes changed; a pool
+/// error panics (the soak only asks for what must succeed).
+pub fn run(
+    ops: u64,
+    seed: u64,
+    all_cpus: bool,
+    policy: Policy,
+) -> Result<SoakReport, alloc::string::String> {
+    let pool = MovablePool::new("soak", policy.config());
     let cpus = if all_cpus { smp::cpus_up() } else { 1 };
     let counters = Counters::default();
     let survivors: Mutex<Vec<(Handle, u64)>> = Mutex::new(Vec::new());

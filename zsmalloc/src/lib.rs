@@ -25,6 +25,7 @@ extern crate alloc;
 pub mod backend;
 pub mod class;
 pub mod families;
+pub mod growth;
 pub mod handle;
 #[cfg(any(test, feature = "testkit"))]
 pub mod model;
@@ -45,9 +46,11 @@ pub mod host;
 mod tests;
 
 pub use backend::{Backend, PairMapping, Pfn};
+pub use growth::Growth;
 pub use handle::Handle;
 pub use placement::Placement;
 pub use pool::{
-    Error, Location, Locking, MapMode, MapPath, Mapping, Policy, Pool, PoolConfig, ReadGuard,
+    AutoCompact, Error, Location, Locking, MapMode, MapPath, Mapping, Policy, Pool, PoolConfig,
+    ReadGuard,
 };
 pub use stats::{ClassStats, PoolStats};

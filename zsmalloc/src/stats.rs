@@ -32,18 +32,16 @@ pub struct ClassStats {
 
 impl ClassStats {
     pub(crate) fn of(c: &ClassState) -> ClassStats {
-        let objs = c.layout.objs_per_zspage as u64;
-        let pages = c.layout.pages_per_zspage as u64;
         ClassStats {
             index: c.layout.index,
             size: c.layout.size,
             groups: c.group_counts,
             obj_allocated: c.objs_allocated,
             obj_used: c.objs_inuse,
-            pages_used: c.objs_allocated / objs * pages,
+            pages_used: c.pages,
             pages_per_zspage: c.layout.pages_per_zspage,
             objs_per_zspage: c.layout.objs_per_zspage,
-            freeable: (c.objs_allocated - c.objs_inuse) / objs * pages,
+            freeable: c.freeable_pages(),
             huge: c.layout.huge,
         }
     }

@@ -48,6 +48,10 @@ pub struct ZsPage {
     pub freeobj: Option<u32>,
     /// Current fullness group.
     pub group: u8,
+    /// Pages in the chain: the class's length, or a shorter one a growth rule chose.
+    pub pages: u32,
+    /// Objects the zspage holds (`pages * PAGE_SIZE / size`, one if huge).
+    pub objs: u32,
     prev: u32,
     next: u32,
     /// False once freed (its id waits for reuse).
@@ -69,6 +73,10 @@ pub struct ClassState {
     pub objs_allocated: u64,
     /// Objects allocated by users.
     pub objs_inuse: u64,
+    /// Pages in all zspages of the class.
+    pub pages: u64,
+    /// Live zspages shorter than the class's length.
+    pub short_zspages: u64,
 }
 
 /// Frames taken from the backend for a new zspage, before it is built: taken without the
@@ -144,6 +152,8 @@ impl ClassState {
             group_counts: [0; NR_GROUPS],
             objs_allocated: 0,
             objs_inuse: 0,
+            pages: 0,
+            short_zspages: 0,
         }
     }
 
@@ -210,7 +220,7 @@ impl ClassState {
     /// Moves a zspage to the group its in-use count now calls for; returns the group.
     pub fn fix_group(&mut self, id: u32) -> usize {
         let z = &self.zspages[id as usize];
-        let group = fullness_group(z.inuse, self.layout.objs_per_zspage as u32);
+        let group = fullness_group(z.inuse, z.objs);
         if group != z.group as usize {
             self.remove(id);
             self.insert(id, group);
@@ -248,12 +258,34 @@ impl ClassState {
         // LAB 4: END
     }
 
+    /// Objects a zspage of `pages` pages of this class holds.
+    pub fn capacity(&self, pages: usize) -> usize {
+        if self.layout.huge {
+            1
+        } else {
+            pages * PAGE_SIZE / self.layout.size
+        }
+    }
+
+    /// True if a zspage of this class may chain `pages` pages: the class's own length, or
+    /// (for a normal class) a shorter one that still holds an object.
+    pub fn may_chain(&self, pages: usize) -> bool {
+        pages == self.layout.pages_per_zspage
+            || (!self.layout.huge
+                && pages < self.layout.pages_per_zspage
+                && self.capacity(pages) > 0)
+    }
+
     /// Makes a new zspage of frames taken for this class: the chain through their zsdescs,
-    /// each page's first object offset, and the freelist through every object.
+    /// each page's first object offset, and the freelist through every object. The frames
+    /// are the class's length of pages, or fewer (see [`ClassState::may_chain`]).
     pub fn install_zspage<B: Backend>(&mut self, b: &B, frames: ZsPageFrames<'_, B>) -> u32 {
-        assert_eq!(
-            frames.count, self.layout.pages_per_zspage,
-            "frames taken for another class"
+        assert!(
+            self.may_chain(frames.count),
+            "{} frames cannot make a zspage of class {} ({} pages)",
+            frames.count,
+            self.pos,
+            self.layout.pages_per_zspage
         );
         let movable_ops = b.movable_ops();
         let pages = frames.count;
@@ -264,6 +296,8 @@ impl ClassState {
                 inuse: 0,
                 freeobj: None,
                 group: 0,
+                pages: 0,
+                objs: 0,
                 prev: NIL,
                 next: NIL,
                 live: false,
@@ -289,7 +323,7 @@ impl ClassState {
                 zsdesc::set_next(d, pfns[i + 1]);
             }
         }
-        let objs = self.layout.objs_per_zspage as u32;
+        let objs = self.capacity(pages) as u32;
         if self.layout.huge {
             zsdesc::set_huge_slot(b.desc(pfns[0]), None);
         } else {
@@ -319,12 +353,18 @@ impl ClassState {
             inuse: 0,
             freeobj: Some(0),
             group: 0,
+            pages: pages as u32,
+            objs,
             prev: NIL,
             next: NIL,
             live: true,
         };
         self.insert(id, GROUP_EMPTY);
         self.objs_allocated += objs as u64;
+        self.pages += pages as u64;
+        if pages < self.layout.pages_per_zspage {
+            self.short_zspages += 1;
+        }
         id
     }
 
@@ -353,9 +393,14 @@ impl ClassState {
             unsafe { b.free_page(p) };
             freed += 1;
         }
-        self.zspages[id as usize].live = false;
+        let z = &mut self.zspages[id as usize];
+        z.live = false;
+        self.objs_allocated -= z.objs as u64;
+        self.pages -= z.pages as u64;
+        if (z.pages as usize) < self.layout.pages_per_zspage {
+            self.short_zspages -= 1;
+        }
         self.free_ids.push(id);
-        self.objs_allocated -= self.layout.objs_per_zspage as u64;
         freed
     }
 
@@ -413,9 +458,34 @@ impl ClassState {
     }
 
     /// zspages a perfect repacking of the live objects would free (Linux: `zs_can_compact`,
-    /// in zspages).
+    /// in zspages). While the class has zspages shorter than its length, counted in the
+    /// smallest zspage there may be (an upper bound: compaction stops when no zspage empties).
     pub fn freeable_zspages(&self) -> u64 {
-        (self.objs_allocated - self.objs_inuse) / self.layout.objs_per_zspage as u64
+        (self.objs_allocated - self.objs_inuse) / self.smallest_capacity() as u64
+    }
+
+    /// Objects the smallest live zspage of the class may hold: the class's own count unless
+    /// it has shorter zspages, then a lower bound (the fewest a zspage of it can hold).
+    fn smallest_capacity(&self) -> usize {
+        if self.short_zspages == 0 {
+            self.layout.objs_per_zspage
+        } else {
+            (1..self.layout.pages_per_zspage)
+                .map(|p| self.capacity(p))
+                .find(|&n| n > 0)
+                .unwrap_or(self.layout.objs_per_zspage)
+        }
+    }
+
+    /// Pages a perfect repacking of the live objects would free (an upper bound while the
+    /// class has short zspages; see [`ClassState::freeable_zspages`]).
+    pub fn freeable_pages(&self) -> u64 {
+        if self.short_zspages == 0 {
+            self.freeable_zspages() * self.layout.pages_per_zspage as u64
+        } else {
+            let free = (self.objs_allocated - self.objs_inuse) * self.layout.size as u64;
+            (free / PAGE_SIZE as u64).min(self.pages)
+        }
     }
 
     /// Compacts the class (Linux's `__zs_compact`): moves live objects out of the emptiest
@@ -431,7 +501,6 @@ impl ClassState {
         max_sources: usize,
     ) -> (usize, u64, bool) {
         let (mut pages_freed, mut moved) = (0, 0);
-        let objs = self.layout.objs_per_zspage as u32;
         let mut sources = 0;
         while self.freeable_zspages() > 0 {
             if sources == max_sources {
@@ -460,26 +529,90 @@ impl ClassState {
             let (Some(dst), Some(src)) = (dst, src) else {
                 break;
             };
-            let src_first = self.zspages[src as usize].first;
-            for idx in 0..objs {
-                if self.zspages[dst as usize].inuse == objs || self.zspages[src as usize].inuse == 0
-                {
-                    break;
-                }
-                let (pfn, _) = self.locate(b, src_first, idx);
-                let Some(slot) = self.header_slot(b, pfn, idx) else {
-                    continue;
-                };
-                self.move_object(b, slots, slot, (src, pfn, idx), dst);
-                moved += 1;
-            }
-            self.fix_group(dst);
-            zsdesc::zspage_write_unlock(b.desc(src_first));
-            if self.fix_group(src) == GROUP_EMPTY {
-                pages_freed += self.free_zspage(b, src);
-            }
+            let (freed, n) = self.drain_into(b, slots, src, dst);
+            pages_freed += freed;
+            moved += n;
         }
         (pages_freed, moved, false)
+    }
+
+    /// Moves objects of zspage `src` (its lock held for writing, which this releases) into
+    /// zspage `dst` until `src` is empty or `dst` full; frees `src` if it emptied. Returns
+    /// (pages freed, objects moved).
+    fn drain_into<B: Backend>(
+        &mut self,
+        b: &B,
+        slots: &SlotTable,
+        src: u32,
+        dst: u32,
+    ) -> (usize, u64) {
+        let src_first = self.zspages[src as usize].first;
+        let (src_objs, dst_objs) = (
+            self.zspages[src as usize].objs,
+            self.zspages[dst as usize].objs,
+        );
+        let mut moved = 0;
+        for idx in 0..src_objs {
+            if self.zspages[dst as usize].inuse == dst_objs || self.zspages[src as usize].inuse == 0
+            {
+                break;
+            }
+            let (pfn, _) = self.locate(b, src_first, idx);
+            let Some(slot) = self.header_slot(b, pfn, idx) else {
+                continue;
+            };
+            self.move_object(b, slots, slot, (src, pfn, idx), dst);
+            moved += 1;
+        }
+        self.fix_group(dst);
+        zsdesc::zspage_write_unlock(b.desc(src_first));
+        let freed = if self.fix_group(src) == GROUP_EMPTY {
+            self.free_zspage(b, src)
+        } else {
+            0
+        };
+        (freed, moved)
+    }
+
+    /// A zspage whose live objects would fit a shorter zspage of the class: (its id, the
+    /// fewest pages that hold them). The least-used such zspage is found first.
+    pub fn shrinkable(&self) -> Option<(u32, usize)> {
+        (GROUP_EMPTY + 1..GROUP_FULL)
+            .flat_map(|g| self.group_members(g))
+            .find_map(|id| {
+                let z = &self.zspages[id as usize];
+                (1..z.pages as usize)
+                    .find(|&p| self.capacity(p) >= z.inuse as usize)
+                    .map(|p| (id, p))
+            })
+    }
+
+    /// Moves every object of zspage `id` into a new, shorter zspage made of `frames`, and frees
+    /// the old one (the caller holds the migrate lock for writing). Returns (pages freed,
+    /// objects moved), or gives the frames back and does nothing if the zspage has a mapped
+    /// object or no longer fits them.
+    pub fn shrink<B: Backend>(
+        &mut self,
+        b: &B,
+        slots: &SlotTable,
+        id: u32,
+        frames: ZsPageFrames<'_, B>,
+    ) -> (usize, u64) {
+        let Some(z) = self.zspages.get(id as usize).filter(|z| z.live) else {
+            return (0, 0);
+        };
+        let (first, inuse, pages) = (z.first, z.inuse, z.pages as usize);
+        if frames.count >= pages
+            || self.capacity(frames.count) < inuse as usize
+            || inuse == 0
+            || !zsdesc::zspage_try_write_lock(b.desc(first))
+        {
+            return (0, 0);
+        }
+        let dst = self.install_zspage(b, frames);
+        let (freed, moved) = self.drain_into(b, slots, id, dst);
+        debug_assert_eq!(freed, pages, "a shrunk zspage empties");
+        (freed, moved)
     }
 
     /// Copies a whole object slot (header and bytes) from one location to another; either may
@@ -512,15 +645,15 @@ impl ClassState {
         // LAB 6: END
     }
 
-    /// After page `page_no` of a zspage moved to frame `new`: repoints the slot of every
-    /// allocated object that starts in it (from offset `first_obj`, every `size` bytes). An
-    /// object that starts in the previous page keeps its location.
+    /// After page `page_no` of a zspage of `objs` objects moved to frame `new`: repoints the
+    /// slot of every allocated object that starts in it (from offset `first_obj`, every `size`
+    /// bytes). An object that starts in the previous page keeps its location.
     fn repoint_objects_in<B: Backend>(
         &self,
         b: &B,
         slots: &SlotTable,
         new: Pfn,
-        page_no: usize,
+        (page_no, objs): (usize, u32),
         first_obj: usize,
     ) {
         // LAB 6: BEGIN repoint the slots of the allocated objects that start in the page (header_slot says whose an object is, None for a free one) at handle::encode_obj(new, idx)
@@ -528,7 +661,7 @@ impl ClassState {
         let mut off = first_obj;
         while off < PAGE_SIZE {
             let idx = ((page_no * PAGE_SIZE + off) / size) as u32;
-            if idx as usize >= self.layout.objs_per_zspage {
+            if idx >= objs {
                 break;
             }
             if let Some(slot) = self.header_slot(b, new, idx) {
@@ -540,45 +673,51 @@ impl ClassState {
             off += size;
         }
         // LAB 6: STUB
-        // let _ = (b, slots, new, page_no, first_obj);
+        // let _ = (b, slots, new, page_no, objs, first_obj);
         // todo!("lab 6: repoint the handles of the objects that start in a migrated page (zsmalloc/src/zspage.rs, ClassState::repoint_objects_in)")
         // LAB 6: END
     }
 
     fn copy_slot_bytes<B: Backend>(&self, b: &B, from: (Pfn, u32), to: (Pfn, u32)) {
         let size = self.layout.size;
-        let mut buf = [0u8; PAGE_SIZE];
-        for (dir, (pfn, idx)) in [(0, from), (1, to)] {
+        // Each slot as one or two pieces (pointer, length): the second in the next page.
+        let pieces = |(pfn, idx): (Pfn, u32)| {
             let off = idx as usize * size % PAGE_SIZE;
             let head = (PAGE_SIZE - off).min(size);
             let next = if head < size {
-                zsdesc::next(b.desc(pfn))
+                zsdesc::next(b.desc(pfn)).map_or(core::ptr::null_mut(), |n| b.page_ptr(n))
             } else {
-                None
+                core::ptr::null_mut()
             };
-            let pieces = [
-                (b.page_ptr(pfn).wrapping_add(off), 0, head),
-                (
-                    next.map_or(core::ptr::null_mut(), |n| b.page_ptr(n)),
-                    head,
-                    size - head,
-                ),
-            ];
-            for (page, at, n) in pieces {
-                if n == 0 {
-                    continue;
-                }
-                // SAFETY: both locations are object slots of live zspages of this class, held
-                // under the class lock; neither is pinned for writing (sources are unpinned,
-                // the destination slot was just allocated); `buf` holds a whole slot.
-                unsafe {
-                    if dir == 0 {
-                        core::ptr::copy_nonoverlapping(page, buf.as_mut_ptr().add(at), n);
-                    } else {
-                        core::ptr::copy_nonoverlapping(buf.as_ptr().add(at), page, n);
-                    }
-                }
+            [
+                (b.page_ptr(pfn).wrapping_add(off), head),
+                (next, size - head),
+            ]
+        };
+        let (src, dst) = (pieces(from), pieces(to));
+        // Copies straight from piece to piece (no bounce buffer: this runs once per object
+        // compaction moves, automatic compaction included).
+        let (mut si, mut s_done, mut di, mut d_done) = (0, 0, 0, 0);
+        let mut copied = 0;
+        while copied < size {
+            while src[si].1 == s_done {
+                (si, s_done) = (si + 1, 0);
             }
+            while dst[di].1 == d_done {
+                (di, d_done) = (di + 1, 0);
+            }
+            let n = (src[si].1 - s_done).min(dst[di].1 - d_done);
+            // SAFETY: both locations are object slots of live zspages of this class, held under
+            // the class lock, and distinct slots do not overlap; neither is pinned for writing
+            // (sources are unpinned, the destination slot was just allocated); each piece lies
+            // inside its page (a second piece exists only when the slot spans, and then its
+            // pointer is the next page's).
+            unsafe {
+                core::ptr::copy_nonoverlapping(src[si].0.add(s_done), dst[di].0.add(d_done), n)
+            };
+            s_done += n;
+            d_done += n;
+            copied += n;
         }
     }
 
@@ -655,7 +794,8 @@ impl ClassState {
                 cur = zsdesc::next(b.desc(p));
             }
         }
-        self.repoint_objects_in(b, slots, new, page_no, first_obj as usize);
+        let objs = self.zspages[id as usize].objs;
+        self.repoint_objects_in(b, slots, new, (page_no, objs), first_obj as usize);
         zsdesc::zspage_write_unlock(b.desc(self.zspages[id as usize].first));
         zsdesc::reset(old_d);
         // SAFETY: nothing refers to the old frame any more: the chain, the zspage and every
@@ -690,7 +830,7 @@ impl ClassState {
         let mut cur = z.freeobj;
         while let Some(idx) = cur {
             out.push(idx);
-            if out.len() > self.layout.objs_per_zspage {
+            if out.len() > z.objs as usize {
                 break; // a cycle: the checker reports the length
             }
             cur = if self.layout.huge {

@@ -87,7 +87,7 @@ impl<B: Backend> Pool<B> {
             // The frames are taken with the class unlocked (as Linux does): other CPUs go on
             // allocating and freeing in the class meanwhile. If one of them made room by the
             // time the lock is back, the frames go back and the room is used.
-            let pages = class.layout.pages_per_zspage;
+            let pages = self.growth.pages_for(&class);
             drop(class);
             let frames = ZsPageFrames::alloc(&self.backend, pages);
             class = self.lock_class(pos);
@@ -176,8 +176,22 @@ impl<B: Backend> Pool<B> {
             self.pages_allocated.fetch_sub(freed, Ordering::Relaxed);
         }
         self.note_free_slots(p.class as usize, &class);
+        let compact = self.auto_compact.due(class.pages, class.freeable_pages());
         drop(class);
         self.slots.release(self.backend.cpu_index(), p.slot);
+        if compact {
+            // The class lock is dropped first: compaction takes the migrate lock before it.
+            let moved_before = self.bytes_moved();
+            let (mut freed, more) = self.compact_step(p.class as usize);
+            if !more {
+                freed += self.shrink_all(p.class as usize);
+            }
+            self.pages_auto_compacted
+                .fetch_add(freed, Ordering::Relaxed);
+            // Other CPUs' compaction may add meanwhile: a report figure, not an invariant.
+            self.bytes_auto_moved
+                .fetch_add(self.bytes_moved() - moved_before, Ordering::Relaxed);
+        }
         Ok(())
     }
 }

@@ -2,6 +2,7 @@
 //! objects, the locking.
 
 use crate::class;
+use crate::growth::Growth;
 use crate::placement::Placement;
 
 /// How objects that span two pages are mapped.
@@ -54,10 +55,51 @@ pub struct PoolConfig {
     pub max_chain: usize,
     /// Which class a new object goes to (default: Linux's rule, its own class).
     pub placement: Placement,
+    /// How long a class's new zspage is (default: Linux's rule, always the class's length).
+    pub growth: Growth,
+    /// Whether freeing compacts the class by itself (default: no, as Linux, which compacts
+    /// only when asked).
+    pub auto_compact: AutoCompact,
     /// How spanning objects are mapped.
     pub map_path: MapPath,
     /// The locking scheme.
     pub locking: Locking,
+}
+
+/// When a pool compacts a class without being asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AutoCompact {
+    /// Never (Linux: compaction runs when asked, by the shrinker or through sysfs).
+    #[default]
+    Never,
+    /// After a free leaves the class with at least `pages` freeable pages and at least
+    /// 1 / `share` of its pages freeable, that free empties one source zspage of the class
+    /// (one step of compaction, the same as `Pool::compact`'s).
+    WhenFreeable {
+        /// Freeable pages that start a step.
+        pages: u16,
+        /// The class's pages divided by this (0: no such condition) must be freeable too.
+        share: u8,
+    },
+}
+
+impl AutoCompact {
+    /// Whether a class holding `class_pages` pages of which `freeable` are freeable compacts.
+    pub fn due(self, class_pages: u64, freeable: u64) -> bool {
+        match self {
+            AutoCompact::Never => false,
+            AutoCompact::WhenFreeable { pages, share } => {
+                freeable >= pages as u64 && (share == 0 || freeable >= class_pages / share as u64)
+            }
+        }
+    }
+}
+
+impl AutoCompact {
+    /// The rule of zsos's policy: compact a class once it could give back 4 pages and a
+    /// quarter of its pages (a shrinking class never holds much more than it needs, and a
+    /// free pays for a step only after many frees; see `docs/policies.md`).
+    pub const ZSOS: AutoCompact = AutoCompact::WhenFreeable { pages: 4, share: 4 };
 }
 
 /// Which locks serialise the pool's operations.
@@ -77,41 +119,67 @@ impl Default for PoolConfig {
         PoolConfig {
             max_chain: class::DEFAULT_MAX_CHAIN,
             placement: Placement::Linux,
+            growth: Growth::Fixed,
+            auto_compact: AutoCompact::Never,
             map_path: MapPath::Window,
             locking: Locking::PerClass,
         }
     }
 }
 
-/// A named policy: where new objects go and how long zspages may be, as `replay --policy`
-/// and the tests select it. Names: `linux` (Linux's rule and chain length 8, the default),
-/// `linux-chain=N` (N in 4..=16), `fitted` and `fitted-chain=N` (zsos's placement rule), and
-/// `default` (the pools' default, today `linux`).
+/// A named policy: where new objects go, how long zspages are and whether frees compact, as
+/// `replay --policy`, `bench policies` and the tests select it. Names:
+/// - `linux` (Linux's rules at its default chain length 8) and `linux-chain=N` (N in 4..=16):
+///   the reference, exactly as upstream;
+/// - `fitted`, `fitted-chain=N`: Linux's rules but the fitted placement (lab 7's rule);
+/// - `zsos`, `zsos-chain=N`: zsos's policy, the fitted placement with zspages sized by each
+///   class's population ([`Growth::ZSOS`]) and automatic compaction ([`AutoCompact::ZSOS`]);
+///   see `docs/policies.md`;
+/// - `default`: the default policy, `zsos`.
+///
+/// A pool built from `PoolConfig::default()` keeps Linux's rules: the labs and the tests that
+/// check zsos against upstream's figures build on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
     /// The placement rule.
     pub placement: Placement,
     /// Maximum pages per zspage.
     pub max_chain: usize,
+    /// How long a class's new zspage is.
+    pub growth: Growth,
+    /// Whether frees compact.
+    pub auto_compact: AutoCompact,
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        let c = PoolConfig::default();
-        Policy {
-            placement: c.placement,
-            max_chain: c.max_chain,
-        }
+        Policy::ZSOS
     }
 }
 
 impl Policy {
+    /// Linux's policy at its default chain length.
+    pub const LINUX: Policy = Policy {
+        placement: Placement::Linux,
+        max_chain: class::DEFAULT_MAX_CHAIN,
+        growth: Growth::Fixed,
+        auto_compact: AutoCompact::Never,
+    };
+
+    /// zsos's policy (the default).
+    pub const ZSOS: Policy = Policy {
+        placement: Placement::Fitted,
+        max_chain: class::DEFAULT_MAX_CHAIN,
+        growth: Growth::ZSOS,
+        auto_compact: AutoCompact::ZSOS,
+    };
+
     /// Parses a policy name (see [`Policy`]); the error says what is accepted.
     pub fn parse(name: &str) -> Result<Policy, alloc::string::String> {
         let bad = || {
             alloc::format!(
-                "unknown policy '{name}': expected linux, linux-chain=N, fitted or \
-                 fitted-chain=N (N from {} to {})",
+                "unknown policy '{name}': expected default, linux, linux-chain=N, fitted, \
+                 fitted-chain=N, zsos or zsos-chain=N (N from {} to {})",
                 class::CHAIN_RANGE.start(),
                 class::CHAIN_RANGE.end()
             )
@@ -123,26 +191,35 @@ impl Policy {
             Some((rule, n)) => (rule, n.parse::<usize>().map_err(|_| bad())?),
             None => (name, class::DEFAULT_MAX_CHAIN),
         };
-        let placement = match rule {
-            "linux" => Placement::Linux,
-            "fitted" => Placement::Fitted,
+        let base = match rule {
+            "linux" => Policy::LINUX,
+            "fitted" => Policy {
+                placement: Placement::Fitted,
+                ..Policy::LINUX
+            },
+            "zsos" => Policy::ZSOS,
             _ => return Err(bad()),
         };
         if !class::CHAIN_RANGE.contains(&chain) {
             return Err(bad());
         }
         Ok(Policy {
-            placement,
             max_chain: chain,
+            ..base
         })
     }
 
     /// The policy's name, as [`Policy::parse`] reads it back.
     pub fn name(&self) -> alloc::string::String {
-        if self.max_chain == class::DEFAULT_MAX_CHAIN {
-            self.placement.name().into()
+        let rule = if self.growth != Growth::Fixed || self.auto_compact != AutoCompact::Never {
+            "zsos"
         } else {
-            alloc::format!("{}-chain={}", self.placement.name(), self.max_chain)
+            self.placement.name()
+        };
+        if self.max_chain == class::DEFAULT_MAX_CHAIN {
+            rule.into()
+        } else {
+            alloc::format!("{rule}-chain={}", self.max_chain)
         }
     }
 
@@ -151,6 +228,8 @@ impl Policy {
         PoolConfig {
             placement: self.placement,
             max_chain: self.max_chain,
+            growth: self.growth,
+            auto_compact: self.auto_compact,
             ..PoolConfig::default()
         }
     }

@@ -29,12 +29,19 @@ impl<B: Backend> Pool<B> {
         let mut total_pages = 0;
         for (pos, live) in live.iter().enumerate() {
             let c = self.lock_class(pos);
-            let objs = c.layout.objs_per_zspage as u32;
-            let mut inuse_sum = 0u64;
-            let mut zspages = 0u64;
+            let (mut inuse_sum, mut objs_sum, mut pages_sum, mut short) = (0u64, 0u64, 0u64, 0u64);
             for id in c.live_zspages() {
                 let z = c.zspage(id);
-                zspages += 1;
+                let objs = z.objs;
+                if !c.may_chain(z.pages as usize) || objs as usize != c.capacity(z.pages as usize) {
+                    return Err(format!(
+                        "class {pos} zspage {id}: {} pages holding {objs} objects",
+                        z.pages
+                    ));
+                }
+                objs_sum += objs as u64;
+                pages_sum += z.pages as u64;
+                short += u64::from((z.pages as usize) < c.layout.pages_per_zspage);
                 inuse_sum += z.inuse as u64;
                 let group = crate::zspage::fullness_group(z.inuse, objs);
                 if group != z.group as usize || !c.group_members(group).any(|m| m == id) {
@@ -55,7 +62,7 @@ impl<B: Backend> Pool<B> {
                     ));
                 }
                 let mut pfn = Some(z.first);
-                for n in 0..c.layout.pages_per_zspage {
+                for n in 0..z.pages as usize {
                     let p = pfn.ok_or_else(|| {
                         format!("class {pos} zspage {id}: chain ends at page {n}")
                     })?;
@@ -93,9 +100,19 @@ impl<B: Backend> Pool<B> {
                     }
                     pfn = if c.layout.huge { None } else { zsdesc::next(d) };
                 }
-                total_pages += c.layout.pages_per_zspage;
+                if pfn.is_some() {
+                    return Err(format!(
+                        "class {pos} zspage {id}: chain longer than {} pages",
+                        z.pages
+                    ));
+                }
+                total_pages += z.pages as usize;
             }
-            if zspages * objs as u64 != c.objs_allocated || inuse_sum != c.objs_inuse {
+            if objs_sum != c.objs_allocated
+                || inuse_sum != c.objs_inuse
+                || pages_sum != c.pages
+                || short != c.short_zspages
+            {
                 return Err(format!("class {pos}: counters disagree with its zspages"));
             }
             let mut live_slots = 0;

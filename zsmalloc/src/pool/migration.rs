@@ -7,7 +7,9 @@ use core::sync::atomic::Ordering;
 
 use super::{Error, Pool};
 use crate::backend::{Backend, Pfn};
+use crate::growth::Growth;
 use crate::zsdesc;
+use crate::zspage::ZsPageFrames;
 
 impl<B: Backend> Pool<B> {
     /// Compacts every class, largest first (Linux: `zs_compact`): live objects move from the
@@ -23,21 +25,67 @@ impl<B: Backend> Pool<B> {
                 if self.lock_class(pos).freeable_zspages() == 0 {
                     break;
                 }
-                let _pool = self.pool_wide();
-                let _migrate = self.write_migrate();
-                let mut class = self.lock_class(pos);
-                let (pages, moved, more) = class.compact(&self.backend, &self.slots, 1);
-                self.note_free_slots(pos, &class);
+                let (pages, more) = self.compact_step(pos);
                 freed += pages;
-                self.objs_moved.fetch_add(moved, Ordering::Relaxed);
                 if !more {
                     break;
                 }
             }
+            freed += self.shrink_all(pos);
         }
-        self.pages_allocated.fetch_sub(freed, Ordering::Relaxed);
-        self.pages_compacted.fetch_add(freed, Ordering::Relaxed);
         freed
+    }
+
+    /// Under a growth rule that makes zspages of several lengths, moves the objects of each
+    /// zspage that a shorter zspage would hold into one (after compaction, the class's last
+    /// partly used zspage is often a long one). Returns pages freed, net.
+    pub(super) fn shrink_all(&self, pos: usize) -> usize {
+        if self.growth == Growth::Fixed {
+            return 0;
+        }
+        let mut freed = 0;
+        loop {
+            // The frames are taken before the locks, as for a new zspage; `shrink` checks the
+            // zspage again under them and gives the frames back if it changed.
+            let Some((id, pages)) = self.lock_class(pos).shrinkable() else {
+                return freed;
+            };
+            let Some(frames) = ZsPageFrames::alloc(&self.backend, pages) else {
+                return freed;
+            };
+            let _pool = self.pool_wide();
+            let _migrate = self.write_migrate();
+            let mut class = self.lock_class(pos);
+            let (old_pages, moved) = class.shrink(&self.backend, &self.slots, id, frames);
+            if old_pages == 0 {
+                return freed;
+            }
+            self.note_free_slots(pos, &class);
+            self.objs_moved.fetch_add(moved, Ordering::Relaxed);
+            self.bytes_moved
+                .fetch_add(moved * class.layout.size as u64, Ordering::Relaxed);
+            let net = old_pages - pages;
+            self.pages_allocated.fetch_sub(net, Ordering::Relaxed);
+            self.pages_compacted.fetch_add(net, Ordering::Relaxed);
+            freed += net;
+        }
+    }
+
+    /// One step of compaction of class `pos`: empties at most one source zspage under the
+    /// migrate lock held for writing and the class lock. Returns (pages freed, whether more
+    /// could be done).
+    pub(super) fn compact_step(&self, pos: usize) -> (usize, bool) {
+        let _pool = self.pool_wide();
+        let _migrate = self.write_migrate();
+        let mut class = self.lock_class(pos);
+        let (pages, moved, more) = class.compact(&self.backend, &self.slots, 1);
+        self.note_free_slots(pos, &class);
+        self.objs_moved.fetch_add(moved, Ordering::Relaxed);
+        self.bytes_moved
+            .fetch_add(moved * class.layout.size as u64, Ordering::Relaxed);
+        self.pages_allocated.fetch_sub(pages, Ordering::Relaxed);
+        self.pages_compacted.fetch_add(pages, Ordering::Relaxed);
+        (pages, more)
     }
 
     /// Moves one page of a zspage to a fresh frame from the backend (Linux:

@@ -37,13 +37,14 @@ use spin::Mutex;
 
 use crate::backend::{Backend, Pfn};
 use crate::class::{ClassTable, PAGE_SIZE};
+use crate::growth::Growth;
 use crate::handle::MAX_TAG;
 use crate::placement::{ClassView, Placement};
 use crate::slots::SlotTable;
 use crate::stats::{ClassStats, PoolStats};
 use crate::zspage::ClassState;
 
-pub use config::{COPY_UP_TO_SLOT, Locking, MapMode, MapPath, Policy, PoolConfig};
+pub use config::{AutoCompact, COPY_UP_TO_SLOT, Locking, MapMode, MapPath, Policy, PoolConfig};
 pub use error::Error;
 use lock_order::LockOrder;
 use mapping::CopyBuf;
@@ -87,6 +88,10 @@ pub struct Pool<B: Backend> {
     classes: Vec<Mutex<ClassState>>,
     /// Which class a new object goes to.
     placement: Placement,
+    /// How long a class's new zspage is.
+    growth: Growth,
+    /// Whether frees compact.
+    auto_compact: AutoCompact,
     /// Free slots per class, stored under the class lock whenever they change, read without
     /// it by the placement rule (a hint).
     free_slots: Vec<AtomicU64>,
@@ -106,6 +111,12 @@ pub struct Pool<B: Backend> {
     pub(crate) write_holds: AtomicUsize,
     pages_compacted: AtomicUsize,
     objs_moved: AtomicU64,
+    /// Object bytes (whole slots) moved by compaction, asked for or automatic.
+    bytes_moved: AtomicU64,
+    /// Pages freed by automatic compaction (also counted in `pages_compacted`).
+    pages_auto_compacted: AtomicUsize,
+    /// Bytes moved by automatic compaction (also counted in `bytes_moved`).
+    bytes_auto_moved: AtomicU64,
 }
 
 /// Where an object is.
@@ -157,6 +168,8 @@ impl<B: Backend> Pool<B> {
             migrate: WriterFirst::new(),
             classes,
             placement: config.placement,
+            growth: config.growth,
+            auto_compact: config.auto_compact,
             free_slots,
             demand,
             slots,
@@ -169,6 +182,9 @@ impl<B: Backend> Pool<B> {
             write_holds: AtomicUsize::new(0),
             pages_compacted: AtomicUsize::new(0),
             objs_moved: AtomicU64::new(0),
+            bytes_moved: AtomicU64::new(0),
+            pages_auto_compacted: AtomicUsize::new(0),
+            bytes_auto_moved: AtomicU64::new(0),
         }
     }
 
@@ -265,6 +281,31 @@ impl<B: Backend> Pool<B> {
     /// Objects moved by compaction over the pool's life (zram's `objs_moved`).
     pub fn objs_moved(&self) -> u64 {
         self.objs_moved.load(Ordering::Relaxed)
+    }
+
+    /// Object bytes (whole slots, headers included) compaction moved over the pool's life.
+    pub fn bytes_moved(&self) -> u64 {
+        self.bytes_moved.load(Ordering::Relaxed)
+    }
+
+    /// Pages freed by automatic compaction (see [`AutoCompact`]) over the pool's life.
+    pub fn pages_auto_compacted(&self) -> usize {
+        self.pages_auto_compacted.load(Ordering::Relaxed)
+    }
+
+    /// Object bytes automatic compaction (see [`AutoCompact`]) moved over the pool's life.
+    pub fn bytes_auto_moved(&self) -> u64 {
+        self.bytes_auto_moved.load(Ordering::Relaxed)
+    }
+
+    /// The growth rule.
+    pub fn growth(&self) -> Growth {
+        self.growth
+    }
+
+    /// The automatic compaction rule.
+    pub fn auto_compact(&self) -> AutoCompact {
+        self.auto_compact
     }
 
     /// Statistics of one class (by position in [`Pool::classes`]).
