@@ -10,6 +10,7 @@ use spin::Once;
 use crate::arch::cpu_local::{self, MAX_CPUS};
 use crate::mm::CpuMemory;
 use crate::mm::window::Window;
+use crate::mm::window_ring::WindowRing;
 
 /// One CPU's private state.
 pub struct PerCpu {
@@ -17,6 +18,8 @@ pub struct PerCpu {
     pub index: usize,
     /// This CPU's two-page PTE window.
     pub window: Window,
+    /// This CPU's lazily flushed ring of two-page slots.
+    pub ring: WindowRing,
 }
 
 static AREAS: [Once<PerCpu>; MAX_CPUS] = [const { Once::new() }; MAX_CPUS];
@@ -46,6 +49,7 @@ pub fn install(index: usize, memory: CpuMemory) {
     let area = AREAS[index].call_once(|| PerCpu {
         index,
         window: memory.window,
+        ring: memory.ring,
     });
     cpu_local::set_data(core::ptr::from_ref(area).cast());
 }

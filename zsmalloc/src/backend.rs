@@ -58,6 +58,13 @@ pub unsafe trait Backend {
 
     /// Maps `first` and `second` contiguously; `None` if this CPU's window is busy.
     fn map_pair(&self, first: Pfn, second: Pfn, writable: bool) -> Option<Self::PairMap<'_>>;
+    /// As [`Backend::map_pair`] (same promises), but the machine may defer invalidating the
+    /// translation after the mapping is dropped, as long as nothing reaches the frames
+    /// through the mapping's addresses afterwards (`MapPath::LazyWindow`). The default maps as
+    /// `map_pair` does.
+    fn map_pair_lazy(&self, first: Pfn, second: Pfn, writable: bool) -> Option<Self::PairMap<'_>> {
+        self.map_pair(first, second, writable)
+    }
 
     /// The current CPU's index and a guard that keeps the caller on it.
     fn pin_cpu(&self) -> (usize, Self::CpuPin);

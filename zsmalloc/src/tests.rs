@@ -1084,6 +1084,8 @@ fn policies_parse_from_their_names_and_bad_names_say_what_is_accepted() {
             (placement, chain, growth, compact),
             "{name}"
         );
+        let lazy = name.starts_with("zsos");
+        assert_eq!(c.map_path == MapPath::LazyWindow, lazy, "{name}");
     }
     // `default` is zsos's policy; a pool's default configuration stays Linux's.
     assert_eq!(Policy::parse("default").unwrap(), Policy::default());

@@ -333,6 +333,51 @@ fn remapping_the_window_shows_the_new_frames() {
     );
 }
 
+/// The lazily flushed ring: through several wraps, every map shows the frames it maps, never
+/// the frames its slot showed before the last flush. Maps alternate between two pairs, and
+/// the ring has an odd number of slots, so each slot shows the other pair after every wrap: a
+/// wrap that did not flush would serve a slot's stale translation.
+fn the_lazy_ring_shows_each_map_s_own_frames_across_wraps() {
+    use crate::mm::window_ring::SLOTS;
+    let (a, b) = two_separate_frames(0x12, 0x34);
+    let (c, d) = two_separate_frames(0x56, 0x78);
+    let ring = &percpu::current().ring;
+    let wraps = ring.wraps();
+    for n in 0..3 * SLOTS + 7 {
+        let (first, second, expect) = if n % 2 == 0 {
+            (a.pfn(), b.pfn(), (0x12, 0x34))
+        } else {
+            (c.pfn(), d.pfn(), (0x56, 0x78))
+        };
+        let m = ring.map(first, second, Access::ReadOnly).unwrap();
+        assert!(
+            ring.map(first, second, Access::ReadOnly).is_err(),
+            "a second map while one is live is refused"
+        );
+        let at = m.addr();
+        // SAFETY: the slot maps the test's two frames, present and readable, while `m` lives;
+        // nobody writes them.
+        let seen = unsafe {
+            (
+                core::ptr::read_volatile(at as *const u8),
+                core::ptr::read_volatile((at + 4096) as *const u8),
+            )
+        };
+        assert_eq!(
+            seen,
+            expect,
+            "map {n} (slot {}) shows other frames",
+            n % SLOTS
+        );
+        drop(m);
+    }
+    assert!(
+        ring.wraps() >= wraps + 3,
+        "the ring wrapped {} times",
+        ring.wraps() - wraps
+    );
+}
+
 /// Proves the flush matters (and that the test above would catch its absence): skip the
 /// `invlpg` once, and the window keeps showing the frames it no longer maps.
 fn without_invlpg_the_window_shows_stale_frames() {
@@ -504,6 +549,7 @@ crate::ktests! {
     unmapped_window_and_guard_pages_fault { lab: 2, points: 20 },
     read_only_window_faults_on_write { lab: 2, points: 20 },
     without_invlpg_the_window_shows_stale_frames,
+    the_lazy_ring_shows_each_map_s_own_frames_across_wraps,
     nested_mapping_is_refused_and_interrupts_stay_off_until_unmap,
     window_refuses_frames_outside_memory_or_reserved,
     direct_path_serves_a_single_frame,

@@ -14,6 +14,7 @@ pub mod migrate;
 pub mod paging;
 pub mod stacks;
 pub mod window;
+pub mod window_ring;
 
 #[cfg(feature = "ktest")]
 mod ktests;
@@ -38,6 +39,7 @@ pub fn init(regions: &MemoryRegions, phys_offset: u64) -> MemorySummary {
     paging::init(phys_offset);
     heap::init();
     window::init_region();
+    window_ring::init_region();
     MemorySummary {
         memmap,
         managed_frames,
@@ -45,10 +47,12 @@ pub fn init(regions: &MemoryRegions, phys_offset: u64) -> MemorySummary {
     }
 }
 
-/// What memory gives each CPU: its own two-page PTE window.
+/// What memory gives each CPU: its own two-page PTE window, eager and lazy.
 pub struct CpuMemory {
     /// The CPU's window.
     pub window: window::Window,
+    /// The CPU's lazily flushed ring of two-page slots.
+    pub ring: window_ring::WindowRing,
 }
 
 /// Builds what CPU `index` needs from memory (every page-table level of its window). Run
@@ -56,6 +60,7 @@ pub struct CpuMemory {
 pub fn init_cpu(index: usize) -> CpuMemory {
     CpuMemory {
         window: window::Window::new(index),
+        ring: window_ring::WindowRing::new(index),
     }
 }
 

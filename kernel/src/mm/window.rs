@@ -100,7 +100,8 @@ impl Window {
         [self.base - FRAME_SIZE, self.base + 2 * FRAME_SIZE]
     }
 
-    fn check_frame(pfn: u64) -> Result<PhysAddr, WindowError> {
+    /// The frame's physical address, if the window may map it (in memory, not reserved).
+    pub(super) fn check_frame(pfn: u64) -> Result<PhysAddr, WindowError> {
         let desc = memmap::get()
             .desc(pfn)
             .ok_or(WindowError::OutOfRange(pfn))?;

@@ -206,7 +206,11 @@ fn per_cpu_state_is_sized_by_the_cpus_present() {
 }
 
 fn model_random_operations_on_real_frames_and_the_window() {
-    for (seed, path) in [(0x2026_0001, MapPath::Window), (0x2026_0002, MapPath::Copy)] {
+    for (seed, path) in [
+        (0x2026_0001, MapPath::Window),
+        (0x2026_0002, MapPath::Copy),
+        (0x2026_0004, MapPath::LazyWindow),
+    ] {
         let p = pool(path);
         let report =
             model::run(&p, seed, 3000, 25, None).unwrap_or_else(|e| panic!("{path:?}: {e}"));

@@ -17,6 +17,7 @@ use crate::mm::buddy::{self, FrameBlock};
 use crate::mm::memmap::{self, PageDesc, flags};
 use crate::mm::migrate::{self, MovableOps, Refusal, Registration};
 use crate::mm::window::{Access, WindowMapping};
+use crate::mm::window_ring::RingMapping;
 use crate::percpu;
 
 // zsdesc overlays the page descriptor: every shared field at the same offset, the flag bits
@@ -100,15 +101,24 @@ impl Default for KernelBackend {
     }
 }
 
-/// This CPU's window, mapped for zsmalloc.
+/// This CPU's window (or a slot of its ring), mapped for zsmalloc.
 pub struct KernelPair<'a> {
-    mapping: WindowMapping<'static>,
+    mapping: PairOn,
     _pool: PhantomData<&'a ()>,
+}
+
+/// Which of the CPU's windows a pair is mapped in.
+enum PairOn {
+    Window(WindowMapping<'static>),
+    Ring(RingMapping<'static>),
 }
 
 impl PairMapping for KernelPair<'_> {
     fn ptr(&self) -> *mut u8 {
-        self.mapping.addr() as *mut u8
+        match &self.mapping {
+            PairOn::Window(m) => m.addr() as *mut u8,
+            PairOn::Ring(m) => m.addr() as *mut u8,
+        }
     }
 }
 
@@ -162,7 +172,20 @@ unsafe impl Backend for KernelBackend {
         } else {
             Access::ReadOnly
         };
-        let mapping = percpu::current().window.map(first, second, access).ok()?;
+        let mapping = PairOn::Window(percpu::current().window.map(first, second, access).ok()?);
+        Some(KernelPair {
+            mapping,
+            _pool: PhantomData,
+        })
+    }
+
+    fn map_pair_lazy(&self, first: Pfn, second: Pfn, writable: bool) -> Option<KernelPair<'_>> {
+        let access = if writable {
+            Access::ReadWrite
+        } else {
+            Access::ReadOnly
+        };
+        let mapping = PairOn::Ring(percpu::current().ring.map(first, second, access).ok()?);
         Some(KernelPair {
             mapping,
             _pool: PhantomData,

@@ -16,6 +16,10 @@ pub enum MapPath {
     /// Per class, whichever is faster: the copy path for slots of up to
     /// [`COPY_UP_TO_SLOT`] bytes, the window above (see there).
     PerClass,
+    /// Both pages mapped through the backend's lazily flushed window
+    /// ([`crate::Backend::map_pair_lazy`]): on the kernel, a per-CPU ring of two-page slots
+    /// that costs one full TLB flush per 255 maps instead of two `invlpg`s per unmap.
+    LazyWindow,
 }
 
 /// The largest slot `MapPath::PerClass` maps by copying. A window map costs the same for
@@ -133,8 +137,8 @@ impl Default for PoolConfig {
 ///   the reference, exactly as upstream;
 /// - `fitted`, `fitted-chain=N`: Linux's rules but the fitted placement (lab 7's rule);
 /// - `zsos`, `zsos-chain=N`: zsos's policy, the fitted placement with zspages sized by each
-///   class's population ([`Growth::ZSOS`]) and automatic compaction ([`AutoCompact::ZSOS`]);
-///   see `docs/policies.md`;
+///   class's population ([`Growth::ZSOS`]), automatic compaction ([`AutoCompact::ZSOS`]) and
+///   the lazily flushed window ([`MapPath::LazyWindow`]); see `docs/policies.md`;
 /// - `default`: the default policy, `zsos`.
 ///
 /// A pool built from `PoolConfig::default()` keeps Linux's rules: the labs and the tests that
@@ -149,6 +153,8 @@ pub struct Policy {
     pub growth: Growth,
     /// Whether frees compact.
     pub auto_compact: AutoCompact,
+    /// How spanning objects are mapped.
+    pub map_path: MapPath,
 }
 
 impl Default for Policy {
@@ -164,6 +170,7 @@ impl Policy {
         max_chain: class::DEFAULT_MAX_CHAIN,
         growth: Growth::Fixed,
         auto_compact: AutoCompact::Never,
+        map_path: MapPath::Window,
     };
 
     /// zsos's policy (the default).
@@ -172,6 +179,7 @@ impl Policy {
         max_chain: class::DEFAULT_MAX_CHAIN,
         growth: Growth::ZSOS,
         auto_compact: AutoCompact::ZSOS,
+        map_path: MapPath::LazyWindow,
     };
 
     /// Parses a policy name (see [`Policy`]); the error says what is accepted.
@@ -211,7 +219,10 @@ impl Policy {
 
     /// The policy's name, as [`Policy::parse`] reads it back.
     pub fn name(&self) -> alloc::string::String {
-        let rule = if self.growth != Growth::Fixed || self.auto_compact != AutoCompact::Never {
+        let rule = if self.growth != Growth::Fixed
+            || self.auto_compact != AutoCompact::Never
+            || self.map_path != MapPath::Window
+        {
             "zsos"
         } else {
             self.placement.name()
@@ -230,6 +241,7 @@ impl Policy {
             max_chain: self.max_chain,
             growth: self.growth,
             auto_compact: self.auto_compact,
+            map_path: self.map_path,
             ..PoolConfig::default()
         }
     }

@@ -140,11 +140,14 @@ impl<B: Backend> Pool<B> {
         match second {
             None => m.ptr = self.backend.page_ptr(first).wrapping_add(data),
             Some(second) => match self.map_path.for_slot(self.table.classes[r.class].size) {
-                MapPath::Window | MapPath::PerClass => {
-                    let pair = self
-                        .backend
-                        .map_pair(first, second, mode != MapMode::ReadOnly)
-                        .ok_or(Error::MapBusy)?;
+                path @ (MapPath::Window | MapPath::LazyWindow | MapPath::PerClass) => {
+                    let writable = mode != MapMode::ReadOnly;
+                    let pair = if path == MapPath::LazyWindow {
+                        self.backend.map_pair_lazy(first, second, writable)
+                    } else {
+                        self.backend.map_pair(first, second, writable)
+                    }
+                    .ok_or(Error::MapBusy)?;
                     m.ptr = pair.ptr().wrapping_add(data);
                     m.kind = MapKind::Window(pair);
                 }

@@ -157,7 +157,7 @@ impl<B: Backend> Pool<B> {
                     bytes: Box::new(UnsafeCell::new([0; PAGE_SIZE])),
                 })
                 .collect(),
-            MapPath::Window => Vec::new(),
+            MapPath::Window | MapPath::LazyWindow => Vec::new(),
         };
         let slots = SlotTable::new(backend.possible_cpus());
         Pool {

@@ -1,0 +1,166 @@
+//! The per-CPU *lazy* two-page window: a ring of two-page slots that trades the two `invlpg`s
+//! of every unmap (`mm::window`) for one full TLB flush every [`SLOTS`] maps.
+//!
+//! Each map takes the next slot and writes its two PTEs; the unmap clears them without
+//! flushing. A cleared slot may still be in this CPU's TLB, but its addresses are not used
+//! again until the ring wraps, and the wrap reloads CR3 first, dropping every translation of
+//! the ring (its entries are not global). After the wrap every slot's entries are not present,
+//! and x86 never caches a not-present translation, so a map never needs a flush of its own.
+//! As with the eager window, only this CPU touches its ring: no shootdown.
+//!
+//! Why: under QEMU TCG an `invlpg` with the refill after it costs about 470 cycles, a CR3
+//! reload with 64 pages refilled about 20,000 (`bench speed`, 2026-11-30): spread over 255
+//! maps, the flush costs about 80 cycles a map instead of about 940. The eager window stays
+//! what `MapPath::Window` uses (Linux's `CONFIG_PGTABLE_MAPPING` did the eager thing);
+//! `MapPath::LazyWindow` maps through this ring (`Backend::map_pair_lazy`).
+
+use core::marker::PhantomData;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering, compiler_fence};
+
+use x86_64::instructions::tlb;
+use x86_64::structures::paging::PageTableFlags;
+use x86_64::structures::paging::page_table::PageTableEntry;
+
+use super::memmap::FRAME_SIZE;
+use super::window::{Access, WindowError};
+use crate::arch::irq::InterruptsOff;
+
+/// Two-page slots per CPU: one leaf table (512 entries) holds the ring, whose first two pages
+/// stay unmapped as a guard below slot 0.
+pub const SLOTS: usize = 255;
+/// Bytes of virtual space per CPU: one leaf table's reach (2 MiB).
+const RING_BYTES: u64 = 512 * FRAME_SIZE;
+
+/// The virtual region holding every CPU's ring (claimed once at boot).
+static REGION_BASE: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Claims the virtual region for all rings. Call once before any CPU builds its ring.
+pub fn init_region() {
+    let base = super::paging::claim_l4_slot();
+    REGION_BASE.store(base as *mut u8, Ordering::SeqCst);
+}
+
+/// One CPU's ring of two-page slots.
+pub struct WindowRing {
+    /// Address of slot 0 (2 pages above the start of this CPU's 2 MiB).
+    base: u64,
+    /// The first of this CPU's 512 consecutive leaf entries (one page table).
+    entries: AtomicPtr<PageTableEntry>,
+    /// The slot the next map takes.
+    next: AtomicUsize,
+    in_use: AtomicBool,
+    /// Full flushes so far (for tests and the bench).
+    wraps: AtomicUsize,
+}
+
+impl WindowRing {
+    /// Builds CPU `index`'s ring: its 2 MiB of the region and the page table behind it.
+    pub fn new(index: usize) -> WindowRing {
+        let region = REGION_BASE.load(Ordering::SeqCst) as u64;
+        assert!(region != 0, "ring region is claimed before rings are built");
+        let start = region + index as u64 * RING_BYTES;
+        // One leaf table maps the whole 2 MiB-aligned block: build the path to its first
+        // entry, and the other 511 are the entries after it in the same table.
+        let first = super::paging::prebuild_leaf_entry(start);
+        WindowRing {
+            base: start + 2 * FRAME_SIZE,
+            entries: AtomicPtr::new(first),
+            next: AtomicUsize::new(0),
+            in_use: AtomicBool::new(false),
+            wraps: AtomicUsize::new(0),
+        }
+    }
+
+    /// Full TLB flushes this ring has done.
+    pub fn wraps(&self) -> usize {
+        self.wraps.load(Ordering::Relaxed)
+    }
+
+    /// Maps frame `pfn_a` and `pfn_b` right after it at the next slot. Interrupts stay off on
+    /// this CPU until the mapping is dropped. Refused if this CPU's ring is already mapped.
+    /// Frames are checked as the eager window checks them.
+    pub fn map(
+        &self,
+        pfn_a: u64,
+        pfn_b: u64,
+        access: Access,
+    ) -> Result<RingMapping<'_>, WindowError> {
+        let irq_guard = InterruptsOff::new();
+        if self.in_use.swap(true, Ordering::Acquire) {
+            return Err(WindowError::Busy);
+        }
+        let frames = match (
+            super::window::Window::check_frame(pfn_a),
+            super::window::Window::check_frame(pfn_b),
+        ) {
+            (Ok(a), Ok(b)) => [a, b],
+            (Err(e), _) | (_, Err(e)) => {
+                self.in_use.store(false, Ordering::Release);
+                return Err(e);
+            }
+        };
+        let mut slot = self.next.load(Ordering::Relaxed);
+        if slot == SLOTS {
+            // Every slot was used since the last flush: drop their translations at once.
+            tlb::flush_all();
+            self.wraps.fetch_add(1, Ordering::Relaxed);
+            slot = 0;
+        }
+        self.next.store(slot + 1, Ordering::Relaxed);
+        let mut pte_flags = PageTableFlags::PRESENT | PageTableFlags::NO_EXECUTE;
+        if access != Access::ReadOnly {
+            pte_flags |= PageTableFlags::WRITABLE;
+        }
+        for (i, frame) in frames.into_iter().enumerate() {
+            self.store_entry(2 + 2 * slot + i, frame.as_u64() | pte_flags.bits());
+        }
+        compiler_fence(Ordering::SeqCst);
+        Ok(RingMapping {
+            ring: self,
+            slot,
+            _irq: irq_guard,
+            _not_send: PhantomData,
+        })
+    }
+
+    /// Sets leaf entry `n` (0..512) of this CPU's ring table with one volatile store. Only on
+    /// this ring's CPU, with interrupts off and the ring held.
+    fn store_entry(&self, n: usize, value: u64) {
+        debug_assert!(n < 512);
+        let entry = self.entries.load(Ordering::Relaxed).cast::<u64>();
+        // SAFETY: the ring's 512 entries are one page table that lives as long as the kernel
+        // (built by `prebuild_leaf_entry` for this CPU's 2 MiB-aligned block); `n` < 512; only
+        // this CPU writes them, with interrupts off and the ring held.
+        unsafe { entry.add(n).write_volatile(value) };
+    }
+
+    fn unmap(&self, slot: usize) {
+        compiler_fence(Ordering::SeqCst);
+        // Cleared but not flushed: see the module doc.
+        self.store_entry(2 + 2 * slot, 0);
+        self.store_entry(3 + 2 * slot, 0);
+        self.in_use.store(false, Ordering::Release);
+    }
+}
+
+/// A live ring mapping; dropping it clears the slot's entries, then lets interrupts back on.
+pub struct RingMapping<'r> {
+    ring: &'r WindowRing,
+    slot: usize,
+    // Field order matters: `Drop` unmaps first, then this restores IF.
+    _irq: InterruptsOff,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl RingMapping<'_> {
+    /// Address of the first mapped byte (the start of frame `pfn_a`).
+    pub fn addr(&self) -> u64 {
+        self.ring.base + self.slot as u64 * 2 * FRAME_SIZE
+    }
+}
+
+impl Drop for RingMapping<'_> {
+    fn drop(&mut self) {
+        self.ring.unmap(self.slot);
+    }
+}
