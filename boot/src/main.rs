@@ -34,10 +34,11 @@ Modes (passed to the kernel; everything after the mode goes to it unchanged):
                     then 'N passed, N failed'); --list only lists them. They are built into
                     the test kernel only: run them with `cargo ktest [FILTER]` (an alias for
                     `cargo run -p boot --features ktest -- test`)
-  bench [SECTION...] [--json FILE]
+  bench [SECTION...] [--policy P] [--json FILE]
                     run the benchmarks (all sections, or those named); the console shows the
                     tables, the runner writes every figure to target/zsos/bench-TIME.json
-                    (and to FILE) and draws SVG charts beside it
+                    (and to FILE) and draws SVG charts beside it; P: the policy of the
+                    density section's zsmalloc (default: zsos's)
   replay [--policy P] FILE
                     replay a trace of pool operations (a ID SIZE, f ID, w ID, c, s, # comment)
                     from the host file FILE, reporting at every c and s and at the end; P:
@@ -70,8 +71,17 @@ struct Options {
 }
 
 /// `bench ... --json FILE`: the runner's own option, taken out of the kernel's arguments.
+/// `bench ... --policy P`: checked here, before any boot, and passed on by its full name.
 fn take_bench_json(opts: &mut Options) -> Result<(), String> {
     opts.bench_json = cli::take_bench_json(&mut opts.kernel_args)?.map(PathBuf::from);
+    if opts.kernel_args.first().map(String::as_str) == Some("bench")
+        && let Some(i) = opts.kernel_args.iter().position(|a| a == "--policy")
+    {
+        let name = opts.kernel_args.get(i + 1).cloned().ok_or(
+            "bench --policy needs a policy name (default, linux, linux-chain=N, zsos, ...)",
+        )?;
+        opts.kernel_args[i + 1] = zsmalloc::Policy::parse(&name)?.name();
+    }
     Ok(())
 }
 

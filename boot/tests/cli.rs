@@ -261,3 +261,22 @@ fn bench_json_without_a_file_is_a_usage_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bench --json needs a FILE"), "{err}");
 }
+
+#[test]
+fn bench_with_a_bad_policy_is_a_usage_error_without_booting() {
+    for (args, needle) in [
+        (
+            &["bench", "density", "--policy"][..],
+            "bench --policy needs a policy name",
+        ),
+        (
+            &["bench", "density", "--policy", "zbud"],
+            "unknown policy 'zbud'",
+        ),
+    ] {
+        let out = boot_cmd(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}

@@ -269,8 +269,9 @@ fn zram_figures() {
     );
 }
 
-/// Runs every workload on every store and prints the table, the BENCH lines and the targets.
-pub fn figures() {
+/// Runs every workload on every store (zsmalloc under `policy`) and prints the table, the
+/// BENCH lines and the targets.
+pub fn figures(policy: zsmalloc::Policy) {
     zram_figures();
     let region = match crate::mm::heap::map_private_region(HEAP_REGION) {
         Ok(r) => r,
@@ -279,7 +280,10 @@ pub fn figures() {
             return;
         }
     };
-    println!("  density (live bytes / (frames x 4096)); frames in parentheses");
+    println!(
+        "  density (live bytes / (frames x 4096)); frames in parentheses; zsmalloc under policy {}",
+        policy.name()
+    );
     println!(
         "    {:<12} {:<10} {:>18} {:>18} {:>18}",
         "workload", "allocator", "after fill", "after half freed", "after compaction"
@@ -289,7 +293,7 @@ pub fn figures() {
             .iter()
             .filter(|s| matches!(s, Step::Alloc(..)))
             .count();
-        let mut zs = ZsStore::new(PoolConfig::default());
+        let mut zs = ZsStore::new(policy.config());
         let mut zbud = ZbudStore {
             zbud: Zbud::new(KernelBackend::new()),
             live: BTreeMap::new(),

@@ -80,6 +80,28 @@ const SECTIONS: &[(&str, &str)] = &[
 
 /// Runs the benchmarks: every section, or those named (`bench scale density`).
 pub fn run(rest: &[&str]) -> ExitCode {
+    // `--policy P`: the policy of the density section's zsmalloc pools.
+    let mut policy = zsmalloc::Policy::default();
+    let mut sections: Vec<&str> = Vec::new();
+    let mut it = rest.iter();
+    while let Some(&arg) = it.next() {
+        if arg == "--policy" {
+            match it.next().map(|p| zsmalloc::Policy::parse(p)) {
+                Some(Ok(p)) => policy = p,
+                Some(Err(e)) => {
+                    println!("zsos: error: bench: {e}");
+                    return ExitCode::Failure;
+                }
+                None => {
+                    println!("zsos: error: bench --policy needs a policy name");
+                    return ExitCode::Failure;
+                }
+            }
+        } else {
+            sections.push(arg);
+        }
+    }
+    let rest = &sections[..];
     if let Some(bad) = rest.iter().find(|a| !SECTIONS.iter().any(|(s, _)| s == *a)) {
         println!("zsos: error: unknown bench section '{bad}'. Sections:");
         for (name, what) in SECTIONS {
@@ -98,7 +120,7 @@ pub fn run(rest: &[&str]) -> ExitCode {
         per_class::figures();
     }
     if wanted("density") {
-        density::figures();
+        density::figures(policy);
     }
     // `density` ends with the policies' side-by-side table; `policies` prints that alone.
     if wanted("density") || wanted("policies") {
