@@ -8,7 +8,7 @@
 use libfuzzer_sys::fuzz_target;
 use zsmalloc::host::HostBackend;
 use zsmalloc::seeded::{fill_seeded, seeded_mismatch};
-use zsmalloc::{Error, Handle, MapMode, MapPath, Placement, Pool, PoolConfig};
+use zsmalloc::{AutoCompact, Error, Growth, Handle, MapMode, MapPath, Placement, Pool, PoolConfig};
 
 /// Reads the input a byte or a word at a time; zeros once it runs out.
 struct Input<'a>(&'a [u8]);
@@ -31,15 +31,31 @@ fuzz_target!(|data: &[u8]| {
     let mut input = Input(data);
     let config = PoolConfig {
         max_chain: 4 + (input.byte() % 13) as usize,
-        map_path: if input.byte() % 2 == 0 {
-            MapPath::Window
-        } else {
-            MapPath::Copy
+        map_path: match input.byte() % 4 {
+            0 => MapPath::Window,
+            1 => MapPath::Copy,
+            2 => MapPath::PerClass,
+            _ => MapPath::LazyWindow,
         },
         placement: if input.byte() % 2 == 0 {
             Placement::Linux
         } else {
             Placement::Fitted
+        },
+        // Zspages of several lengths and frees that compact (zsos's policy's rules) too.
+        growth: match input.byte() % 3 {
+            0 => Growth::Fixed,
+            n => Growth::Proportional {
+                divisor: n,
+                min_chain: 1 + input.byte() % 4,
+            },
+        },
+        auto_compact: match input.byte() % 3 {
+            0 => AutoCompact::Never,
+            _ => AutoCompact::WhenFreeable {
+                pages: (input.byte() % 5) as u16,
+                share: input.byte() % 9,
+            },
         },
         ..PoolConfig::default()
     };
