@@ -965,9 +965,14 @@ fn model_random_operations_under_every_policy() {
         &OTHER_POLICIES
     };
     let paths: &[MapPath] = if cfg!(miri) {
-        &[MapPath::Window, MapPath::Copy]
+        &[MapPath::LazyWindow]
     } else {
-        &[MapPath::Window, MapPath::Copy, MapPath::PerClass]
+        &[
+            MapPath::Window,
+            MapPath::Copy,
+            MapPath::PerClass,
+            MapPath::LazyWindow,
+        ]
     };
     for &name in policies {
         let policy = crate::Policy::parse(name).unwrap();
