@@ -113,6 +113,24 @@ enum PairOn {
     Ring(RingMapping<'static>),
 }
 
+impl KernelPair<'_> {
+    fn new(mapping: PairOn) -> Self {
+        KernelPair {
+            mapping,
+            _pool: PhantomData,
+        }
+    }
+}
+
+/// The window access for a mapping zsmalloc asks to be `writable` or not.
+fn access(writable: bool) -> Access {
+    if writable {
+        Access::ReadWrite
+    } else {
+        Access::ReadOnly
+    }
+}
+
 impl PairMapping for KernelPair<'_> {
     fn ptr(&self) -> *mut u8 {
         match &self.mapping {
@@ -167,29 +185,15 @@ unsafe impl Backend for KernelBackend {
     }
 
     fn map_pair(&self, first: Pfn, second: Pfn, writable: bool) -> Option<KernelPair<'_>> {
-        let access = if writable {
-            Access::ReadWrite
-        } else {
-            Access::ReadOnly
-        };
-        let mapping = PairOn::Window(percpu::current().window.map(first, second, access).ok()?);
-        Some(KernelPair {
-            mapping,
-            _pool: PhantomData,
-        })
+        let cpu = percpu::current();
+        let mapping = cpu.window.map(first, second, access(writable)).ok()?;
+        Some(KernelPair::new(PairOn::Window(mapping)))
     }
 
     fn map_pair_lazy(&self, first: Pfn, second: Pfn, writable: bool) -> Option<KernelPair<'_>> {
-        let access = if writable {
-            Access::ReadWrite
-        } else {
-            Access::ReadOnly
-        };
-        let mapping = PairOn::Ring(percpu::current().ring.map(first, second, access).ok()?);
-        Some(KernelPair {
-            mapping,
-            _pool: PhantomData,
-        })
+        let cpu = percpu::current();
+        let mapping = cpu.ring.map(first, second, access(writable)).ok()?;
+        Some(KernelPair::new(PairOn::Ring(mapping)))
     }
 
     fn pin_cpu(&self) -> (usize, InterruptsOff) {
