@@ -1607,7 +1607,7 @@ fn zspage_lengths(p: &Pool<HostBackend>, pos: usize) -> Vec<u32> {
     miri,
     ignore = "pure logic over the model's unsafe paths: natively only"
 )]
-fn a_class_under_proportional_growth_starts_with_one_page_and_grows_to_its_length() {
+fn a_class_under_proportional_growth_starts_short_and_grows_to_its_length() {
     let config = PoolConfig {
         growth: crate::Growth::ZSOS,
         ..PoolConfig::default()
@@ -1704,8 +1704,8 @@ fn frees_compact_a_class_by_themselves_once_it_could_give_back_four_pages() {
         ..PoolConfig::default()
     };
     let (freeable, auto, moved) = run(config);
-    // One step empties one source zspage (the class's length, 7 pages for 700 bytes... or
-    // whatever the table says), so freeable pages never pass 4 by more than one zspage.
+    // A step runs after every free that leaves 4 or more pages freeable and empties a source
+    // zspage, so freeable pages never pass 4 by more than one zspage (at most the chain).
     let zspage = PoolConfig::default().max_chain as u64;
     assert!(freeable < 4 + zspage, "freeable pages reached {freeable}");
     assert!(auto > 0 && moved > 0, "auto {auto}, moved {moved}");
