@@ -23,9 +23,10 @@ pub trait PairMapping {
 ///   each distinct from every other frame the pool holds;
 /// * `page_ptr(pfn)` is valid for reads and writes of 4096 bytes for as long as the pool
 ///   holds the frame, and `desc(pfn)` is that frame's descriptor, stable at that address;
-/// * `map_pair(a, b)` returns a mapping whose `ptr()` shows frame `a` then frame `b` as 8192
-///   contiguous bytes (writable if asked) until dropped, or `None` if this CPU's mapping
-///   resource is in use;
+/// * `map_pair(a, b)` and `map_pair_lazy(a, b)` return a mapping whose `ptr()` shows frame
+///   `a` then frame `b` as 8192 contiguous bytes (writable if asked) until dropped, or `None`
+///   if this CPU's mapping resource is in use; after a lazy mapping is dropped its addresses
+///   are never handed out again while a stale translation of them may survive;
 /// * `pin_cpu` returns the current CPU's index (below `possible_cpus()`) and a guard that
 ///   keeps the caller on that CPU, with nothing else on it using the pool's per-CPU state,
 ///   until dropped.

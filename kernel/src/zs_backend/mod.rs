@@ -143,7 +143,9 @@ impl PairMapping for KernelPair<'_> {
 // SAFETY: frames come from the buddy allocator (each handed out once) and go back to it;
 // `page_ptr` is the frame's direct-map address, valid for 4096 bytes; `desc` is the frame's
 // memmap entry, which never moves; `map_pair` maps both frames in this CPU's window (two
-// contiguous pages) and refuses when the window is busy; `pin_cpu` masks interrupts, and
+// contiguous pages) and refuses when the window is busy; `map_pair_lazy` does the same in a
+// slot of this CPU's ring, which reloads CR3 before it reuses any slot (`mm::window_ring`);
+// `pin_cpu` masks interrupts, and
 // nothing preempts a zsos CPU otherwise.
 unsafe impl Backend for KernelBackend {
     type PairMap<'a> = KernelPair<'a>;

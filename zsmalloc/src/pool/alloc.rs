@@ -176,21 +176,19 @@ impl<B: Backend> Pool<B> {
             self.pages_allocated.fetch_sub(freed, Ordering::Relaxed);
         }
         self.note_free_slots(p.class as usize, &class);
-        let compact = self.auto_compact.due(class.pages, class.freeable_pages());
+        let compact = self.auto_compact.due(&class);
         drop(class);
         self.slots.release(self.backend.cpu_index(), p.slot);
         if compact {
             // The class lock is dropped first: compaction takes the migrate lock before it.
-            let moved_before = self.bytes_moved();
-            let (mut freed, more) = self.compact_step(p.class as usize);
+            let (mut done, more) = self.compact_step(p.class as usize);
             if !more {
-                freed += self.shrink_all(p.class as usize);
+                done = done.and(self.shrink_all(p.class as usize));
             }
             self.pages_auto_compacted
-                .fetch_add(freed, Ordering::Relaxed);
-            // Other CPUs' compaction may add meanwhile: a report figure, not an invariant.
+                .fetch_add(done.pages, Ordering::Relaxed);
             self.bytes_auto_moved
-                .fetch_add(self.bytes_moved() - moved_before, Ordering::Relaxed);
+                .fetch_add(done.bytes, Ordering::Relaxed);
         }
         Ok(())
     }

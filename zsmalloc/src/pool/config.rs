@@ -88,18 +88,18 @@ pub enum AutoCompact {
 }
 
 impl AutoCompact {
-    /// Whether a class holding `class_pages` pages of which `freeable` are freeable compacts.
-    pub fn due(self, class_pages: u64, freeable: u64) -> bool {
+    /// Whether `class` compacts after a free (its freeable pages are only counted if the rule
+    /// asks: this runs on every free).
+    pub(crate) fn due(self, class: &crate::zspage::ClassState) -> bool {
         match self {
             AutoCompact::Never => false,
             AutoCompact::WhenFreeable { pages, share } => {
-                freeable >= pages as u64 && (share == 0 || freeable >= class_pages / share as u64)
+                let freeable = class.freeable_pages();
+                freeable >= pages as u64 && (share == 0 || freeable >= class.pages / share as u64)
             }
         }
     }
-}
 
-impl AutoCompact {
     /// The rule of zsos's policy: compact a class once it could give back a page and an
     /// eighth of its pages (a shrinking class, small ones included, never holds much more than
     /// it needs; a free pays for a step only after many frees). Chosen over a lazier trigger
@@ -219,16 +219,25 @@ impl Policy {
         })
     }
 
-    /// The policy's name, as [`Policy::parse`] reads it back.
+    /// The policy's name, as [`Policy::parse`] reads it back (`custom` for a policy that no
+    /// name gives).
     pub fn name(&self) -> alloc::string::String {
-        let rule = if self.growth != Growth::Fixed
-            || self.auto_compact != AutoCompact::Never
-            || self.map_path != MapPath::Window
-        {
-            "zsos"
-        } else {
-            self.placement.name()
+        let at_default_chain = Policy {
+            max_chain: class::DEFAULT_MAX_CHAIN,
+            ..*self
         };
+        let fitted = Policy {
+            placement: Placement::Fitted,
+            ..Policy::LINUX
+        };
+        let rule = [
+            ("linux", Policy::LINUX),
+            ("fitted", fitted),
+            ("zsos", Policy::ZSOS),
+        ]
+        .into_iter()
+        .find(|(_, p)| *p == at_default_chain)
+        .map_or("custom", |(name, _)| name);
         if self.max_chain == class::DEFAULT_MAX_CHAIN {
             rule.into()
         } else {

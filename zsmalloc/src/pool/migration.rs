@@ -9,7 +9,24 @@ use super::{Error, Pool};
 use crate::backend::{Backend, Pfn};
 use crate::growth::Growth;
 use crate::zsdesc;
-use crate::zspage::ZsPageFrames;
+use crate::zspage::{ClassState, ZsPageFrames};
+
+/// What a compaction step or shrink did: pages given back (net) and object bytes moved.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Moved {
+    pub(super) pages: usize,
+    pub(super) bytes: u64,
+}
+
+impl Moved {
+    /// Both together.
+    pub(super) fn and(self, other: Moved) -> Moved {
+        Moved {
+            pages: self.pages + other.pages,
+            bytes: self.bytes + other.bytes,
+        }
+    }
+}
 
 impl<B: Backend> Pool<B> {
     /// Compacts every class, largest first (Linux: `zs_compact`): live objects move from the
@@ -25,67 +42,66 @@ impl<B: Backend> Pool<B> {
                 if self.lock_class(pos).freeable_zspages() == 0 {
                     break;
                 }
-                let (pages, more) = self.compact_step(pos);
-                freed += pages;
+                let (done, more) = self.compact_step(pos);
+                freed += done.pages;
                 if !more {
                     break;
                 }
             }
-            freed += self.shrink_all(pos);
+            freed += self.shrink_all(pos).pages;
         }
         freed
+    }
+
+    /// Counts what a compaction step or a shrink of class `pos` did: objects and bytes moved,
+    /// pages given back (net).
+    fn count_moves(&self, class: &ClassState, moved: u64, pages: usize) -> Moved {
+        self.note_free_slots(class.pos as usize, class);
+        let bytes = moved * class.layout.size as u64;
+        self.objs_moved.fetch_add(moved, Ordering::Relaxed);
+        self.bytes_moved.fetch_add(bytes, Ordering::Relaxed);
+        self.pages_allocated.fetch_sub(pages, Ordering::Relaxed);
+        self.pages_compacted.fetch_add(pages, Ordering::Relaxed);
+        Moved { pages, bytes }
     }
 
     /// Under a growth rule that makes zspages of several lengths, moves the objects of each
     /// zspage that a shorter zspage would hold into one (after compaction, the class's last
     /// partly used zspage is often a long one). Returns pages freed, net.
-    pub(super) fn shrink_all(&self, pos: usize) -> usize {
+    pub(super) fn shrink_all(&self, pos: usize) -> Moved {
+        let mut done = Moved::default();
         if self.growth == Growth::Fixed {
-            return 0;
+            return done;
         }
-        let mut freed = 0;
         loop {
             // The frames are taken before the locks, as for a new zspage; `shrink` checks the
             // zspage again under them and gives the frames back if it changed.
             let Some((id, pages)) = self.lock_class(pos).shrinkable() else {
-                return freed;
+                return done;
             };
             let Some(frames) = ZsPageFrames::alloc(&self.backend, pages) else {
-                return freed;
+                return done;
             };
             let _pool = self.pool_wide();
             let _migrate = self.write_migrate();
             let mut class = self.lock_class(pos);
             let (old_pages, moved) = class.shrink(&self.backend, &self.slots, id, frames);
             if old_pages == 0 {
-                return freed;
+                return done;
             }
-            self.note_free_slots(pos, &class);
-            self.objs_moved.fetch_add(moved, Ordering::Relaxed);
-            self.bytes_moved
-                .fetch_add(moved * class.layout.size as u64, Ordering::Relaxed);
-            let net = old_pages - pages;
-            self.pages_allocated.fetch_sub(net, Ordering::Relaxed);
-            self.pages_compacted.fetch_add(net, Ordering::Relaxed);
-            freed += net;
+            done = done.and(self.count_moves(&class, moved, old_pages - pages));
         }
     }
 
     /// One step of compaction of class `pos`: empties at most one source zspage under the
     /// migrate lock held for writing and the class lock. Returns (pages freed, whether more
     /// could be done).
-    pub(super) fn compact_step(&self, pos: usize) -> (usize, bool) {
+    pub(super) fn compact_step(&self, pos: usize) -> (Moved, bool) {
         let _pool = self.pool_wide();
         let _migrate = self.write_migrate();
         let mut class = self.lock_class(pos);
         let (pages, moved, more) = class.compact(&self.backend, &self.slots, 1);
-        self.note_free_slots(pos, &class);
-        self.objs_moved.fetch_add(moved, Ordering::Relaxed);
-        self.bytes_moved
-            .fetch_add(moved * class.layout.size as u64, Ordering::Relaxed);
-        self.pages_allocated.fetch_sub(pages, Ordering::Relaxed);
-        self.pages_compacted.fetch_add(pages, Ordering::Relaxed);
-        (pages, more)
+        (self.count_moves(&class, moved, pages), more)
     }
 
     /// Moves one page of a zspage to a fresh frame from the backend (Linux:

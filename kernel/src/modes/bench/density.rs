@@ -369,6 +369,10 @@ const POLICIES: [&str; 5] = [
     "linux-chain=16",
     "fitted-chain=4",
 ];
+/// Positions in [`POLICIES`]: zsos's, Linux's chain 8 (the cost reference), and Linux's three.
+const ZSOS: usize = 0;
+const LINUX_8: usize = 2;
+const LINUX_CHAINS: core::ops::Range<usize> = 1..4;
 
 /// The trace families of `zsmalloc::families` as workloads (their own frees included).
 fn family_workloads() -> Vec<(&'static str, Vec<Step>)> {
@@ -435,7 +439,7 @@ pub fn policy_figures() {
                 per(zs.cycles[1], zs.ops[1]),
                 per(zs.cycles[0] + zs.cycles[1], zs.ops[0] + zs.ops[1]),
             ];
-            if k == 0 {
+            if k == ZSOS {
                 auto = (zs.pool.bytes_auto_moved(), zs.pool.pages_auto_compacted());
             }
         }
@@ -447,16 +451,25 @@ pub fn policy_figures() {
         // Live bytes after fill, after freeing half, and (the same) after compaction.
         let bytes = [zf.bytes, zh.bytes, zh.bytes];
         for (i, point) in ["fill", "half", "compacted"].into_iter().enumerate() {
-            let best_linux = cols[1..4].iter().map(|c| c[i]).min().expect("three");
+            let best_linux = cols[LINUX_CHAINS]
+                .iter()
+                .map(|c| c[i])
+                .min()
+                .expect("three");
             let zbud_pages = if i == 0 { zf.frames } else { zh.frames };
             let bound = bytes[i].div_ceil(PAGE as u64);
-            let (ok_linux, ok_zbud) = (cols[0][i] <= best_linux, cols[0][i] <= zbud_pages);
+            let zsos = cols[ZSOS][i];
+            let (ok_linux, ok_zbud) = (zsos <= best_linux, zsos <= zbud_pages);
             points += 1;
             misses_linux += usize::from(!ok_linux);
             misses_zbud += usize::from(!ok_zbud);
             if i == 2 {
                 // Halve Linux's best distance to the bound after compaction?
-                halved.push((name, best_linux - bound, cols[0][i].saturating_sub(bound)));
+                halved.push((
+                    name,
+                    best_linux.saturating_sub(bound),
+                    zsos.saturating_sub(bound),
+                ));
             }
             println!(
                 "    {:<12} {:<10} {:>7} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7}  {:<8} {:<8}",
@@ -479,7 +492,7 @@ pub fn policy_figures() {
                 );
             }
         }
-        let ratio = |i: usize| cycles_per_op[0][i] / cycles_per_op[2][i].max(1.0);
+        let ratio = |i: usize| cycles_per_op[ZSOS][i] / cycles_per_op[LINUX_8][i].max(1.0);
         costs.push((name, auto, [ratio(0), ratio(1), ratio(2)]));
     }
     println!(

@@ -109,19 +109,21 @@ pub fn figures() {
         let (auto_hs, _, auto_span) = fill_one_zspage(&per_class, &c, size);
         let (lazy_hs, _, lazy_span) = fill_one_zspage(&lazy, &c, size);
         let map_single = map_cycles(&window, single);
-        let spans = win_span.zip(copy_span).zip(auto_span).map(|((w, k), a)| {
-            let (win, cp) = (map_cycles(&window, w), map_cycles(&copy, k));
-            let auto = map_cycles(&per_class, a);
-            (win, cp, win as f64 / cp.max(1) as f64, auto)
-        });
-        let lazy_cycles = lazy_span.map(|h| map_cycles(&lazy, h));
+        let spans =
+            win_span
+                .zip(copy_span)
+                .zip(auto_span.zip(lazy_span))
+                .map(|((w, k), (a, l))| {
+                    let (win, cp) = (map_cycles(&window, w), map_cycles(&copy, k));
+                    let (auto, lz) = (map_cycles(&per_class, a), map_cycles(&lazy, l));
+                    (win, cp, win as f64 / cp.max(1) as f64, auto, lz)
+                });
         let name = alloc::format!("zs.class.{}", c.size);
         println!("BENCH name={name}.malloc value={malloc} unit=cycles");
         println!("BENCH name={name}.free value={free} unit=cycles");
         println!("BENCH name={name}.map_unmap.single value={map_single} unit=cycles");
         match spans {
-            Some((win, cp, ratio, auto)) => {
-                let lz = lazy_cycles.unwrap_or(0);
+            Some((win, cp, ratio, auto, lz)) => {
                 println!(
                     "    {:>5} {:>5} {:>4} {malloc:>7} {free:>7} {map_single:>8} {win:>10} {cp:>10} {ratio:>8.2} {auto:>10} {lz:>10}",
                     c.index, c.size, c.objs_per_zspage
