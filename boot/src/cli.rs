@@ -26,6 +26,8 @@ pub struct CommandLine {
     pub timeout: Option<Duration>,
     /// `--gdb`.
     pub gdb: bool,
+    /// `--memdesc`: the kernel builds the 8-byte-a-frame memmap.
+    pub memdesc: bool,
     /// The mode and everything after it, for the kernel.
     pub kernel_args: Vec<String>,
 }
@@ -40,6 +42,7 @@ pub fn parse(args: &[String]) -> Result<Option<CommandLine>, String> {
         memory_given: false,
         timeout: None,
         gdb: false,
+        memdesc: false,
         kernel_args: Vec::new(),
     };
     let mut it = args.iter();
@@ -54,6 +57,7 @@ pub fn parse(args: &[String]) -> Result<Option<CommandLine>, String> {
             "--uefi" => cl.bios = false,
             "--bios" => cl.bios = true,
             "--gdb" => cl.gdb = true,
+            "--memdesc" => cl.memdesc = true,
             "--smp" => {
                 let v = value("--smp")?;
                 cl.smp = match v.parse::<u32>() {

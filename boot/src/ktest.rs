@@ -220,7 +220,7 @@ fn boot(
     args: &[String],
     on_line: &mut dyn FnMut(&str),
 ) -> io::Result<qemu::Run> {
-    let ramdisk = image::encode_ramdisk(args, &[])
+    let ramdisk = image::encode_ramdisk(&machine.kernel_args(args), &[])
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.0))?;
     let img = image::build(crate::kernel_elf(), ramdisk, machine.firmware)?;
     qemu::run(machine, img.path(), on_line)

@@ -25,6 +25,9 @@ Options (before the mode):
   --memory SIZE     guest memory, e.g. 256M or 2G (default 512M)
   --timeout SECS    kill QEMU after SECS seconds (default 300; 3600 with --gdb)
   --gdb             start halted with a gdb server on localhost:1234 and print the gdb command
+  --memdesc         memdesc mode: the kernel builds an 8-byte descriptor per frame (a type tag
+                    and a pointer) instead of the 64-byte one, and allocates zsmalloc's zsdescs
+                    apart (docs/memdesc.md); any mode runs in it, e.g. `--memdesc soak`
   -h, --help        show this help
 
 Modes (passed to the kernel; everything after the mode goes to it unchanged):
@@ -147,6 +150,7 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
             memory: format!("{}M", cl.memory_mib),
             timeout: cl.timeout.unwrap_or(Duration::from_secs(300)),
             gdb: cl.gdb,
+            memdesc: cl.memdesc,
         },
         timeout_given: cl.timeout.is_some(),
         memory_given: cl.memory_given,
@@ -251,8 +255,9 @@ impl Console {
 }
 
 fn run_once(opts: &Options) -> std::io::Result<ExitCode> {
-    let ramdisk = image::encode_ramdisk(&opts.kernel_args, &opts.payload)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.0))?;
+    let ramdisk =
+        image::encode_ramdisk(&opts.machine.kernel_args(&opts.kernel_args), &opts.payload)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.0))?;
     let img = image::build(boot::kernel_elf(), ramdisk, opts.machine.firmware)?;
     let is_bench = opts.kernel_args.first().map(String::as_str) == Some("bench");
     let started = SystemTime::now();

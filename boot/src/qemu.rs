@@ -32,6 +32,8 @@ pub struct Machine {
     pub timeout: Duration,
     /// Start QEMU halted with a gdb server on localhost:1234.
     pub gdb: bool,
+    /// Boot the kernel with the 8-byte-a-frame memmap (the kernel option `--memdesc`).
+    pub memdesc: bool,
 }
 
 impl Default for Machine {
@@ -42,11 +44,19 @@ impl Default for Machine {
             memory: "512M".into(),
             timeout: Duration::from_secs(120),
             gdb: false,
+            memdesc: false,
         }
     }
 }
 
 impl Machine {
+    /// The kernel's command line on this machine: its kernel options (`--memdesc`), then
+    /// `args` (the mode and what follows it).
+    pub fn kernel_args(&self, args: &[String]) -> Vec<String> {
+        let options = self.memdesc.then(|| "--memdesc".to_string());
+        options.into_iter().chain(args.iter().cloned()).collect()
+    }
+
     /// The guest memory in MiB (`memory` is `N`, `NM` or `NG`; anything else reads as 0).
     pub fn memory_mib(&self) -> u64 {
         let m = self.memory.trim();

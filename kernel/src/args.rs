@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! ZSOS-ARGS 1\n        magic and format version
+//! [--memdesc\n]        kernel options, before the mode
 //! <arg>\n              one argument per line (the mode first), none empty
 //! \n                   an empty line ends the arguments
 //! <payload bytes>      anything after that, e.g. a trace file for `replay`
@@ -24,6 +25,8 @@ pub struct BootArgs<'a> {
     len: usize,
     /// Bytes after the argument block (empty when there are none).
     pub payload: &'a [u8],
+    /// `--memdesc`: build the 8-byte-a-frame memmap (`mm::memmap::Layout::Memdesc`).
+    pub memdesc: bool,
 }
 
 /// Why a ramdisk could not be read as a command line.
@@ -37,6 +40,8 @@ pub enum ArgsError {
     Unterminated,
     /// More than [`MAX_ARGS`] arguments.
     TooMany,
+    /// An option before the mode that the kernel does not know.
+    UnknownOption,
 }
 
 impl core::fmt::Display for ArgsError {
@@ -46,6 +51,9 @@ impl core::fmt::Display for ArgsError {
             ArgsError::NotUtf8 => "arguments are not valid UTF-8",
             ArgsError::Unterminated => "argument block is not ended by an empty line",
             ArgsError::TooMany => "too many arguments (at most 32)",
+            ArgsError::UnknownOption => {
+                "unknown kernel option before the mode (the kernel knows --memdesc)"
+            }
         })
     }
 }
@@ -57,6 +65,7 @@ impl<'a> BootArgs<'a> {
             args: [""; MAX_ARGS],
             len: 0,
             payload: &[],
+            memdesc: false,
         }
     }
 
@@ -81,6 +90,11 @@ impl<'a> BootArgs<'a> {
             } else if line.is_empty() {
                 out.payload = rest;
                 return Ok(out);
+            } else if out.len == 0 && line.starts_with("--") {
+                match line {
+                    "--memdesc" => out.memdesc = true,
+                    _ => return Err(ArgsError::UnknownOption),
+                }
             } else {
                 if out.len == MAX_ARGS {
                     return Err(ArgsError::TooMany);
@@ -106,6 +120,21 @@ mod ktests {
         let a = BootArgs::parse(b"ZSOS-ARGS 1\ntest\nfoo\n\nPAYLOAD\n").unwrap();
         assert_eq!(a.as_slice(), &["test", "foo"]);
         assert_eq!(a.payload, b"PAYLOAD\n");
+        assert!(!a.memdesc);
+    }
+
+    fn kernel_options_come_before_the_mode() {
+        let a = BootArgs::parse(b"ZSOS-ARGS 1\n--memdesc\ntest\n--memdesc\n\n").unwrap();
+        assert!(a.memdesc);
+        assert_eq!(
+            a.as_slice(),
+            &["test", "--memdesc"],
+            "after the mode it is the mode's"
+        );
+        assert_eq!(
+            BootArgs::parse(b"ZSOS-ARGS 1\n--wide\ntest\n\n").unwrap_err(),
+            ArgsError::UnknownOption
+        );
     }
 
     fn rejects_bad_input() {
@@ -138,6 +167,7 @@ mod ktests {
 
     crate::ktests! {
         parses_mode_args_and_payload,
+        kernel_options_come_before_the_mode,
         rejects_bad_input,
     }
 }

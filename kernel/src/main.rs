@@ -1,9 +1,10 @@
 //! zsos: a small x86_64 unikernel whose reason to exist is memory management, ending in a
 //! faithful zsmalloc. Read `docs/architecture.md` first; this file is the entry point.
 //!
-//! Boot order: console → GDT/TSS/IDT → TSC calibration → command line from the ramdisk →
-//! the requested mode (`run`, `test`, `bench`, `crash`), which ends the machine with a
-//! verdict through QEMU's debug-exit device.
+//! Boot order: console → GDT/TSS/IDT → TSC calibration → command line from the ramdisk (its
+//! kernel options choose the memmap's layout) → memory → the other CPUs → the requested mode
+//! (`run`, `test`, `bench`, `crash`), which ends the machine with a verdict through QEMU's
+//! debug-exit device.
 
 #![no_std]
 #![no_main]
@@ -96,26 +97,6 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         .physical_memory_offset
         .into_option()
         .expect("the bootloader maps physical memory");
-    let memory = mm::init(&boot_info.memory_regions, physical_memory_offset);
-    BOOT_FACTS.call_once(|| BootFacts {
-        physical_memory_offset,
-        memory,
-        kernel_stack_bottom: boot_info.kernel_stack_bottom,
-        kernel_stack_len: boot_info.kernel_stack_len,
-        usable_bytes,
-        region_count: boot_info.memory_regions.len(),
-        rsdp: boot_info.rsdp_addr.into_option(),
-    });
-    log::info!(
-        "boot: {} MiB usable in {} regions, TSC {} MHz, kernel at {:#x}",
-        usable_bytes >> 20,
-        boot_info.memory_regions.len(),
-        tsc_hz / 1_000_000,
-        boot_info.kernel_image_offset,
-    );
-    memory.log();
-    bringup::start_all_cpus(boot_info.rsdp_addr.into_option(), physical_memory_offset);
-
     let ramdisk: &'static [u8] = match boot_info.ramdisk_addr.into_option() {
         // SAFETY: the bootloader mapped the ramdisk at this address with this length and
         // never reuses that memory; the kernel only ever reads it.
@@ -135,6 +116,31 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
             }
         }
     };
+    let layout = if args.memdesc {
+        mm::memmap::Layout::Memdesc
+    } else {
+        mm::memmap::Layout::Wide
+    };
+    let memory = mm::init(&boot_info.memory_regions, physical_memory_offset, layout);
+    BOOT_FACTS.call_once(|| BootFacts {
+        physical_memory_offset,
+        memory,
+        kernel_stack_bottom: boot_info.kernel_stack_bottom,
+        kernel_stack_len: boot_info.kernel_stack_len,
+        usable_bytes,
+        region_count: boot_info.memory_regions.len(),
+        rsdp: boot_info.rsdp_addr.into_option(),
+    });
+    log::info!(
+        "boot: {} MiB usable in {} regions, TSC {} MHz, kernel at {:#x}",
+        usable_bytes >> 20,
+        boot_info.memory_regions.len(),
+        tsc_hz / 1_000_000,
+        boot_info.kernel_image_offset,
+    );
+    memory.log();
+    bringup::start_all_cpus(boot_info.rsdp_addr.into_option(), physical_memory_offset);
+
     let verdict = modes::dispatch(&args);
     arch::qemu::exit(verdict)
 }

@@ -11,6 +11,11 @@
 //! `(cpus 4)`) runs again on a machine that size, reported as `at_smp_4::NAME`. That machine
 //! starts as soon as the first boot has printed its plan and runs beside the two-CPU one
 //! (whose second CPU is idle but for the concurrent tests).
+//!
+//! The whole suite then runs again in memdesc mode (the kernel option `--memdesc`: 8-byte
+//! frame descriptors, zsdescs allocated apart), two CPUs and, for the tests written for
+//! more, four, reported as `memdesc::NAME` and `memdesc::at_smp_4::NAME`. A filter that
+//! starts with `memdesc::` runs only there; any other filter runs in both modes.
 
 use std::collections::BTreeSet;
 
@@ -23,6 +28,9 @@ use zsos_tests::suite_machine;
 fn prefix(cpus: u8) -> String {
     format!("at_smp_{cpus}::")
 }
+
+/// The prefix of the trials run in memdesc mode.
+const MEMDESC: &str = "memdesc::";
 
 /// Splits a cargo test filter into the CPU count it names (`at_smp_N::...`) and the part
 /// the kernel understands.
@@ -38,8 +46,51 @@ fn split_filter(filter: &str) -> (Option<u8>, &str) {
 
 fn main() {
     let args = Arguments::from_args();
-    let machine = suite_machine();
-    let (wide_only, kernel_filter) = match &args.filter {
+    let (memdesc_only, filter) = match args.filter.as_deref().map(|f| f.strip_prefix(MEMDESC)) {
+        Some(Some(rest)) => (true, Some(rest.to_string())),
+        _ => (false, args.filter.clone()),
+    };
+    let mut trials = Vec::new();
+    let memdesc = std::thread::scope(|scope| {
+        // Memdesc mode boots beside the default mode's machines (the list needs one listing).
+        let memdesc = (!args.list).then(|| {
+            let (args, filter) = (&args, filter.clone());
+            scope.spawn(move || {
+                let machine = Machine {
+                    memdesc: true,
+                    ..suite_machine()
+                };
+                mode_trials(args, filter, machine, MEMDESC)
+            })
+        });
+        if !memdesc_only || args.list {
+            trials.extend(mode_trials(&args, filter.clone(), suite_machine(), ""));
+        }
+        memdesc.map(|run| run.join().expect("the memdesc run finished"))
+    });
+    if args.list {
+        let listed: Vec<Trial> = trials
+            .iter()
+            .map(|t| Trial::test(format!("{MEMDESC}{}", t.name()), || Ok(())))
+            .collect();
+        if memdesc_only {
+            trials.clear();
+        }
+        trials.extend(listed);
+    }
+    trials.extend(memdesc.into_iter().flatten());
+    libtest_mimic::run(&args, trials).exit();
+}
+
+/// The trials of the suite on `machine` (and, for tests written for more CPUs, on a machine
+/// that size), each name prefixed with `mode`.
+fn mode_trials(
+    args: &Arguments,
+    filter: Option<String>,
+    machine: Machine,
+    mode: &str,
+) -> Vec<Trial> {
+    let (wide_only, kernel_filter) = match &filter {
         Some(f) => {
             let (cpus, name) = split_filter(f);
             (cpus, Some(name.to_string()))
@@ -62,6 +113,7 @@ fn main() {
         a.extend(["--min-cpus".to_string(), cpus.to_string()]);
         a
     };
+    let prefix = |cpus: u8| format!("{mode}{}", prefix(cpus));
 
     let mut trials = Vec::new();
     if args.list {
@@ -100,14 +152,14 @@ fn main() {
                     wide_runs.push(scope.spawn(move || suite_trials(&m, &a, &p, &mut |_| {})));
                 }
             };
-            let base = suite_trials(&machine, &test_args, "", &mut on_line);
+            let base = suite_trials(&machine, &test_args, mode, &mut on_line);
             trials.extend(base);
             for run in wide_runs {
                 trials.extend(run.join().expect("a wide-machine run finished"));
             }
         });
     }
-    libtest_mimic::run(&args, trials).exit();
+    trials
 }
 
 /// Runs the suite on `machine` (showing every console line to `on_line`) and turns each

@@ -22,7 +22,9 @@ pub trait PairMapping {
 /// * `alloc_page` returns frames nobody else uses until they are given back to `free_page`,
 ///   each distinct from every other frame the pool holds;
 /// * `page_ptr(pfn)` is valid for reads and writes of 4096 bytes for as long as the pool
-///   holds the frame, and `desc(pfn)` is that frame's descriptor, stable at that address;
+///   holds the frame, and `desc(pfn)` is that frame's descriptor, stable at that address
+///   until the frame leaves the pool (or, after `move_desc(pfn, new)` answered `true`, from
+///   then on `desc(new)`);
 /// * `map_pair(a, b)` and `map_pair_lazy(a, b)` return a mapping whose `ptr()` shows frame
 ///   `a` then frame `b` as 8192 contiguous bytes (writable if asked) until dropped, or `None`
 ///   if this CPU's mapping resource is in use; after a lazy mapping is dropped its addresses
@@ -53,6 +55,17 @@ pub unsafe trait Backend {
     /// The descriptor of any frame number a caller may name (the migration entry points take
     /// frames from outside), or `None` if the machine has no such frame.
     fn desc_of_any(&self, pfn: Pfn) -> Option<&ZsDesc>;
+
+    /// Where a migrated page's descriptor goes, called once the bytes of `old` are in `new`
+    /// (a frame the pool now owns) under the locks that keep every other user of both
+    /// descriptors out. `true` if the machine moved a pointer: `desc(new)` is now the very
+    /// descriptor `old` had (and `old` has none left), so migration neither copies nor resets
+    /// it. `false`, the default, when each frame has a descriptor of its own (a `struct
+    /// page`-like memmap): migration copies the fields into `new`'s and resets `old`'s.
+    fn move_desc(&self, old: Pfn, new: Pfn) -> bool {
+        let _ = (old, new);
+        false
+    }
 
     /// The frame's bytes (the direct map, on the kernel).
     fn page_ptr(&self, pfn: Pfn) -> *mut u8;

@@ -1,5 +1,7 @@
 //! A host backend for the crate's tests (and Miri): frames are page-aligned heap blocks,
-//! descriptors a plain array, and the "window" a copy that writes back only what changed.
+//! descriptors a plain array (or, in the memdesc arrangement, a pool of descriptors that each
+//! frame points into, which migration re-points), and the "window" a copy that writes back
+//! only what changed.
 //! It can be told to run out of frames from the k-th allocation on, and poisons frames on
 //! allocation and free so that use of stale bytes shows.
 
@@ -10,7 +12,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 use core::fmt;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::backend::{Backend, PairMapping, Pfn};
@@ -47,6 +49,19 @@ struct State {
     isolated: Option<(Pfn, Pfn)>,
 }
 
+/// Where the frames' descriptors are.
+enum Descs {
+    /// One per frame, at the frame's index (a `struct page` memmap).
+    PerFrame(Box<[ZsDesc]>),
+    /// Allocated apart (the memdesc layout): each frame's word is 0 or 1 + the index of its
+    /// descriptor in `pool`; a frame has one while the pool holds it.
+    Apart {
+        words: Box<[AtomicUsize]>,
+        pool: Box<[ZsDesc]>,
+        free: Mutex<Vec<usize>>,
+    },
+}
+
 /// The host backend.
 pub struct HostBackend {
     /// The frames, as a raw pointer from `Box::into_raw`: page pointers are derived from it
@@ -54,7 +69,7 @@ pub struct HostBackend {
     /// every byte of a frame at each access.
     frames: *mut Frame,
     frame_count: usize,
-    descs: Box<[ZsDesc]>,
+    descs: Descs,
     state: Mutex<State>,
     /// Per "CPU" (a thread that called [`set_this_cpu`]): its emulated window is in use.
     window_busy: Box<[AtomicBool]>,
@@ -92,7 +107,7 @@ impl HostBackend {
         HostBackend {
             frames: Box::into_raw(boxed).cast::<Frame>(),
             frame_count: frames,
-            descs: (0..frames).map(|_| ZsDesc::new()).collect(),
+            descs: Descs::PerFrame((0..frames).map(|_| ZsDesc::new()).collect()),
             state: Mutex::new(State {
                 free,
                 allocated: alloc::vec![false; frames],
@@ -103,6 +118,42 @@ impl HostBackend {
             window_busy: (0..cpus.max(1)).map(|_| AtomicBool::new(false)).collect(),
             reports: Mutex::new(Vec::new()),
             movable_ops: core::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// As [`HostBackend::with_cpus`], with descriptors allocated apart from the frames, as
+    /// the kernel's memdesc memmap has them: a frame gets one from a pool when it is handed
+    /// out and gives it back when freed, and migration moves the pointer
+    /// ([`Backend::move_desc`]). Asking for the descriptor of a frame that has none panics.
+    pub fn memdesc(frames: usize, seed: u64, cpus: usize) -> HostBackend {
+        let mut b = HostBackend::with_cpus(frames, seed, cpus);
+        b.descs = Descs::Apart {
+            words: (0..frames).map(|_| AtomicUsize::new(0)).collect(),
+            pool: (0..frames).map(|_| ZsDesc::new()).collect(),
+            free: Mutex::new((0..frames).rev().collect()),
+        };
+        b
+    }
+
+    /// Descriptors allocated apart and in use (0 when each frame has its own).
+    pub fn descs_in_use(&self) -> usize {
+        match &self.descs {
+            Descs::PerFrame(_) => 0,
+            Descs::Apart { words, .. } => words
+                .iter()
+                .filter(|w| w.load(Ordering::Relaxed) != 0)
+                .count(),
+        }
+    }
+
+    /// The descriptor of the frame at index `i`, if it has one.
+    fn desc_at(&self, i: usize) -> Option<&ZsDesc> {
+        match &self.descs {
+            Descs::PerFrame(d) => d.get(i),
+            Descs::Apart { words, pool, .. } => {
+                let w = words.get(i)?.load(Ordering::Acquire);
+                pool.get(w.checked_sub(1)?)
+            }
         }
     }
 
@@ -255,6 +306,15 @@ unsafe impl Backend for HostBackend {
         let i = self.index(pfn);
         s.allocated[i] = true;
         drop(s);
+        if let Descs::Apart { words, pool, free } = &self.descs {
+            let d = free
+                .lock()
+                .unwrap()
+                .pop()
+                .expect("a descriptor for every frame");
+            crate::zsdesc::reset(&pool[d]);
+            words[i].store(d + 1, Ordering::Release);
+        }
         // SAFETY: the frame was free, so nobody else has a pointer into it.
         unsafe { core::ptr::write_bytes(self.page_ptr(pfn), POISON_ALLOC, PAGE_SIZE) };
         Some(pfn)
@@ -266,17 +326,41 @@ unsafe impl Backend for HostBackend {
         assert!(s.allocated[i], "the pool freed frame {pfn:#x} twice");
         s.allocated[i] = false;
         s.free.push(pfn);
+        if let Descs::Apart { words, free, .. } = &self.descs
+            && let Some(d) = words[i].swap(0, Ordering::AcqRel).checked_sub(1)
+        {
+            free.lock().unwrap().push(d);
+        }
         // SAFETY: the caller gave the frame back; nobody uses it any more.
         unsafe { core::ptr::write_bytes(self.page_ptr(pfn), POISON_FREE, PAGE_SIZE) };
     }
 
     fn desc(&self, pfn: Pfn) -> &ZsDesc {
-        &self.descs[self.index(pfn)]
+        self.desc_at(self.index(pfn))
+            .unwrap_or_else(|| panic!("frame {pfn:#x} has no descriptor"))
     }
 
     fn desc_of_any(&self, pfn: Pfn) -> Option<&ZsDesc> {
         let i = usize::try_from(pfn.checked_sub(BASE_PFN)?).ok()?;
-        self.descs.get(i)
+        self.desc_at(i)
+    }
+
+    fn move_desc(&self, old: Pfn, new: Pfn) -> bool {
+        let Descs::Apart { words, free, .. } = &self.descs else {
+            return false;
+        };
+        let moved = words[self.index(old)].swap(0, Ordering::AcqRel);
+        assert!(
+            moved != 0,
+            "migrating frame {old:#x}, which has no descriptor"
+        );
+        if let Some(d) = words[self.index(new)]
+            .swap(moved, Ordering::AcqRel)
+            .checked_sub(1)
+        {
+            free.lock().unwrap().push(d);
+        }
+        true
     }
 
     fn page_ptr(&self, pfn: Pfn) -> *mut u8 {

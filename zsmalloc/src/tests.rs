@@ -524,8 +524,13 @@ fn run_model(seed: u64, steps: usize, path: MapPath, chain: usize, frames: usize
 
 /// [`run_model`] for any pool configuration.
 fn run_model_with(seed: u64, steps: usize, config: PoolConfig, frames: usize) {
+    run_model_on(HostBackend::new(frames, seed), seed, steps, config);
+}
+
+/// [`run_model_with`] on a given backend.
+fn run_model_on(backend: HostBackend, seed: u64, steps: usize, config: PoolConfig) {
     let (path, chain) = (config.map_path, config.max_chain);
-    let p = Pool::new("model", HostBackend::new(frames, seed), config);
+    let p = Pool::new("model", backend, config);
     p.backend().set_movable_ops(0x5a);
     let check_every = if cfg!(miri) { 20 } else { 1 };
     let ranges = HostRanges { frames: 16 };
@@ -550,6 +555,11 @@ fn run_model_with(seed: u64, steps: usize, config: PoolConfig, frames: usize) {
         p.backend().frames_in_use(),
         0,
         "seed {seed:#x}: frames leaked"
+    );
+    assert_eq!(
+        p.backend().descs_in_use(),
+        0,
+        "seed {seed:#x}: descriptors leaked"
     );
 }
 
@@ -588,6 +598,71 @@ fn model_random_operations_every_chain_length_under_memory_pressure() {
         // 64 frames: the pool keeps running out, exercising the failure path.
         run_model(0xc4a1 + chain as u64, steps, MapPath::Window, chain, 64);
     }
+}
+
+#[test]
+fn model_random_operations_with_descriptors_allocated_apart() {
+    // The kernel's memdesc memmap: every descriptor allocated with its frame, migration
+    // moving the pointer. Linux's policy on the window and zsos's on the lazy window.
+    let steps = if cfg!(miri) { 30 } else { 3000 };
+    for seed in seeds() {
+        for config in [PoolConfig::default(), crate::Policy::ZSOS.config()] {
+            let backend = HostBackend::memdesc(1024.min(FRAMES), seed, 1);
+            run_model_on(backend, seed ^ 0xde5c, steps, config);
+        }
+    }
+}
+
+#[test]
+fn migration_moves_a_descriptor_allocated_apart_instead_of_copying_it() {
+    let p = Pool::new(
+        "memdesc",
+        HostBackend::memdesc(64, 3, 1),
+        PoolConfig {
+            max_chain: 4,
+            ..PoolConfig::default()
+        },
+    );
+    let (a, b) = two_spanning(&p);
+    let size = 1632 - HANDLE_SIZE;
+    p.write(a, &pattern(1, size)).unwrap();
+    p.write(b, &pattern(2, size)).unwrap();
+    let loc = p.location(b).unwrap();
+    let (first, second) = (loc.pfn, loc.second_page.unwrap());
+    let descs = p.backend().descs_in_use();
+    for old in [second, first] {
+        let desc: *const crate::zsdesc::ZsDesc = p.backend().desc(old);
+        let new = p.migrate_page(old).unwrap();
+        assert!(
+            core::ptr::eq(p.backend().desc(new), desc),
+            "the new frame has the old frame's descriptor"
+        );
+        assert!(
+            p.backend().desc_of_any(old).is_none(),
+            "the old frame has no descriptor left"
+        );
+        assert_eq!(
+            p.backend().descs_in_use(),
+            descs,
+            "no descriptor more or less"
+        );
+    }
+    let loc = p.location(b).unwrap();
+    assert_ne!(loc.pfn, first);
+    assert_eq!(
+        crate::zsdesc::first_page(p.backend().desc(loc.second_page.unwrap())),
+        loc.pfn,
+        "the second page learned its zspage's new first page"
+    );
+    assert!(!crate::zsdesc::is_isolated(p.backend().desc(loc.pfn)));
+    p.check_invariants().unwrap();
+    check_object(&p, a, &pattern(1, size), 1, &"after migration");
+    check_object(&p, b, &pattern(2, size), 2, &"after migration");
+    assert_eq!(
+        p.backend().descs_in_use(),
+        p.total_pages(),
+        "one descriptor per page held"
+    );
 }
 
 #[test]
@@ -1433,13 +1508,30 @@ fn the_pool_on_several_threads_keeps_every_object_under_zsos_policy() {
     pool_on_several_threads_keeps_every_object(crate::Policy::ZSOS.config());
 }
 
+#[test]
+fn the_pool_on_several_threads_keeps_every_object_with_descriptors_allocated_apart() {
+    // The mover's migrations re-point descriptors while workers look them up.
+    pool_on_several_threads_keeps_every_object_on(crate::Policy::ZSOS.config(), true);
+}
+
 /// Workers allocate, write, check and free on threads of their own (each its own CPU) while a
 /// mover compacts and migrates; every object survives intact.
 fn pool_on_several_threads_keeps_every_object(config: PoolConfig) {
+    pool_on_several_threads_keeps_every_object_on(config, false);
+}
+
+/// [`pool_on_several_threads_keeps_every_object`], with descriptors allocated apart if
+/// `memdesc`.
+fn pool_on_several_threads_keeps_every_object_on(config: PoolConfig, memdesc: bool) {
     use crate::seeded::{Rng, fill_seeded, seeded_mismatch};
     use core::sync::atomic::{AtomicUsize, Ordering};
     let (workers, steps) = if cfg!(miri) { (2, 12) } else { (3, 4000) };
-    let backend = HostBackend::with_cpus(if cfg!(miri) { 96 } else { 4096 }, 11, workers + 1);
+    let frames = if cfg!(miri) { 96 } else { 4096 };
+    let backend = if memdesc {
+        HostBackend::memdesc(frames, 11, workers + 1)
+    } else {
+        HostBackend::with_cpus(frames, 11, workers + 1)
+    };
     let p = Pool::new(
         "threads",
         backend,

@@ -148,12 +148,12 @@ pub(crate) fn reset(d: &ZsDesc) {
 }
 
 /// The zspage a page belongs to, if any.
-pub(crate) fn owner(d: &ZsDesc) -> Option<ZsPageRef> {
+pub fn owner(d: &ZsDesc) -> Option<ZsPageRef> {
     ZsPageRef::decode(d.zspage.load(Ordering::Relaxed))
 }
 
 /// True on the first page of a zspage.
-pub(crate) fn is_first(d: &ZsDesc) -> bool {
+pub fn is_first(d: &ZsDesc) -> bool {
     d.flags.load(Ordering::Relaxed) & PG_PRIVATE != 0
 }
 
@@ -163,7 +163,7 @@ pub(crate) fn set_next(d: &ZsDesc, next: Pfn) {
 }
 
 /// The page after this one in its zspage.
-pub(crate) fn next(d: &ZsDesc) -> Option<Pfn> {
+pub fn next(d: &ZsDesc) -> Option<Pfn> {
     match d.next.load(Ordering::Relaxed) {
         NO_PAGE => None,
         pfn => Some(pfn),
@@ -177,7 +177,7 @@ pub(crate) fn set_huge_slot(d: &ZsDesc, slot: Option<u32>) {
 }
 
 /// The handle slot of a huge zspage's object, if allocated.
-pub(crate) fn huge_slot(d: &ZsDesc) -> Option<u32> {
+pub fn huge_slot(d: &ZsDesc) -> Option<u32> {
     match d.next.load(Ordering::Relaxed) {
         NO_PAGE => None,
         v => Some(v as u32),
@@ -185,12 +185,12 @@ pub(crate) fn huge_slot(d: &ZsDesc) -> Option<u32> {
 }
 
 /// Offset of the first object that starts in this page.
-pub(crate) fn first_obj_offset(d: &ZsDesc) -> u32 {
+pub fn first_obj_offset(d: &ZsDesc) -> u32 {
     d.first_obj_offset.load(Ordering::Relaxed)
 }
 
 /// The first page of the zspage this page belongs to.
-pub(crate) fn first_page(d: &ZsDesc) -> Pfn {
+pub fn first_page(d: &ZsDesc) -> Pfn {
     d.first.load(Ordering::Relaxed)
 }
 

@@ -761,33 +761,47 @@ impl ClassState {
         // SAFETY: both frames are the pool's (the old one is a page of a live, unpinned zspage
         // under the class lock; the new one was just allocated) and distinct.
         unsafe { core::ptr::copy_nonoverlapping(b.page_ptr(pfn), b.page_ptr(new), PAGE_SIZE) };
-        let (old_d, new_d) = (b.desc(pfn), b.desc(new));
-        let first_obj = zsdesc::first_obj_offset(old_d);
         let moving_first = pfn == first;
-        zsdesc::init_page(
-            new_d,
-            ZsPageRef {
-                class: self.pos,
-                id,
-            },
-            if moving_first { new } else { first },
-            moving_first,
-            first_obj,
-            zsdesc::movable_ops(old_d),
-        );
-        if self.layout.huge {
-            zsdesc::set_huge_slot(new_d, zsdesc::huge_slot(old_d));
-        } else if let Some(next) = zsdesc::next(old_d) {
-            zsdesc::set_next(new_d, next);
+        // The descriptor: either the backend moves its pointer to the new frame (one
+        // descriptor, still isolated: the isolation ends with this migration), or each frame
+        // has its own and the old one's fields are copied into the new one's.
+        let moved_desc = b.move_desc(pfn, new);
+        let new_d = b.desc(new);
+        if moved_desc {
+            zsdesc::clear_isolated(new_d);
+            if moving_first {
+                zsdesc::set_first_page(new_d, new);
+            }
+        } else {
+            let old_d = b.desc(pfn);
+            zsdesc::init_page(
+                new_d,
+                ZsPageRef {
+                    class: self.pos,
+                    id,
+                },
+                if moving_first { new } else { first },
+                moving_first,
+                zsdesc::first_obj_offset(old_d),
+                zsdesc::movable_ops(old_d),
+            );
+            if self.layout.huge {
+                zsdesc::set_huge_slot(new_d, zsdesc::huge_slot(old_d));
+            } else if let Some(next) = zsdesc::next(old_d) {
+                zsdesc::set_next(new_d, next);
+            }
+            if moving_first {
+                // The zspage lock lives in the first page: it moves (still held for writing).
+                zsdesc::move_zspage_lock(old_d, new_d);
+            }
         }
+        let first_obj = zsdesc::first_obj_offset(new_d);
         match prev {
             None => self.zspages[id as usize].first = new,
             Some(p) => zsdesc::set_next(b.desc(p), new),
         }
         if moving_first {
-            // The zspage lock lives in the first page: it moves (still held for writing), and
-            // every page learns its new first page.
-            zsdesc::move_zspage_lock(old_d, new_d);
+            // Every page learns its new first page.
             let mut cur = zsdesc::next(new_d).filter(|_| !self.layout.huge);
             while let Some(p) = cur {
                 zsdesc::set_first_page(b.desc(p), new);
@@ -797,7 +811,9 @@ impl ClassState {
         let objs = self.zspages[id as usize].objs;
         self.repoint_objects_in(b, slots, new, (page_no, objs), first_obj as usize);
         zsdesc::zspage_write_unlock(b.desc(self.zspages[id as usize].first));
-        zsdesc::reset(old_d);
+        if !moved_desc {
+            zsdesc::reset(b.desc(pfn));
+        }
         // SAFETY: nothing refers to the old frame any more: the chain, the zspage and every
         // slot now name the new one.
         unsafe { b.free_page(pfn) };

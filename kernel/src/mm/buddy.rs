@@ -1,18 +1,17 @@
 //! The buddy frame allocator over the memmap (orders 0 to 10, 4 KiB to 4 MiB).
 //!
 //! Free blocks are kept in one doubly-linked list per order, linked through their head
-//! frame's descriptor (`lru_next`/`lru_prev` hold pfns), so allocation and free touch only
-//! descriptors and never allocate. A free block's head has `flags::BUDDY` and its order in
-//! `page_type`; an allocated frame has refcount 1. Order-0 allocation pops a list head in
+//! frame (pfns: in its 64-byte descriptor's `lru_next`/`lru_prev` in the wide memmap, in the
+//! free frame's first two words in the memdesc memmap), so allocation and free never
+//! allocate. A free block's head is marked free with its order (`FrameDesc::free_order`); an
+//! allocated block's head is marked allocated; every other frame of a block defers to its head. Order-0 allocation pops a list head in
 //! O(1); free merges a block with its buddy while the buddy is free and of the same order
 //! (at most 10 steps). Bad frees (twice, reserved, outside memory, misaligned) are refused
 //! with an error naming the pfn, before any list is touched.
 
-use core::sync::atomic::Ordering;
-
 use spin::Mutex;
 
-use super::memmap::{self, Memmap, NO_PFN, PageDesc, flags};
+use super::memmap::{self, FrameDesc, Memmap, NO_PFN, flags};
 
 /// Largest block order (2^10 frames = 4 MiB).
 pub const MAX_ORDER: usize = 10;
@@ -89,7 +88,7 @@ pub struct Buddy {
 }
 
 impl Buddy {
-    fn desc(&self, pfn: u64) -> &'static PageDesc {
+    fn desc(&self, pfn: u64) -> FrameDesc {
         self.memmap
             .desc(pfn)
             .expect("buddy lists only hold pfns inside the memmap")
@@ -98,36 +97,31 @@ impl Buddy {
     fn push(&mut self, pfn: u64, order: usize) {
         let d = self.desc(pfn);
         let head = self.heads[order];
-        d.lru_prev.store(NO_PFN, Ordering::Relaxed);
-        d.lru_next.store(head, Ordering::Relaxed);
+        d.set_list_prev(NO_PFN);
+        d.set_list_next(head);
         if head != NO_PFN {
-            self.desc(head).lru_prev.store(pfn, Ordering::Relaxed);
+            self.desc(head).set_list_prev(pfn);
         }
         self.heads[order] = pfn;
-        d.page_type.store(order as u32, Ordering::Relaxed);
-        d.refcount.store(0, Ordering::Relaxed);
-        d.set(flags::BUDDY);
+        d.set_free_head(order);
         self.stats.free_blocks[order] += 1;
         self.stats.free_frames += 1 << order;
     }
 
     fn unlink(&mut self, pfn: u64, order: usize) {
         let d = self.desc(pfn);
-        let (prev, next) = (
-            d.lru_prev.load(Ordering::Relaxed),
-            d.lru_next.load(Ordering::Relaxed),
-        );
+        let (prev, next) = (d.list_prev(), d.list_next());
         if prev == NO_PFN {
             self.heads[order] = next;
         } else {
-            self.desc(prev).lru_next.store(next, Ordering::Relaxed);
+            self.desc(prev).set_list_next(next);
         }
         if next != NO_PFN {
-            self.desc(next).lru_prev.store(prev, Ordering::Relaxed);
+            self.desc(next).set_list_prev(prev);
         }
-        d.clear(flags::BUDDY);
-        d.lru_next.store(NO_PFN, Ordering::Relaxed);
-        d.lru_prev.store(NO_PFN, Ordering::Relaxed);
+        d.set_list_next(NO_PFN);
+        d.set_list_prev(NO_PFN);
+        d.set_tail();
         self.stats.free_blocks[order] -= 1;
         self.stats.free_frames -= 1 << order;
     }
@@ -152,9 +146,7 @@ impl Buddy {
         //     self.push(f, 0);
         // }
         // LAB 1: END
-        let d = self.desc(pfn);
-        d.refcount.store(1, Ordering::Relaxed);
-        d.page_type.store(0, Ordering::Relaxed);
+        self.desc(pfn).set_allocated();
         self.stats.allocated_frames += 1 << order;
         Ok(pfn)
     }
@@ -178,7 +170,7 @@ impl Buddy {
         if pfn & ((1 << order) - 1) != 0 {
             return Err(FrameError::Misaligned { pfn, order });
         }
-        if d.has(flags::BUDDY) || d.refcount.load(Ordering::Relaxed) == 0 {
+        if !d.is_allocated() {
             return Err(FrameError::DoubleFree(pfn));
         }
         // LAB 1: STUB
@@ -190,9 +182,8 @@ impl Buddy {
     pub fn free(&mut self, pfn: u64, order: usize) -> Result<(), FrameError> {
         self.check_free(pfn, order)?;
         let d = self.desc(pfn);
-        d.reset_owner_fields();
-        d.clear(flags::PAGE_TABLE | flags::HEAP | flags::PRIVATE | flags::MOVABLE | flags::LOCKED);
-        d.refcount.store(0, Ordering::Relaxed);
+        d.reset_on_free();
+        d.set_tail();
         self.stats.allocated_frames -= 1 << order;
         match self.isolated {
             Some((start, end)) if pfn < end && pfn + (1 << order) > start => {
@@ -211,18 +202,14 @@ impl Buddy {
     }
 
     fn hold_isolated(&mut self, pfn: u64) {
-        let d = self.desc(pfn);
-        d.refcount.store(0, Ordering::Relaxed);
-        d.set(flags::ISOLATED);
+        self.desc(pfn).set_isolated();
     }
 
     /// The free block that contains `pfn`, as (first pfn, order), if `pfn` is free.
     pub fn free_block_containing(&self, pfn: u64) -> Option<(u64, usize)> {
         (0..ORDERS).find_map(|order| {
             let head = pfn & !((1u64 << order) - 1);
-            let d = self.memmap.desc(head)?;
-            (d.has(flags::BUDDY) && d.page_type.load(Ordering::Relaxed) as usize == order)
-                .then_some((head, order))
+            (self.memmap.desc(head)?.free_order() == Some(order)).then_some((head, order))
         })
     }
 
@@ -269,7 +256,7 @@ impl Buddy {
             for f in start..end {
                 let d = self.desc(f);
                 if d.has(flags::ISOLATED) {
-                    d.clear(flags::ISOLATED);
+                    d.set_tail();
                     self.insert_merging(f, 0);
                 }
             }
@@ -287,12 +274,10 @@ impl Buddy {
             return Err(FrameError::NotFree(busy));
         }
         for f in start..end {
-            self.desc(f).clear(flags::ISOLATED);
+            self.desc(f).set_tail();
         }
         self.isolated = None;
-        let d = self.desc(start);
-        d.refcount.store(1, Ordering::Relaxed);
-        d.page_type.store(0, Ordering::Relaxed);
+        self.desc(start).set_allocated();
         self.stats.allocated_frames += 1 << order;
         Ok(start)
     }
@@ -313,7 +298,7 @@ impl Buddy {
             let Some(bd) = self.memmap.desc(buddy) else {
                 break;
             };
-            if !bd.has(flags::BUDDY) || bd.page_type.load(Ordering::Relaxed) as usize != order {
+            if bd.free_order() != Some(order) {
                 break;
             }
             self.unlink(buddy, order);
@@ -342,9 +327,7 @@ impl Buddy {
                 .find(|&o| pfn + (1 << o) <= end)
                 .unwrap_or(0);
             for f in pfn..pfn + (1 << order) {
-                let d = self.desc(f);
-                d.clear(flags::RESERVED);
-                d.refcount.store(0, Ordering::Relaxed);
+                self.desc(f).set_tail();
             }
             self.insert_merging(pfn, order);
             pfn += 1 << order;

@@ -15,7 +15,10 @@ fn memmap_maps_pfn_to_descriptor_and_back() {
     let mm = memmap::get();
     for pfn in [0, 1, mm.frames() / 2, mm.frames() - 1] {
         let d = mm.desc(pfn).expect("pfn inside the memmap");
-        assert_eq!(mm.pfn_of(d), pfn);
+        assert_eq!(d.pfn(), pfn);
+        if let Some(wide) = d.wide() {
+            assert_eq!(mm.pfn_of(wide), pfn, "descriptor address -> pfn");
+        }
     }
     assert!(mm.desc(mm.frames()).is_none());
     assert!(

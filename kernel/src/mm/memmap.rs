@@ -1,6 +1,16 @@
-//! The memmap: one 64-byte page descriptor per physical frame, in one array allocated at
-//! boot from usable memory itself (as Linux's `mem_map`), so that pfn → descriptor and
-//! descriptor → pfn are O(1) arithmetic.
+//! The memmap: one descriptor per physical frame, in one array allocated at boot from usable
+//! memory itself (as Linux's `mem_map`), so that pfn → descriptor and descriptor → pfn are
+//! O(1) arithmetic. Two layouts, chosen at boot ([`Layout`]):
+//!
+//! * **wide** (the default): a 64-byte [`PageDesc`] per frame, as Linux's `struct page`;
+//!   owners (the buddy allocator, zsmalloc) keep their state in its fields;
+//! * **memdesc** (`--memdesc`): one 8-byte word per frame, as the memdesc proposal would have
+//!   it: a type tag and, for a zsmalloc page, a pointer to the zsdesc that zsmalloc's backend
+//!   allocates on its own (see [`super::memdesc`]). The buddy allocator keeps a free block's order in
+//!   the word and its list links in the free frame itself.
+//!
+//! Everything outside this module reaches a frame's state through [`FrameDesc`], which hides
+//! the layout.
 //!
 //! A descriptor's fields have fixed offsets (`#[repr(C)]`, checked below) so that a
 //! subsystem's own descriptor can overlay it with compile-time-checked offsets, as zsmalloc's
@@ -13,6 +23,8 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use bootloader_api::info::{MemoryRegionKind, MemoryRegions};
 use spin::Once;
+
+use super::memdesc;
 
 /// Size of a physical frame.
 pub const FRAME_SIZE: u64 = 4096;
@@ -123,9 +135,66 @@ impl PageDesc {
     }
 }
 
+/// The first bytes every owner descriptor that a memdesc word points at starts with: the
+/// flags word and the movable-operations token sit where [`PageDesc`] has them, so that page
+/// migration reads them the same way in both layouts (zsmalloc's zsdesc is checked against it
+/// in `zs_backend`).
+#[repr(C)]
+#[derive(Debug)]
+pub struct OwnerHeader {
+    /// Owner flags ([`flags::PRIVATE`], [`flags::MOVABLE`], [`flags::LOCKED`]). Offset 0.
+    pub flags: AtomicU64,
+    /// The owner's own words. Offsets 8 and 16.
+    pub owner_words: [AtomicU64; 2],
+    /// Movable-operations token. Offset 24.
+    pub mapping: AtomicU64,
+}
+
+const _: () = {
+    assert!(offset_of!(OwnerHeader, flags) == offset_of!(PageDesc, flags));
+    assert!(offset_of!(OwnerHeader, mapping) == offset_of!(PageDesc, mapping));
+};
+
+/// Owner flag bits, kept in the owner's descriptor in the memdesc layout.
+const OWNER_FLAGS: u64 = flags::PRIVATE | flags::MOVABLE | flags::LOCKED;
+
+/// Which memmap the kernel builds at boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// 64 bytes per frame ([`PageDesc`]); the default.
+    Wide,
+    /// 8 bytes per frame (a tag and a pointer, [`memdesc`]); zsmalloc's descriptors are
+    /// allocated apart. Chosen with the kernel option `--memdesc`.
+    Memdesc,
+}
+
+impl Layout {
+    /// Bytes of memmap per frame.
+    pub const fn bytes_per_frame(self) -> u64 {
+        match self {
+            Layout::Wide => size_of::<PageDesc>() as u64,
+            Layout::Memdesc => size_of::<memdesc::Word>() as u64,
+        }
+    }
+
+    /// The layout's name, as the console shows it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Layout::Wide => "wide",
+            Layout::Memdesc => "memdesc",
+        }
+    }
+}
+
+/// The descriptor array, in one of the layouts.
+enum Descs {
+    Wide(&'static [PageDesc]),
+    Memdesc(&'static [memdesc::Word]),
+}
+
 /// The memmap and where physical memory is.
 pub struct Memmap {
-    descs: &'static [PageDesc],
+    descs: Descs,
     phys_offset: u64,
     /// First frame of the memmap array itself.
     pub self_pfn: u64,
@@ -136,6 +205,8 @@ pub struct Memmap {
 /// What `build` found, for the boot summary.
 #[derive(Debug, Clone, Copy)]
 pub struct MemmapSummary {
+    /// The layout built.
+    pub layout: Layout,
     /// Frames covered (0 .. highest usable frame).
     pub frames: u64,
     /// Frames in usable regions.
@@ -153,10 +224,10 @@ pub fn get() -> &'static Memmap {
     MEMMAP.get().expect("memmap is built at boot")
 }
 
-/// Builds the memmap: sizes it to the highest usable frame, places it in usable memory,
-/// and writes a reserved descriptor for every frame. The buddy allocator then releases the
-/// usable frames (other than the memmap's own) with [`usable_ranges`].
-pub fn build(regions: &MemoryRegions, phys_offset: u64) -> MemmapSummary {
+/// Builds the memmap in `layout`: sizes it to the highest usable frame, places it in usable
+/// memory, and marks every frame reserved. The buddy allocator then releases the usable
+/// frames (other than the memmap's own) with [`usable_ranges`].
+pub fn build(regions: &MemoryRegions, phys_offset: u64, layout: Layout) -> MemmapSummary {
     let t0 = crate::arch::tsc::start();
     let usable = || {
         regions
@@ -167,7 +238,7 @@ pub fn build(regions: &MemoryRegions, phys_offset: u64) -> MemmapSummary {
         .map(|r| r.end / FRAME_SIZE)
         .max()
         .expect("the bootloader reports usable memory");
-    let bytes = frames * size_of::<PageDesc>() as u64;
+    let bytes = frames * layout.bytes_per_frame();
     let self_frames = bytes.div_ceil(FRAME_SIZE);
     // The first usable region (above frame 0) with room for the whole array.
     let self_pfn = usable()
@@ -175,16 +246,30 @@ pub fn build(regions: &MemoryRegions, phys_offset: u64) -> MemmapSummary {
         .find(|(start, end)| end.saturating_sub(*start) >= self_frames)
         .map(|(start, _)| start)
         .expect("no usable region is large enough for the memmap");
-    let base = (phys_offset + self_pfn * FRAME_SIZE) as *mut PageDesc;
-    for i in 0..frames as usize {
-        // SAFETY: `base` points into the direct map of `self_frames` usable frames that
-        // nothing else uses (the buddy allocator never receives them), large enough for
-        // `frames` descriptors; each slot is written once before any read.
-        unsafe { base.add(i).write(PageDesc::reserved()) };
-    }
-    // SAFETY: all `frames` descriptors were initialised above; the array lives for the rest
-    // of the kernel's life and is only accessed through shared references (atomic fields).
-    let descs = unsafe { core::slice::from_raw_parts(base, frames as usize) };
+    let base = phys_offset + self_pfn * FRAME_SIZE;
+    let descs = match layout {
+        Layout::Wide => {
+            let base = base as *mut PageDesc;
+            for i in 0..frames as usize {
+                // SAFETY: `base` points into the direct map of `self_frames` usable frames
+                // that nothing else uses (the buddy allocator never receives them), large
+                // enough for `frames` descriptors; each slot is written once before any read.
+                unsafe { base.add(i).write(PageDesc::reserved()) };
+            }
+            // SAFETY: all `frames` descriptors were initialised above; the array lives for
+            // the rest of the kernel's life and is only accessed through shared references
+            // (atomic fields).
+            Descs::Wide(unsafe { core::slice::from_raw_parts(base, frames as usize) })
+        }
+        Layout::Memdesc => {
+            let base = base as *mut memdesc::Word;
+            // SAFETY: as above, for `frames` 8-byte words; a zero word is a reserved frame
+            // (`memdesc::Tag::Reserved`), so one fill initialises them all.
+            unsafe { core::ptr::write_bytes(base, 0, frames as usize) };
+            // SAFETY: initialised just above; lives forever; only accessed atomically.
+            Descs::Memdesc(unsafe { core::slice::from_raw_parts(base, frames as usize) })
+        }
+    };
     MEMMAP.call_once(|| Memmap {
         descs,
         phys_offset,
@@ -195,6 +280,7 @@ pub fn build(regions: &MemoryRegions, phys_offset: u64) -> MemmapSummary {
         .map(|r| r.end / FRAME_SIZE - r.start.div_ceil(FRAME_SIZE))
         .sum();
     MemmapSummary {
+        layout,
         frames,
         usable: usable_frames,
         bytes,
@@ -221,17 +307,36 @@ pub fn usable_ranges(regions: &MemoryRegions) -> impl Iterator<Item = (u64, u64)
 impl Memmap {
     /// Number of frames covered.
     pub fn frames(&self) -> u64 {
-        self.descs.len() as u64
+        match self.descs {
+            Descs::Wide(d) => d.len() as u64,
+            Descs::Memdesc(d) => d.len() as u64,
+        }
+    }
+
+    /// The layout built at boot.
+    pub fn layout(&self) -> Layout {
+        match self.descs {
+            Descs::Wide(_) => Layout::Wide,
+            Descs::Memdesc(_) => Layout::Memdesc,
+        }
     }
 
     /// The descriptor of frame `pfn`, if the memmap covers it.
-    pub fn desc(&self, pfn: u64) -> Option<&'static PageDesc> {
-        self.descs.get(usize::try_from(pfn).ok()?)
+    pub fn desc(&self, pfn: u64) -> Option<FrameDesc> {
+        let i = usize::try_from(pfn).ok()?;
+        let at = match self.descs {
+            Descs::Wide(d) => At::Wide(d.get(i)?),
+            Descs::Memdesc(d) => At::Memdesc(d.get(i)?, self.frame_addr(pfn)),
+        };
+        Some(FrameDesc { pfn, at })
     }
 
-    /// The frame a descriptor describes. `desc` must come from this memmap.
+    /// The frame a wide descriptor describes. `desc` must come from this memmap.
     pub fn pfn_of(&self, desc: &PageDesc) -> u64 {
-        let offset = (desc as *const PageDesc as usize).wrapping_sub(self.descs.as_ptr() as usize);
+        let Descs::Wide(descs) = self.descs else {
+            panic!("a memdesc memmap has no PageDesc");
+        };
+        let offset = (desc as *const PageDesc as usize).wrapping_sub(descs.as_ptr() as usize);
         let pfn = (offset / size_of::<PageDesc>()) as u64;
         assert!(pfn < self.frames(), "descriptor is not in the memmap");
         pfn
@@ -245,5 +350,280 @@ impl Memmap {
     /// Virtual address where physical memory starts in the direct map.
     pub fn phys_offset(&self) -> u64 {
         self.phys_offset
+    }
+}
+
+/// Where a frame's descriptor is.
+#[derive(Clone, Copy)]
+enum At {
+    Wide(&'static PageDesc),
+    /// The frame's word and the frame's direct-map address (a free block's list links live
+    /// in its first frame).
+    Memdesc(&'static memdesc::Word, u64),
+}
+
+/// One frame's descriptor, in whichever layout the memmap has: its state as flag bits, the
+/// buddy allocator's per-frame state, and its owner's descriptor.
+#[derive(Clone, Copy)]
+pub struct FrameDesc {
+    pfn: u64,
+    at: At,
+}
+
+impl core::fmt::Debug for FrameDesc {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "frame {:#x} (flags {:#x})", self.pfn, self.flags())
+    }
+}
+
+impl FrameDesc {
+    /// The frame.
+    pub fn pfn(&self) -> u64 {
+        self.pfn
+    }
+
+    /// The 64-byte descriptor, in the wide layout.
+    pub fn wide(&self) -> Option<&'static PageDesc> {
+        match self.at {
+            At::Wide(d) => Some(d),
+            At::Memdesc(..) => None,
+        }
+    }
+
+    /// The owner descriptor a memdesc word points at (a zsmalloc page's zsdesc).
+    fn owner(&self) -> Option<&'static OwnerHeader> {
+        let At::Memdesc(w, _) = self.at else {
+            return None;
+        };
+        let v = memdesc::load(w);
+        (memdesc::tag(v) == memdesc::Tag::Zsmalloc).then(|| {
+            // SAFETY: a zsmalloc word holds the address of a zsdesc from the backend's
+            // descriptor cache, whose memory is never given back (it stays a descriptor for
+            // the kernel's life), and every zsdesc begins with an `OwnerHeader` (checked in
+            // `zs_backend`); only atomics are accessed.
+            unsafe { &*(memdesc::payload(v) as *const OwnerHeader) }
+        })
+    }
+
+    /// The frame's state as [`flags`] bits, the same in both layouts.
+    pub fn flags(&self) -> u64 {
+        match self.at {
+            At::Wide(d) => d.flags.load(Ordering::Relaxed),
+            At::Memdesc(w, _) => match memdesc::tag(memdesc::load(w)) {
+                memdesc::Tag::Reserved => flags::RESERVED,
+                memdesc::Tag::Free => flags::BUDDY,
+                memdesc::Tag::Isolated => flags::ISOLATED,
+                memdesc::Tag::PageTable => flags::PAGE_TABLE,
+                memdesc::Tag::Heap => flags::HEAP,
+                memdesc::Tag::Tail | memdesc::Tag::Allocated => 0,
+                memdesc::Tag::Zsmalloc => self
+                    .owner()
+                    .map_or(0, |o| o.flags.load(Ordering::Relaxed) & OWNER_FLAGS),
+            },
+        }
+    }
+
+    /// True if all of `bits` are set.
+    pub fn has(&self, bits: u64) -> bool {
+        self.flags() & bits == bits
+    }
+
+    /// Marks an allocated frame as what its user made it: [`flags::RESERVED`],
+    /// [`flags::PAGE_TABLE`] or [`flags::HEAP`] (one of them).
+    pub fn set(&self, bits: u64) {
+        match self.at {
+            At::Wide(d) => {
+                d.flags.fetch_or(bits, Ordering::Relaxed);
+            }
+            At::Memdesc(w, _) => {
+                let tag = match bits {
+                    flags::RESERVED => memdesc::Tag::Reserved,
+                    flags::PAGE_TABLE => memdesc::Tag::PageTable,
+                    flags::HEAP => memdesc::Tag::Heap,
+                    _ => panic!("a memdesc word has no flag bits {bits:#x}"),
+                };
+                memdesc::store(w, memdesc::plain(tag));
+            }
+        }
+    }
+
+    /// The movable-operations token of a frame marked movable by its owner.
+    pub fn movable_token(&self) -> Option<u64> {
+        let mapping = match self.at {
+            At::Wide(d) => &d.mapping,
+            At::Memdesc(..) => &self.owner()?.mapping,
+        };
+        self.has(flags::MOVABLE)
+            .then(|| mapping.load(Ordering::Relaxed))
+    }
+
+    /// The raw memdesc word (diagnostics and tests).
+    pub fn word(&self) -> Option<u64> {
+        match self.at {
+            At::Wide(_) => None,
+            At::Memdesc(w, _) => Some(memdesc::load(w)),
+        }
+    }
+
+    /// Memdesc layout: the zsdesc address a zsmalloc page's word holds.
+    pub fn zsdesc_addr(&self) -> Option<u64> {
+        self.word()
+            .filter(|&v| memdesc::tag(v) == memdesc::Tag::Zsmalloc)
+            .map(memdesc::payload)
+    }
+
+    /// Memdesc layout: makes an allocated frame a zsmalloc page whose zsdesc is at `addr`
+    /// (or, for a page that migrated, the zsdesc it had before).
+    pub fn attach_zsdesc(&self, addr: u64) {
+        let At::Memdesc(w, _) = self.at else {
+            panic!("zsdescs are attached only in the memdesc layout");
+        };
+        memdesc::store(w, memdesc::zsmalloc(addr));
+    }
+
+    /// Memdesc layout: turns a zsmalloc page back into a plain allocated frame; returns the
+    /// zsdesc address it held.
+    pub fn detach_zsdesc(&self) -> Option<u64> {
+        let addr = self.zsdesc_addr()?;
+        if let At::Memdesc(w, _) = self.at {
+            memdesc::store(w, memdesc::plain(memdesc::Tag::Allocated));
+        }
+        Some(addr)
+    }
+
+    // The buddy allocator's per-frame state (`buddy` is the only user).
+
+    /// The order of the free block this frame heads, if it heads one.
+    pub fn free_order(&self) -> Option<usize> {
+        match self.at {
+            At::Wide(d) => self
+                .has(flags::BUDDY)
+                .then(|| d.page_type.load(Ordering::Relaxed) as usize),
+            At::Memdesc(w, _) => {
+                let v = memdesc::load(w);
+                (memdesc::tag(v) == memdesc::Tag::Free).then(|| memdesc::payload(v) as usize)
+            }
+        }
+    }
+
+    /// True if the frame heads an allocated block (not free, not inside a block, not
+    /// reserved).
+    pub fn is_allocated(&self) -> bool {
+        match self.at {
+            At::Wide(d) => {
+                d.refcount.load(Ordering::Relaxed) != 0
+                    && !self.has(flags::BUDDY)
+                    && !self.has(flags::RESERVED)
+            }
+            At::Memdesc(w, _) => matches!(
+                memdesc::tag(memdesc::load(w)),
+                memdesc::Tag::Allocated
+                    | memdesc::Tag::PageTable
+                    | memdesc::Tag::Heap
+                    | memdesc::Tag::Zsmalloc
+            ),
+        }
+    }
+
+    /// Makes the frame the first of a free block of `order`.
+    pub(super) fn set_free_head(&self, order: usize) {
+        match self.at {
+            At::Wide(d) => {
+                d.page_type.store(order as u32, Ordering::Relaxed);
+                d.refcount.store(0, Ordering::Relaxed);
+                d.flags.fetch_or(flags::BUDDY, Ordering::Relaxed);
+            }
+            At::Memdesc(w, _) => memdesc::store(w, memdesc::free(order)),
+        }
+    }
+
+    /// Makes the frame part of a block whose first frame holds the state (what a merged
+    /// buddy's head, or a frame handed over at boot, becomes).
+    pub(super) fn set_tail(&self) {
+        match self.at {
+            At::Wide(d) => {
+                d.flags.fetch_and(
+                    !(flags::BUDDY | flags::RESERVED | flags::ISOLATED),
+                    Ordering::Relaxed,
+                );
+                d.refcount.store(0, Ordering::Relaxed);
+                d.page_type.store(0, Ordering::Relaxed);
+            }
+            At::Memdesc(w, _) => memdesc::store(w, memdesc::plain(memdesc::Tag::Tail)),
+        }
+    }
+
+    /// Makes the frame the first of an allocated block.
+    pub(super) fn set_allocated(&self) {
+        match self.at {
+            At::Wide(d) => {
+                d.flags.fetch_and(!flags::BUDDY, Ordering::Relaxed);
+                d.refcount.store(1, Ordering::Relaxed);
+                d.page_type.store(0, Ordering::Relaxed);
+            }
+            At::Memdesc(w, _) => memdesc::store(w, memdesc::plain(memdesc::Tag::Allocated)),
+        }
+    }
+
+    /// Holds a free frame back from the free lists (its range is being emptied).
+    pub(super) fn set_isolated(&self) {
+        match self.at {
+            At::Wide(d) => {
+                d.refcount.store(0, Ordering::Relaxed);
+                d.flags.fetch_or(flags::ISOLATED, Ordering::Relaxed);
+            }
+            At::Memdesc(w, _) => memdesc::store(w, memdesc::plain(memdesc::Tag::Isolated)),
+        }
+    }
+
+    /// Forgets what the frame's user made of it, as it goes back to the allocator.
+    pub(super) fn reset_on_free(&self) {
+        match self.at {
+            At::Wide(d) => {
+                d.reset_owner_fields();
+                d.flags.fetch_and(
+                    !(flags::PAGE_TABLE
+                        | flags::HEAP
+                        | flags::PRIVATE
+                        | flags::MOVABLE
+                        | flags::LOCKED),
+                    Ordering::Relaxed,
+                );
+            }
+            At::Memdesc(w, _) => memdesc::store(w, memdesc::plain(memdesc::Tag::Allocated)),
+        }
+    }
+
+    /// The free-list link word `i` (0: next, 1: previous) of a free block's first frame:
+    /// in the descriptor (wide) or in the free frame itself (memdesc).
+    fn link(&self, i: usize) -> &'static AtomicU64 {
+        match self.at {
+            At::Wide(d) => [&d.lru_next, &d.lru_prev][i],
+            // SAFETY: only the buddy allocator calls this, under its lock, for a frame it
+            // holds free (or is just taking off or putting on a list): nobody else uses the
+            // frame's memory, which the direct map maps for the kernel's life; two aligned
+            // words at its start are ours.
+            At::Memdesc(_, addr) => unsafe { &*(addr as *const AtomicU64).add(i) },
+        }
+    }
+
+    /// Next block on the free list ([`NO_PFN`] at the end).
+    pub(super) fn list_next(&self) -> u64 {
+        self.link(0).load(Ordering::Relaxed)
+    }
+
+    /// Previous block on the free list ([`NO_PFN`] at the head).
+    pub(super) fn list_prev(&self) -> u64 {
+        self.link(1).load(Ordering::Relaxed)
+    }
+
+    /// Sets the next block on the free list.
+    pub(super) fn set_list_next(&self, pfn: u64) {
+        self.link(0).store(pfn, Ordering::Relaxed);
+    }
+
+    /// Sets the previous block on the free list.
+    pub(super) fn set_list_prev(&self, pfn: u64) {
+        self.link(1).store(pfn, Ordering::Relaxed);
     }
 }

@@ -1,6 +1,7 @@
 //! Page migration, as Linux's movable pages: an owner of frames (zsmalloc) registers a set of
 //! operations (isolate, migrate to a new frame, put back) and marks its frames `MOVABLE` with
-//! the registration's token in the descriptor's `mapping`. [`empty_range`] uses them to move
+//! the registration's token in the descriptor's `mapping` (in the memdesc memmap: in the
+//! owner's descriptor the frame's word points at; `FrameDesc::movable_token` reads either). [`empty_range`] uses them to move
 //! every in-use frame out of a physical range, after which the range is allocated as one
 //! contiguous block (Linux: `alloc_contig_range`).
 
@@ -8,8 +9,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 #[cfg(feature = "ktest")]
-use core::sync::atomic::AtomicU64;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Mutex;
 
@@ -217,9 +217,7 @@ pub fn empty_range(start: u64, order: usize) -> Result<EmptiedRange, RangeError>
         }
         buddy::with(|b| b.take_isolated(start, order)).map_err(|e| match e {
             FrameError::NotFree(pfn) => {
-                let flags = memmap
-                    .desc(pfn)
-                    .map_or(0, |d| d.flags.load(Ordering::Relaxed));
+                let flags = memmap.desc(pfn).map_or(0, |d| d.flags());
                 RangeError::Unmovable { pfn, flags }
             }
             e => RangeError::Invalid(e),
@@ -244,23 +242,25 @@ fn unmovable(pfn: u64) -> Result<(), RangeError> {
     if buddy::with(|b| b.free_block_containing(pfn)).is_some() {
         return Ok(());
     }
-    let f = desc.flags.load(Ordering::Relaxed);
-    let token = desc.mapping.load(Ordering::Relaxed);
-    if f & flags::MOVABLE != 0 && ops_for(token).is_some() {
-        Ok(())
-    } else {
-        Err(RangeError::Unmovable { pfn, flags: f })
+    match desc.movable_token().and_then(ops_for) {
+        Some(_) => Ok(()),
+        None => Err(RangeError::Unmovable {
+            pfn,
+            flags: desc.flags(),
+        }),
     }
 }
 
 /// Isolates, migrates and (on failure) puts back one in-use page of the range.
 fn migrate_one(pfn: u64) -> Result<(), RangeError> {
     let desc = memmap::get().desc(pfn).expect("inside the memmap");
-    let f = desc.flags.load(Ordering::Relaxed);
-    let ops = (f & flags::MOVABLE != 0)
-        .then(|| ops_for(desc.mapping.load(Ordering::Relaxed)))
-        .flatten()
-        .ok_or(RangeError::Unmovable { pfn, flags: f })?;
+    let ops = desc
+        .movable_token()
+        .and_then(ops_for)
+        .ok_or(RangeError::Unmovable {
+            pfn,
+            flags: desc.flags(),
+        })?;
     ops.isolate(pfn)
         .map_err(|why| RangeError::Refused { pfn, why })?;
     // The range is isolated, so the new frame is outside it.

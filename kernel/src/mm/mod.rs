@@ -2,13 +2,15 @@
 //! heap, kernel page tables, the per-CPU two-page PTE window, and page migration (movable
 //! pages, emptying a physical range).
 //!
-//! Boot order: memmap (needs only the direct map) → buddy (frees the usable frames into its
+//! Boot order: memmap (needs only the direct map; 64 or 8 bytes a frame, see `memmap::Layout`) → buddy (frees the usable frames into its
 //! lists) → paging (takes over the bootloader's tables) → heap (claims a region, maps frames)
 //! → window region. Then each CPU gets what it needs from [`init_cpu`] (its window); the
 //! caller keeps it (`crate::percpu`).
 
 pub mod buddy;
+pub mod desc_cache;
 pub mod heap;
+pub mod memdesc;
 pub mod memmap;
 pub mod migrate;
 pub mod paging;
@@ -32,9 +34,10 @@ pub struct MemorySummary {
     pub free_frames: u64,
 }
 
-/// Sets up physical memory: memmap, frame allocator, page tables, heap, window region.
-pub fn init(regions: &MemoryRegions, phys_offset: u64) -> MemorySummary {
-    let memmap = memmap::build(regions, phys_offset);
+/// Sets up physical memory: memmap (in `layout`), frame allocator, page tables, heap, window
+/// region.
+pub fn init(regions: &MemoryRegions, phys_offset: u64, layout: memmap::Layout) -> MemorySummary {
+    let memmap = memmap::build(regions, phys_offset, layout);
     let managed_frames = buddy::init(regions);
     paging::init(phys_offset);
     heap::init();
@@ -69,12 +72,14 @@ impl MemorySummary {
     pub fn log(&self) {
         let m = &self.memmap;
         log::info!(
-            "memmap: {} frames ({} MiB), {} usable, {} reserved; {} KiB of descriptors, built in {} us",
+            "memmap: {} frames ({} MiB), {} usable, {} reserved; {} KiB of descriptors ({}, {} bytes a frame), built in {} us",
             m.frames,
             (m.frames * memmap::FRAME_SIZE) >> 20,
             m.usable,
             m.frames - self.managed_frames,
             m.bytes / 1024,
+            m.layout.name(),
+            m.layout.bytes_per_frame(),
             crate::arch::tsc::cycles_to_us(m.build_cycles)
         );
         log::info!(

@@ -6,9 +6,10 @@ use alloc::vec::Vec;
 use zsmalloc::class::{HANDLE_SIZE, MAX_ALLOC_SIZE};
 use zsmalloc::model;
 use zsmalloc::seeded::pattern;
-use zsmalloc::{Error, Handle, MapMode, MapPath, Pool, PoolConfig};
+use zsmalloc::zsdesc;
+use zsmalloc::{Backend, Error, Handle, MapMode, MapPath, Pool, PoolConfig};
 
-use super::{KernelBackend, KernelRanges, MovablePool};
+use super::{KernelBackend, KernelRanges, MovablePool, ZSDESCS};
 use crate::mm::buddy;
 use crate::mm::memmap::{self, flags};
 use crate::mm::migrate::{self, RangeError, Refusal};
@@ -62,20 +63,47 @@ fn zsdesc_overlay_writes_the_memmap_entries() {
         "the first page of a zspage carries PG_private"
     );
     assert!(!d1.has(flags::PRIVATE));
-    // The chain runs through the memmap's index field, the zspage through private, and the
-    // first object offset through page_type.
-    assert_eq!(d0.index.load(Relaxed), second_page);
-    assert_ne!(d0.private.load(Relaxed), 0);
-    assert_eq!(d1.page_type.load(Relaxed), 3 * 1632 - 4096);
+    match (d0.wide(), d1.wide()) {
+        (Some(w0), Some(w1)) => {
+            // The chain runs through the memmap's index field, the zspage through private,
+            // and the first object offset through page_type.
+            assert_eq!(w0.index.load(Relaxed), second_page);
+            assert_ne!(w0.private.load(Relaxed), 0);
+            assert_eq!(w1.page_type.load(Relaxed), 3 * 1632 - 4096);
+        }
+        _ => {
+            // Memdesc: each word points at a zsdesc of its own, from the cache.
+            let (a0, a1) = (d0.zsdesc_addr().unwrap(), d1.zsdesc_addr().unwrap());
+            assert_ne!(a0, a1);
+            assert!(core::ptr::eq(p.backend().desc(first.pfn), a0 as *const _));
+            assert!(ZSDESCS.stats().in_use >= 2);
+        }
+    }
+    // zsmalloc's view, the same in both layouts.
+    let z1 = p.backend().desc(second_page);
+    assert_eq!(zsdesc::next(p.backend().desc(first.pfn)), Some(second_page));
+    assert_eq!(zsdesc::first_obj_offset(z1), 3 * 1632 - 4096);
+    assert_eq!(zsdesc::first_page(z1), first.pfn);
+    let in_use = ZSDESCS.stats().in_use;
     for h in hs {
         p.free(h).unwrap();
     }
     assert!(!d0.has(flags::PRIVATE), "free must reset the descriptor");
-    assert_eq!(
-        d0.private.load(Relaxed),
-        0,
-        "free must reset the descriptor"
-    );
+    match d0.wide() {
+        Some(w0) => assert_eq!(
+            w0.private.load(Relaxed),
+            0,
+            "free must reset the descriptor"
+        ),
+        None => {
+            assert_eq!(
+                d0.zsdesc_addr(),
+                None,
+                "the freed page's word names no zsdesc"
+            );
+            assert_eq!(ZSDESCS.stats().in_use, in_use - 2, "both zsdescs went back");
+        }
+    }
     assert_eq!(
         p.backend().frames_held(),
         0,
@@ -243,7 +271,6 @@ fn model_random_operations_on_real_frames_and_the_window() {
 /// The first aligned block of 2^`order` frames containing one of `candidates` in which every
 /// frame is free or a page of `pool`: a range that can be emptied.
 fn emptiable_block(pool: &MovablePool, candidates: &[u64], order: usize) -> Option<u64> {
-    use core::sync::atomic::Ordering::Relaxed;
     let mm = memmap::get();
     candidates
         .iter()
@@ -252,7 +279,7 @@ fn emptiable_block(pool: &MovablePool, candidates: &[u64], order: usize) -> Opti
             (start..start + (1 << order)).all(|f| {
                 let d = mm.desc(f).expect("in the memmap");
                 buddy::with(|b| b.free_block_containing(f)).is_some()
-                    || (d.has(flags::MOVABLE) && d.mapping.load(Relaxed) == pool.token())
+                    || d.movable_token() == Some(pool.token())
             })
         })
 }
@@ -320,7 +347,6 @@ fn emptying_a_range_migrates_its_pages_and_allocates_it_whole() {
 /// Ranges with frames nothing can move (reserved frame 0, a kernel-heap frame) are refused
 /// before anything is touched.
 fn emptying_a_range_is_refused_under_a_mapping_and_for_unmovable_frames() {
-    use core::sync::atomic::Ordering::Relaxed;
     let p = MovablePool::new("ktest-range-busy", PoolConfig::default());
     let live = fill_movable(&p, 2000);
     let pages: Vec<u64> = live
@@ -399,10 +425,7 @@ fn emptying_a_range_is_refused_under_a_mapping_and_for_unmovable_frames() {
         migrate::empty_range(3, 2),
         Err(RangeError::Invalid(buddy::FrameError::Misaligned { .. }))
     ));
-    assert_eq!(
-        mm.desc(heap).unwrap().flags.load(Relaxed) & flags::ISOLATED,
-        0
-    );
+    assert_eq!(mm.desc(heap).unwrap().flags() & flags::ISOLATED, 0);
     for (h, _) in &live {
         p.free(*h).unwrap();
     }

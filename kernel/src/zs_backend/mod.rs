@@ -1,6 +1,13 @@
 //! The kernel's side of zsmalloc: its `Backend` over the memmap, the buddy allocator and the
-//! per-CPU PTE window, and the compile-time proof that zsmalloc's zsdesc overlays the memmap's
-//! page descriptor field for field (as Linux's `ZSDESC_MATCH` asserts).
+//! per-CPU PTE window, and where a page's zsdesc lives:
+//!
+//! * in the wide memmap, the zsdesc *is* the frame's 64-byte page descriptor, viewed through
+//!   zsmalloc's overlay, proved field for field at compile time (as Linux's `ZSDESC_MATCH`
+//!   asserts);
+//! * in the memdesc memmap, each zsmalloc page's zsdesc is allocated from [`ZSDESCS`] (a
+//!   descriptor cache of its own, not the heap) when the page is allocated, its address
+//!   written into the frame's 8-byte word, and freed with the page; migration moves the
+//!   address to the new frame's word (`Backend::move_desc`), not the descriptor.
 
 use alloc::sync::Arc;
 use core::fmt;
@@ -14,7 +21,8 @@ use zsmalloc::{Backend, PairMapping, Pfn, Pool, PoolConfig};
 
 use crate::arch::irq::InterruptsOff;
 use crate::mm::buddy::{self, FrameBlock};
-use crate::mm::memmap::{self, PageDesc, flags};
+use crate::mm::desc_cache::DescCache;
+use crate::mm::memmap::{self, FrameDesc, OwnerHeader, PageDesc, flags};
 use crate::mm::migrate::{self, MovableOps, Refusal, Registration};
 use crate::mm::window::{Access, WindowMapping};
 use crate::mm::window_ring::RingMapping;
@@ -35,9 +43,32 @@ const _: () = {
     assert!(zsdesc::PG_PRIVATE == flags::PRIVATE);
     assert!(zsdesc::PG_MOVABLE == flags::MOVABLE);
     assert!(zsdesc::PG_LOCKED == flags::LOCKED);
+    // In the memdesc layout a zsdesc is an owner descriptor of its own: it starts with the
+    // header page migration reads.
+    assert!(ZsDesc::FLAGS_OFFSET == offset_of!(OwnerHeader, flags));
+    assert!(ZsDesc::MOVABLE_OPS_OFFSET == offset_of!(OwnerHeader, mapping));
+    assert!(ZsDesc::SIZE >= size_of::<OwnerHeader>());
+    assert!(core::mem::align_of::<ZsDesc>() <= 8);
 };
 
-/// zsmalloc's view of a frame's memmap descriptor.
+/// The zsdescs of every pool's pages in the memdesc layout (Linux would have a `kmem_cache`).
+pub static ZSDESCS: DescCache = DescCache::new(ZsDesc::SIZE);
+
+/// zsmalloc's descriptor of a frame: the overlaid page descriptor (wide memmap) or the zsdesc
+/// its word points at (memdesc memmap; `None` if the frame is not a zsmalloc page).
+pub fn zsdesc_of_frame(d: FrameDesc) -> Option<&'static ZsDesc> {
+    match d.wide() {
+        Some(w) => Some(zsdesc_of(w)),
+        None => d.zsdesc_addr().map(|addr| {
+            // SAFETY: a zsmalloc word holds the address of a slot of `ZSDESCS` that was
+            // initialised as a ZsDesc when the page was allocated; the cache's memory stays
+            // descriptors for the kernel's life, and a ZsDesc is only accessed through atomics.
+            unsafe { &*(addr as *const ZsDesc) }
+        }),
+    }
+}
+
+/// zsmalloc's view of a frame's 64-byte memmap descriptor.
 pub fn zsdesc_of(desc: &'static PageDesc) -> &'static ZsDesc {
     // SAFETY: ZsDesc is a `repr(C)` struct of atomics whose fields sit at the same offsets as
     // PageDesc's fields of the same types (checked above) and is no larger, so a PageDesc can
@@ -158,12 +189,33 @@ unsafe impl Backend for KernelBackend {
         {
             return None;
         }
-        let pfn = FrameBlock::alloc_frame().ok()?.into_raw().0;
+        let frame = FrameBlock::alloc_frame().ok()?;
+        let d = memmap::get()
+            .desc(frame.pfn())
+            .expect("the buddy allocator hands out frames of the memmap");
+        if d.wide().is_none() {
+            // Memdesc: the page's zsdesc, from the cache; without one, no page.
+            let slot = ZSDESCS.alloc()?.cast::<ZsDesc>();
+            // SAFETY: a fresh, 8-byte aligned slot of at least ZsDesc::SIZE bytes that nothing
+            // else uses.
+            unsafe { slot.write(ZsDesc::new()) };
+            d.attach_zsdesc(slot.as_ptr() as u64);
+        }
+        let pfn = frame.into_raw().0;
         self.held.fetch_add(1, Ordering::Relaxed);
         Some(pfn)
     }
 
     unsafe fn free_page(&self, pfn: Pfn) {
+        if let Some(slot) = memmap::get()
+            .desc(pfn)
+            .and_then(|d| d.detach_zsdesc())
+            .and_then(|addr| core::ptr::NonNull::new(addr as *mut u8))
+        {
+            // SAFETY: the slot came from ZSDESCS when the page was allocated (or moved here
+            // with it); the page is going away and its word no longer names the slot.
+            unsafe { ZSDESCS.free(slot) };
+        }
         if let Err(e) = buddy::free_raw(pfn, 0) {
             panic!("zsmalloc gave back a frame it does not own: {e}");
         }
@@ -171,15 +223,37 @@ unsafe impl Backend for KernelBackend {
     }
 
     fn desc(&self, pfn: Pfn) -> &ZsDesc {
-        zsdesc_of(
-            memmap::get()
-                .desc(pfn)
-                .expect("zsmalloc only asks about frames it holds"),
-        )
+        memmap::get()
+            .desc(pfn)
+            .and_then(zsdesc_of_frame)
+            .unwrap_or_else(|| {
+                panic!("zsmalloc asked for the zsdesc of frame {pfn:#x}, not a zsmalloc page")
+            })
     }
 
     fn desc_of_any(&self, pfn: Pfn) -> Option<&ZsDesc> {
-        memmap::get().desc(pfn).map(zsdesc_of)
+        memmap::get().desc(pfn).and_then(zsdesc_of_frame)
+    }
+
+    fn move_desc(&self, old: Pfn, new: Pfn) -> bool {
+        let mm = memmap::get();
+        let (Some(old_d), Some(new_d)) = (mm.desc(old), mm.desc(new)) else {
+            return false;
+        };
+        let Some(addr) = old_d.detach_zsdesc() else {
+            // Wide memmap: every frame has its descriptor; zsmalloc copies the fields.
+            return false;
+        };
+        if let Some(spare) = new_d
+            .detach_zsdesc()
+            .and_then(|a| core::ptr::NonNull::new(a as *mut u8))
+        {
+            // SAFETY: the new frame came from alloc_page with a slot of its own, which nothing
+            // refers to once the moved descriptor replaces it.
+            unsafe { ZSDESCS.free(spare) };
+        }
+        new_d.attach_zsdesc(addr);
+        true
     }
 
     fn page_ptr(&self, pfn: Pfn) -> *mut u8 {

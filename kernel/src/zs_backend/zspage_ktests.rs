@@ -3,14 +3,13 @@
 //! that span two pages.
 
 use alloc::vec::Vec;
-use core::sync::atomic::Ordering::Relaxed;
 
 use zsmalloc::class::{HANDLE_SIZE, PAGE_SIZE};
 use zsmalloc::seeded::pattern;
-use zsmalloc::{Handle, MapMode, MapPath, Pool, PoolConfig};
+use zsmalloc::zsdesc;
+use zsmalloc::{Backend, Handle, MapMode, MapPath, Pool, PoolConfig};
 
 use super::KernelBackend;
-use crate::mm::memmap;
 
 /// Slots of this size make two-page zspages of five objects at chain 8: objects 0 and 1 in
 /// page 0, object 2 across both pages, objects 3 and 4 in page 1.
@@ -73,14 +72,14 @@ fn every_page_records_the_offset_of_its_first_object() {
         for i in 0..c.pages_per_zspage {
             let page_start = i * PAGE_SIZE;
             let want = page_start.div_ceil(size) * size - page_start;
-            let d = memmap::get().desc(pfn).unwrap();
+            let d = p.backend().desc(pfn);
             assert_eq!(
-                d.page_type.load(Relaxed) as usize,
+                zsdesc::first_obj_offset(d) as usize,
                 want,
                 "class {size}, page {i}: the first object starting in it"
             );
             if i + 1 < c.pages_per_zspage {
-                pfn = d.index.load(Relaxed);
+                pfn = zsdesc::next(d).expect("the chain goes on");
             }
         }
         p.free(h).unwrap();

@@ -1,0 +1,116 @@
+//! A cache of fixed-size descriptors carved out of whole frames (a slab in miniature), for
+//! owners whose descriptors live outside the memmap: zsmalloc's zsdesc in the memdesc layout.
+//!
+//! * Its frames come from the buddy allocator, never from the heap, so allocating a
+//!   descriptor never recurses into an allocator that might need one.
+//! * Its frames are never given back: memory that once held a descriptor holds descriptors for
+//!   the kernel's life (type-stable memory, as Linux's `SLAB_TYPESAFE_BY_RCU` caches), so a
+//!   stale pointer read through a memmap word still reaches atomics of some descriptor, never
+//!   unmapped or foreign memory.
+//! * Free slots are chained through their first word, under one lock.
+
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use spin::Mutex;
+
+use super::buddy::FrameBlock;
+use super::memmap::FRAME_SIZE;
+
+/// What a cache holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DescCacheStats {
+    /// Descriptors handed out and not given back.
+    pub in_use: u64,
+    /// Frames the cache has taken from the buddy allocator.
+    pub frames: u64,
+    /// Bytes of one descriptor slot.
+    pub slot_bytes: u64,
+}
+
+struct Inner {
+    /// Address of the first free slot, 0 if none.
+    free: u64,
+    in_use: u64,
+    frames: u64,
+}
+
+/// A cache of `slot`-byte descriptors.
+pub struct DescCache {
+    slot: u64,
+    inner: Mutex<Inner>,
+}
+
+impl DescCache {
+    /// A cache of slots of `slot` bytes (rounded up to 8, the alignment every slot gets).
+    pub const fn new(slot: usize) -> DescCache {
+        let slot = (slot as u64).next_multiple_of(8);
+        assert!(slot >= 8 && slot <= FRAME_SIZE);
+        DescCache {
+            slot,
+            inner: Mutex::new(Inner {
+                free: 0,
+                in_use: 0,
+                frames: 0,
+            }),
+        }
+    }
+
+    /// An uninitialised, 8-byte aligned slot; `None` if no frame is left to grow into.
+    pub fn alloc(&self) -> Option<NonNull<u8>> {
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            let mut inner = self.inner.lock();
+            if inner.free == 0 {
+                let frame = FrameBlock::alloc_frame().ok()?;
+                let base = frame.addr();
+                // The frame is the cache's for good (see the module comment).
+                let _ = frame.into_raw();
+                inner.frames += 1;
+                for i in (0..FRAME_SIZE / self.slot).rev() {
+                    let at = base + i * self.slot;
+                    Self::link(at).store(inner.free, Ordering::Relaxed);
+                    inner.free = at;
+                }
+            }
+            let at = inner.free;
+            inner.free = Self::link(at).load(Ordering::Relaxed);
+            inner.in_use += 1;
+            NonNull::new(at as *mut u8)
+        })
+    }
+
+    /// Gives a slot back.
+    ///
+    /// # Safety
+    /// `slot` came from this cache's [`DescCache::alloc`], was not given back already, and
+    /// nothing will use it as the descriptor it was (a stale reader may still load from it).
+    pub unsafe fn free(&self, slot: NonNull<u8>) {
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            let mut inner = self.inner.lock();
+            let at = slot.as_ptr() as u64;
+            Self::link(at).store(inner.free, Ordering::Relaxed);
+            inner.free = at;
+            inner.in_use -= 1;
+        })
+    }
+
+    /// The first word of the slot at `at`, which chains free slots.
+    fn link(at: u64) -> &'static AtomicU64 {
+        // SAFETY: `at` is an 8-byte aligned slot of a frame the cache owns for good, in the
+        // direct map; while the slot is free only the cache (under its lock) writes it, and a
+        // stale reader of a descriptor there only ever loads atomics.
+        unsafe { &*(at as *const AtomicU64) }
+    }
+
+    /// The cache's counters.
+    pub fn stats(&self) -> DescCacheStats {
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            let inner = self.inner.lock();
+            DescCacheStats {
+                in_use: inner.in_use,
+                frames: inner.frames,
+                slot_bytes: self.slot,
+            }
+        })
+    }
+}
