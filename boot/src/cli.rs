@@ -117,6 +117,17 @@ pub fn parse_memory(v: &str) -> Result<u64, String> {
     Ok(mib)
 }
 
+/// `bench ... --both-memmaps`: takes the runner's own flag out of the kernel's arguments and
+/// says whether it was there.
+pub fn take_bench_both_memmaps(kernel_args: &mut Vec<String>) -> bool {
+    if kernel_args.first().map(String::as_str) != Some("bench") {
+        return false;
+    }
+    let before = kernel_args.len();
+    kernel_args.retain(|a| a != "--both-memmaps");
+    kernel_args.len() != before
+}
+
 /// `bench ... --json FILE`: takes the runner's own option out of the kernel's arguments and
 /// returns FILE.
 pub fn take_bench_json(kernel_args: &mut Vec<String>) -> Result<Option<String>, String> {

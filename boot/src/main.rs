@@ -37,11 +37,13 @@ Modes (passed to the kernel; everything after the mode goes to it unchanged):
                     then 'N passed, N failed'); --list only lists them. They are built into
                     the test kernel only: run them with `cargo ktest [FILTER]` (an alias for
                     `cargo run -p boot --features ktest -- test`)
-  bench [SECTION...] [--policy P] [--json FILE]
+  bench [SECTION...] [--policy P] [--json FILE] [--both-memmaps]
                     run the benchmarks (all sections, or those named); the console shows the
                     tables, the runner writes every figure to target/zsos/bench-TIME.json
                     (and to FILE) and draws SVG charts beside it; P: the policy of the
-                    density section's zsmalloc (default: zsos's)
+                    density section's zsmalloc (default: zsos's); --both-memmaps boots the
+                    bench twice, wide then --memdesc, and prints every figure side by side
+                    with the memdesc/wide ratio (e.g. `bench speed --both-memmaps`)
   replay [--policy P] FILE
                     replay a trace of pool operations (a ID SIZE, f ID, w ID, c, s, # comment)
                     from the host file FILE, reporting at every c and s and at the end; P:
@@ -71,12 +73,19 @@ struct Options {
     payload: Vec<u8>,
     /// `bench --json FILE`: where else to write the figures.
     bench_json: Option<PathBuf>,
+    /// `bench --both-memmaps`: boot the bench in the wide and the memdesc memmap, one after
+    /// the other, and compare.
+    both_memmaps: bool,
 }
 
 /// `bench ... --json FILE`: the runner's own option, taken out of the kernel's arguments.
 /// `bench ... --policy P`: checked here, before any boot, and passed on by its full name.
 fn take_bench_json(opts: &mut Options) -> Result<(), String> {
     opts.bench_json = cli::take_bench_json(&mut opts.kernel_args)?.map(PathBuf::from);
+    opts.both_memmaps = cli::take_bench_both_memmaps(&mut opts.kernel_args);
+    if opts.both_memmaps && opts.machine.memdesc {
+        return Err("bench --both-memmaps boots both memmaps itself; leave out --memdesc".into());
+    }
     if opts.kernel_args.first().map(String::as_str) == Some("bench")
         && let Some(i) = opts.kernel_args.iter().position(|a| a == "--policy")
     {
@@ -157,6 +166,7 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
         kernel_args: cl.kernel_args,
         payload: Vec::new(),
         bench_json: None,
+        both_memmaps: false,
     }))
 }
 
@@ -206,6 +216,8 @@ fn main() -> ExitCode {
     let is_list = opts.kernel_args.iter().any(|a| a == "--list");
     let result = if is_test && !is_list {
         run_tests(&opts)
+    } else if opts.both_memmaps {
+        run_both_memmaps(&opts)
     } else {
         run_once(&opts)
     };
@@ -255,32 +267,110 @@ impl Console {
 }
 
 fn run_once(opts: &Options) -> std::io::Result<ExitCode> {
-    let ramdisk =
-        image::encode_ramdisk(&opts.machine.kernel_args(&opts.kernel_args), &opts.payload)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.0))?;
-    let img = image::build(boot::kernel_elf(), ramdisk, opts.machine.firmware)?;
-    let is_bench = opts.kernel_args.first().map(String::as_str) == Some("bench");
     let started = SystemTime::now();
-    let mut console = Console::default();
-    let mut figures = Vec::new();
-    let run = qemu::run(&opts.machine, img.path(), &mut |l| {
-        // A bench's machine-readable lines go to its file, not to the console.
-        match bench::parse_line(l).filter(|_| is_bench) {
-            Some(figure) => figures.push(figure),
-            None => console.line(l),
-        }
-    })?;
-    console.finish();
+    let (run, figures) = boot_and_collect(opts, &opts.machine)?;
+    let is_bench = opts.kernel_args.first().map(String::as_str) == Some("bench");
     if is_bench {
         let success = run.ending == qemu::Ending::KernelSuccess;
         save_bench(opts, started, success, &figures);
     }
     eprintln!("zsos: {} ({:.1} s)", run.ending, run.wall.as_secs_f64());
-    Ok(match run.ending {
+    Ok(exit_code(&run.ending))
+}
+
+/// The runner's exit status for how a run ended.
+fn exit_code(ending: &qemu::Ending) -> ExitCode {
+    match ending {
         qemu::Ending::KernelSuccess => ExitCode::SUCCESS,
         qemu::Ending::KernelFailure => ExitCode::FAILURE,
         _ => ExitCode::from(EXIT_NO_VERDICT),
-    })
+    }
+}
+
+/// Boots `machine` with the options' kernel arguments, shows the console, and returns the
+/// run with the bench figures it reported (a bench's machine-readable lines go to its file,
+/// not to the console).
+fn boot_and_collect(
+    opts: &Options,
+    machine: &Machine,
+) -> std::io::Result<(qemu::Run, Vec<bench::Figure>)> {
+    let ramdisk = image::encode_ramdisk(&machine.kernel_args(&opts.kernel_args), &opts.payload)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.0))?;
+    let img = image::build(boot::kernel_elf(), ramdisk, machine.firmware)?;
+    let is_bench = opts.kernel_args.first().map(String::as_str) == Some("bench");
+    let mut console = Console::default();
+    let mut figures = Vec::new();
+    let run = qemu::run(machine, img.path(), &mut |l| match bench::parse_line(l)
+        .filter(|_| is_bench)
+    {
+        Some(figure) => figures.push(figure),
+        None => console.line(l),
+    })?;
+    console.finish();
+    Ok((run, figures))
+}
+
+/// `bench ... --both-memmaps`: the bench in the wide memmap, then in the memdesc one, then
+/// every figure both reported side by side with the memdesc / wide ratio. The file gets the
+/// wide run's figures as they are, the memdesc run's as `memdesc.NAME`, and the ratios as
+/// `ratio.memdesc/wide.NAME`.
+fn run_both_memmaps(opts: &Options) -> std::io::Result<ExitCode> {
+    let started = SystemTime::now();
+    let mut runs = Vec::new();
+    for memdesc in [false, true] {
+        let machine = Machine {
+            memdesc,
+            ..opts.machine.clone()
+        };
+        let layout = if memdesc { "memdesc" } else { "wide" };
+        eprintln!("zsos: bench with the {layout} memmap");
+        let (run, figures) = boot_and_collect(opts, &machine)?;
+        eprintln!("zsos: {} ({:.1} s)", run.ending, run.wall.as_secs_f64());
+        if run.ending != qemu::Ending::KernelSuccess {
+            save_bench(opts, started, false, &figures);
+            return Ok(exit_code(&run.ending));
+        }
+        runs.push(figures);
+    }
+    let (wide, memdesc) = (&runs[0], &runs[1]);
+    let mut all = wide.clone();
+    out("");
+    out("zsos: memdesc memmap against the wide one (same figures, two boots of this run)");
+    out(&format!(
+        "  {:<48} {:>12} {:>12} {:>9}  unit",
+        "figure", "wide", "memdesc", "ratio"
+    ));
+    for w in wide {
+        let Some(m) = memdesc.iter().find(|m| m.name == w.name) else {
+            continue;
+        };
+        let ratio = m.value / w.value;
+        out(&format!(
+            "  {:<48} {:>12} {:>12} {:>9}  {}",
+            w.name,
+            w.value,
+            m.value,
+            if ratio.is_finite() {
+                format!("{ratio:.3}")
+            } else {
+                "-".into()
+            },
+            w.unit
+        ));
+        if ratio.is_finite() {
+            all.push(bench::Figure {
+                name: format!("ratio.memdesc/wide.{}", w.name),
+                value: ratio,
+                unit: "ratio".into(),
+            });
+        }
+    }
+    all.extend(memdesc.iter().map(|m| bench::Figure {
+        name: format!("memdesc.{}", m.name),
+        ..m.clone()
+    }));
+    save_bench(opts, started, true, &all);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Writes a bench run's figures (`target/zsos/bench-TIME.json`, and `--json FILE`) and its

@@ -19,6 +19,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use zsmalloc::zsdesc::{self, ZsDesc};
 use zsmalloc::{Backend, PairMapping, Pfn, Pool, PoolConfig};
 
+use x86_64::instructions::interrupts::without_interrupts;
+
 use crate::arch::irq::InterruptsOff;
 use crate::mm::buddy::{self, FrameBlock};
 use crate::mm::desc_cache::DescCache;
@@ -189,36 +191,43 @@ unsafe impl Backend for KernelBackend {
         {
             return None;
         }
-        let frame = FrameBlock::alloc_frame().ok()?;
-        let d = memmap::get()
-            .desc(frame.pfn())
-            .expect("the buddy allocator hands out frames of the memmap");
-        if d.wide().is_none() {
-            // Memdesc: the page's zsdesc, from the cache; without one, no page.
-            let slot = ZSDESCS.alloc()?.cast::<ZsDesc>();
-            // SAFETY: a fresh, 8-byte aligned slot of at least ZsDesc::SIZE bytes that nothing
-            // else uses.
-            unsafe { slot.write(ZsDesc::new()) };
-            d.attach_zsdesc(slot.as_ptr() as u64);
-        }
-        let pfn = frame.into_raw().0;
+        // The frame and its zsdesc in one stretch with interrupts masked: both allocators
+        // mask them, and a second unmask costs more than the allocation itself under TCG
+        // (measured: malloc 2.1 x the wide memmap's with two, 0.8-1.0 x with one).
+        let pfn = without_interrupts(|| {
+            let frame = FrameBlock::alloc_frame().ok()?;
+            let d = memmap::get()
+                .desc(frame.pfn())
+                .expect("the buddy allocator hands out frames of the memmap");
+            if d.wide().is_none() {
+                // Memdesc: the page's zsdesc, from the cache; without one, no page.
+                let slot = ZSDESCS.alloc()?.cast::<ZsDesc>();
+                // SAFETY: a fresh, 8-byte aligned slot of at least ZsDesc::SIZE bytes that
+                // nothing else uses.
+                unsafe { slot.write(ZsDesc::new()) };
+                d.attach_zsdesc(slot.as_ptr() as u64);
+            }
+            Some(frame.into_raw().0)
+        })?;
         self.held.fetch_add(1, Ordering::Relaxed);
         Some(pfn)
     }
 
     unsafe fn free_page(&self, pfn: Pfn) {
-        if let Some(slot) = memmap::get()
-            .desc(pfn)
-            .and_then(|d| d.detach_zsdesc())
-            .and_then(|addr| core::ptr::NonNull::new(addr as *mut u8))
-        {
-            // SAFETY: the slot came from ZSDESCS when the page was allocated (or moved here
-            // with it); the page is going away and its word no longer names the slot.
-            unsafe { ZSDESCS.free(slot) };
-        }
-        if let Err(e) = buddy::free_raw(pfn, 0) {
-            panic!("zsmalloc gave back a frame it does not own: {e}");
-        }
+        without_interrupts(|| {
+            if let Some(slot) = memmap::get()
+                .desc(pfn)
+                .and_then(|d| d.detach_zsdesc())
+                .and_then(|addr| core::ptr::NonNull::new(addr as *mut u8))
+            {
+                // SAFETY: the slot came from ZSDESCS when the page was allocated (or moved
+                // here with it); the page is going away and its word no longer names the slot.
+                unsafe { ZSDESCS.free(slot) };
+            }
+            if let Err(e) = buddy::free_raw(pfn, 0) {
+                panic!("zsmalloc gave back a frame it does not own: {e}");
+            }
+        });
         self.held.fetch_sub(1, Ordering::Relaxed);
     }
 

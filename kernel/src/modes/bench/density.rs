@@ -46,6 +46,10 @@ trait Store {
     fn alloc(&mut self, id: u64, size: usize);
     fn free(&mut self, id: u64);
     fn frames(&self) -> u64;
+    /// Bytes of the descriptors of the store's pages (zsmalloc only).
+    fn desc_bytes(&self) -> Option<u64> {
+        None
+    }
     /// Compacts, if the allocator can.
     fn compact(&mut self) -> bool {
         false
@@ -92,9 +96,26 @@ impl Store for ZsStore {
     fn frames(&self) -> u64 {
         self.pool.total_pages() as u64
     }
+    fn desc_bytes(&self) -> Option<u64> {
+        Some(zsdesc_bytes(self.pool.total_pages() as u64))
+    }
     fn compact(&mut self) -> bool {
         self.pool.compact();
         true
+    }
+}
+
+/// Bytes of zsmalloc's descriptors for `pages` pages: in the memdesc memmap the zsdescs
+/// allocated from their cache (all pools'; the bench runs one at a time), in the wide one the
+/// 64-byte page descriptors of those pages (which exist whether zsmalloc uses them or not).
+fn zsdesc_bytes(pages: u64) -> u64 {
+    use crate::mm::memmap::{self, Layout};
+    match memmap::get().layout() {
+        Layout::Wide => pages * Layout::Wide.bytes_per_frame(),
+        Layout::Memdesc => {
+            let s = crate::zs_backend::ZSDESCS.stats();
+            s.in_use * s.slot_bytes
+        }
     }
 }
 
@@ -157,6 +178,8 @@ struct Point {
     density: f64,
     /// Live bytes at the point.
     bytes: u64,
+    /// Bytes of the store's page descriptors, if it counts them.
+    desc_bytes: Option<u64>,
 }
 
 fn point(store: &dyn Store, live_bytes: u64) -> Point {
@@ -165,6 +188,7 @@ fn point(store: &dyn Store, live_bytes: u64) -> Point {
         frames,
         density: live_bytes as f64 / (frames.max(1) * PAGE as u64) as f64,
         bytes: live_bytes,
+        desc_bytes: store.desc_bytes(),
     }
 }
 
@@ -288,6 +312,13 @@ pub fn figures(policy: zsmalloc::Policy) {
         "    {:<12} {:<10} {:>18} {:>18} {:>18}",
         "workload", "allocator", "after fill", "after half freed", "after compaction"
     );
+    println!(
+        "    (descs KiB: zsmalloc's page descriptors, {})",
+        match crate::mm::memmap::get().layout() {
+            crate::mm::memmap::Layout::Wide => "the 64-byte memmap entries of its pages",
+            crate::mm::memmap::Layout::Memdesc => "the zsdescs allocated from their cache",
+        }
+    );
     for (name, steps) in workloads() {
         let objects = steps
             .iter()
@@ -339,7 +370,24 @@ pub fn figures(policy: zsmalloc::Policy) {
                         "BENCH name=frames.{name}.{store_name}.{at} value={} unit=frames",
                         p.frames
                     );
+                    if let Some(bytes) = p.desc_bytes {
+                        println!("BENCH name=zsdesc.{name}.{at} value={bytes} unit=bytes");
+                    }
                 }
+            }
+            if let (Some(f), Some(h)) = (fill.desc_bytes, half.desc_bytes) {
+                let c = compacted.and_then(|p| p.desc_bytes);
+                println!(
+                    "    {:<12} {:<10} {:>18} {:>18} {:>18}",
+                    "",
+                    "descs KiB",
+                    f / 1024,
+                    h / 1024,
+                    c.map_or(alloc::string::String::from("-"), |c| alloc::format!(
+                        "{}",
+                        c / 1024
+                    ))
+                );
             }
         }
         if name == "lz4-pages" {

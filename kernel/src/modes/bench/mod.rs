@@ -138,8 +138,9 @@ pub fn run(rest: &[&str]) -> ExitCode {
 /// The headline speed figures; false if the machine has no frames for them.
 fn speed_figures() -> bool {
     println!(
-        "zsos: bench ({} MHz TSC; median cycles per operation over {BATCHES} batches of {OPS_PER_BATCH})",
-        tsc::hz() / 1_000_000
+        "zsos: bench ({} MHz TSC; {} memmap; median cycles per operation over {BATCHES} batches of {OPS_PER_BATCH})",
+        tsc::hz() / 1_000_000,
+        crate::mm::memmap::get().layout().name()
     );
     println!("  {:<36} {:>10} {:>10}", "figure", "cycles", "ns");
     let empty = median_cycles(BATCHES, || {});
@@ -168,6 +169,20 @@ fn speed_figures() -> bool {
     report("memcpy.4k", memcpy);
     ratio("window.map_unmap", map_unmap, "memcpy.4k", memcpy);
     zsmalloc_figures();
+    let frame = median_cycles(BATCHES, || {
+        let frame = FrameBlock::alloc_frame().expect("a free frame");
+        drop(core::hint::black_box(frame));
+    });
+    report("buddy.alloc_free.order0", frame);
+    let cache = crate::zs_backend::ZSDESCS.stats();
+    println!(
+        "  zsdesc cache: {} in use ({} bytes each), {} frames taken (never given back)",
+        cache.in_use, cache.slot_bytes, cache.frames
+    );
+    println!(
+        "BENCH name=zsdesc.cache.frames value={} unit=frames",
+        cache.frames
+    );
     true
 }
 

@@ -73,15 +73,17 @@ pub fn figures() {
     }
 }
 
-/// The memmap's size and build time for this boot's memory.
+/// The memmap's size and build time for this boot's memory, in the layout it was built in.
 pub fn memmap_figure() {
     let m = crate::boot_facts().memory.memmap;
     let us = tsc::cycles_to_us(m.build_cycles);
     println!(
-        "  memmap: {} frames ({} MiB), {} KiB of descriptors, built in {us} us",
+        "  memmap: {} frames ({} MiB), {} KiB of descriptors ({}, {} KiB per GiB), built in {us} us",
         m.frames,
         (m.frames * 4096) >> 20,
-        m.bytes / 1024
+        m.bytes / 1024,
+        m.layout.name(),
+        m.layout.bytes_per_frame() * (1 << 30) / 4096 / 1024
     );
     println!(
         "BENCH name=memmap.{}MiB.build value={us} unit=us",
