@@ -511,6 +511,48 @@ mod tests {
     }
 
     #[test]
+    fn memdesc_is_a_kernel_option_written_before_the_mode() {
+        let o = parse_args(&strings(&["--memdesc", "soak", "--memdesc"]))
+            .unwrap()
+            .unwrap();
+        assert!(o.machine.memdesc);
+        assert_eq!(
+            o.machine.kernel_args(&o.kernel_args),
+            strings(&["--memdesc", "soak", "--memdesc"]),
+            "the option first, then the mode and its arguments as given"
+        );
+        let plain = parse_args(&strings(&["soak"])).unwrap().unwrap();
+        assert_eq!(
+            plain.machine.kernel_args(&plain.kernel_args),
+            strings(&["soak"])
+        );
+    }
+
+    #[test]
+    fn both_memmaps_is_the_runner_s_own_bench_flag() {
+        let mut o = parse_args(&strings(&["bench", "speed", "--both-memmaps"]))
+            .unwrap()
+            .unwrap();
+        take_bench_json(&mut o).unwrap();
+        assert!(o.both_memmaps);
+        assert_eq!(
+            o.kernel_args,
+            strings(&["bench", "speed"]),
+            "not sent to the kernel"
+        );
+        let mut o = parse_args(&strings(&["--memdesc", "bench", "--both-memmaps"]))
+            .unwrap()
+            .unwrap();
+        let err = take_bench_json(&mut o).unwrap_err();
+        assert!(err.contains("leave out --memdesc"), "{err}");
+        let mut o = parse_args(&strings(&["soak", "--both-memmaps"]))
+            .unwrap()
+            .unwrap();
+        take_bench_json(&mut o).unwrap();
+        assert!(!o.both_memmaps, "only bench takes it");
+    }
+
+    #[test]
     fn help_is_recognised() {
         assert!(parse_args(&strings(&["--help"])).unwrap().is_none());
     }

@@ -114,3 +114,60 @@ impl DescCache {
         })
     }
 }
+
+#[cfg(feature = "ktest")]
+mod ktests {
+    use alloc::collections::BTreeSet;
+    use alloc::vec::Vec;
+
+    use super::*;
+
+    /// More slots than a frame holds: each is distinct, aligned and inside a frame the cache
+    /// took; freed slots are reused before the cache grows, and its frames stay its own.
+    fn slots_are_distinct_reused_and_their_frames_kept() {
+        let cache = DescCache::new(56);
+        let per_frame = FRAME_SIZE / 56;
+        let n = 2 * per_frame + 1;
+        let slots: Vec<NonNull<u8>> = (0..n).map(|_| cache.alloc().unwrap()).collect();
+        let addrs: BTreeSet<u64> = slots.iter().map(|s| s.as_ptr() as u64).collect();
+        assert_eq!(addrs.len() as u64, n, "no slot handed out twice");
+        assert!(addrs.iter().all(|a| a % 8 == 0));
+        let frames: BTreeSet<u64> = addrs.iter().map(|a| a & !(FRAME_SIZE - 1)).collect();
+        assert_eq!(frames.len(), 3);
+        assert!(
+            addrs.iter().all(|a| a % FRAME_SIZE + 56 <= FRAME_SIZE),
+            "no slot straddles"
+        );
+        assert_eq!(
+            cache.stats(),
+            DescCacheStats {
+                in_use: n,
+                frames: 3,
+                slot_bytes: 56
+            }
+        );
+        for s in slots {
+            // SAFETY: from this cache, freed once, never used.
+            unsafe { cache.free(s) };
+        }
+        assert_eq!(cache.stats().in_use, 0);
+        let again: Vec<NonNull<u8>> = (0..n).map(|_| cache.alloc().unwrap()).collect();
+        assert!(again.iter().all(|s| addrs.contains(&(s.as_ptr() as u64))));
+        assert_eq!(cache.stats().frames, 3, "reused, not grown");
+        for s in again {
+            // SAFETY: as above.
+            unsafe { cache.free(s) };
+        }
+        for f in frames {
+            let pfn = (f - crate::mm::memmap::get().phys_offset()) / FRAME_SIZE;
+            assert!(
+                crate::mm::memmap::get().desc(pfn).unwrap().is_allocated(),
+                "the cache keeps its frames"
+            );
+        }
+    }
+
+    crate::ktests! {
+        slots_are_distinct_reused_and_their_frames_kept,
+    }
+}

@@ -247,28 +247,20 @@ pub fn build(regions: &MemoryRegions, phys_offset: u64, layout: Layout) -> Memma
         .map(|(start, _)| start)
         .expect("no usable region is large enough for the memmap");
     let base = phys_offset + self_pfn * FRAME_SIZE;
+    // SAFETY: `base` points into the direct map of `self_frames` usable frames that nothing
+    // else uses (the buddy allocator never receives them), room for `frames` descriptors.
+    unsafe { write_reserved(layout, base as *mut u8, frames as usize) };
     let descs = match layout {
-        Layout::Wide => {
-            let base = base as *mut PageDesc;
-            for i in 0..frames as usize {
-                // SAFETY: `base` points into the direct map of `self_frames` usable frames
-                // that nothing else uses (the buddy allocator never receives them), large
-                // enough for `frames` descriptors; each slot is written once before any read.
-                unsafe { base.add(i).write(PageDesc::reserved()) };
-            }
-            // SAFETY: all `frames` descriptors were initialised above; the array lives for
-            // the rest of the kernel's life and is only accessed through shared references
-            // (atomic fields).
-            Descs::Wide(unsafe { core::slice::from_raw_parts(base, frames as usize) })
-        }
-        Layout::Memdesc => {
-            let base = base as *mut memdesc::Word;
-            // SAFETY: as above, for `frames` 8-byte words; a zero word is a reserved frame
-            // (`memdesc::Tag::Reserved`), so one fill initialises them all.
-            unsafe { core::ptr::write_bytes(base, 0, frames as usize) };
-            // SAFETY: initialised just above; lives forever; only accessed atomically.
-            Descs::Memdesc(unsafe { core::slice::from_raw_parts(base, frames as usize) })
-        }
+        // SAFETY: all `frames` descriptors were initialised above; the array lives for the
+        // rest of the kernel's life and is only accessed through shared references (atomic
+        // fields).
+        Layout::Wide => Descs::Wide(unsafe {
+            core::slice::from_raw_parts(base as *const PageDesc, frames as usize)
+        }),
+        // SAFETY: as above, for words.
+        Layout::Memdesc => Descs::Memdesc(unsafe {
+            core::slice::from_raw_parts(base as *const memdesc::Word, frames as usize)
+        }),
     };
     MEMMAP.call_once(|| Memmap {
         descs,
@@ -285,6 +277,27 @@ pub fn build(regions: &MemoryRegions, phys_offset: u64, layout: Layout) -> Memma
         usable: usable_frames,
         bytes,
         build_cycles: crate::arch::tsc::stop() - t0,
+    }
+}
+
+/// Writes `n` descriptors of `layout` for reserved frames at `at`: the memmap's build (and the
+/// bench's rebuild of one in borrowed frames).
+///
+/// # Safety
+/// `at` is 8-byte aligned and valid for writes of `n * layout.bytes_per_frame()` bytes that
+/// nothing else reads or writes meanwhile.
+pub unsafe fn write_reserved(layout: Layout, at: *mut u8, n: usize) {
+    match layout {
+        Layout::Wide => {
+            let base = at.cast::<PageDesc>();
+            for i in 0..n {
+                // SAFETY: slot `i` of `n` lies in the caller's memory.
+                unsafe { base.add(i).write(PageDesc::reserved()) };
+            }
+        }
+        // SAFETY: as above; a zero word is a reserved frame (`memdesc::Tag::Reserved`), so
+        // one fill writes them all.
+        Layout::Memdesc => unsafe { core::ptr::write_bytes(at.cast::<memdesc::Word>(), 0, n) },
     }
 }
 

@@ -506,8 +506,72 @@ fn dropping_a_pool_with_live_objects_frees_its_frames() {
     drop_returning_frames(p);
 }
 
+/// Migration as zsmalloc's own `migrate_page` (a new frame from the backend, with a zsdesc of
+/// its own in the memdesc memmap) and as the kernel's migration glue does it
+/// (`migrate_page_into` a plain frame): in the memdesc memmap the zsdesc stays where it is and
+/// the new frame's word takes its address, with no descriptor more or less in use; in the wide
+/// memmap the new frame's own descriptor takes the fields.
+fn migration_moves_the_zsdesc_by_pointer_in_memdesc_and_copies_it_in_wide() {
+    use crate::mm::buddy::FrameBlock;
+    use crate::mm::memmap::Layout;
+    use zsmalloc::zsdesc::ZsDesc;
+    let pool = MovablePool::new("zsdesc-move", PoolConfig::default());
+    let size = 1632 - HANDLE_SIZE;
+    let hs: Vec<Handle> = (0..10)
+        .map(|i| {
+            let h = pool.malloc(size).unwrap();
+            pool.write(h, &pattern(i, size)).unwrap();
+            h
+        })
+        .collect();
+    let mm = memmap::get();
+    let memdesc = mm.layout() == Layout::Memdesc;
+    for by_glue in [false, true] {
+        // The second page of a two-page zspage, then (second round) a first page.
+        let old = pool.pages()[if by_glue { 0 } else { 1 }];
+        let before: *const ZsDesc = pool.backend().desc(old);
+        let in_use = ZSDESCS.stats().in_use;
+        let new = if by_glue {
+            let dst = FrameBlock::alloc_frame().unwrap();
+            // SAFETY: a fresh frame from the buddy allocator (the allocator behind the
+            // backend's alloc_page), used by nothing else; on success the pool owns it.
+            unsafe { pool.migrate_page_into(old, dst.pfn()) }.unwrap();
+            pool.backend().adopted_frame();
+            dst.into_raw().0
+        } else {
+            pool.migrate_page(old).unwrap()
+        };
+        let after: *const ZsDesc = pool.backend().desc(new);
+        let new_d = mm.desc(new).unwrap();
+        assert_eq!(new_d.movable_token(), Some(pool.token()));
+        if memdesc {
+            assert!(core::ptr::eq(before, after), "the zsdesc moved by pointer");
+            assert_eq!(new_d.zsdesc_addr(), Some(before as u64));
+            assert_eq!(
+                mm.desc(old).unwrap().zsdesc_addr(),
+                None,
+                "the old frame's word names no zsdesc"
+            );
+            assert_eq!(ZSDESCS.stats().in_use, in_use, "no zsdesc more or less");
+        } else {
+            let own: *const ZsDesc = super::zsdesc_of(new_d.wide().unwrap());
+            assert!(core::ptr::eq(after, own), "the new frame's own descriptor");
+            assert!(!core::ptr::eq(before, after));
+        }
+        assert!(!zsdesc::is_isolated(pool.backend().desc(new)));
+    }
+    pool.check_invariants().unwrap();
+    for (i, &h) in hs.iter().enumerate() {
+        let mut buf = alloc::vec![0u8; size];
+        pool.read(h, &mut buf).unwrap();
+        assert!(buf == pattern(i as u64, size), "object {i} after migration");
+        pool.free(h).unwrap();
+    }
+}
+
 crate::ktests! {
     zsdesc_overlay_writes_the_memmap_entries,
+    migration_moves_the_zsdesc_by_pointer_in_memdesc_and_copies_it_in_wide,
     // Lab 4: zspages (docs/labs/lab4-zspages.md); its other tests are in zspage_ktests.rs.
     every_class_at_every_offset_through_the_window { lab: 4, points: 25 },
     // Lab 5: handles and mapping; its other tests are in handle_ktests.rs.
