@@ -18,6 +18,11 @@ fuzz_target!(|data: &[u8]| {
             assert!(cli::SMP_RANGE.contains(&cl.smp));
             assert!((cli::MIN_MEMORY_MIB..=cli::MAX_MEMORY_MIB).contains(&cl.memory_mib));
             assert!(cl.timeout.is_none_or(|t| t.as_secs() > 0));
+            let is_bench = cl.kernel_args.first().map(String::as_str) == Some("bench");
+            let flagged = cl.kernel_args.iter().any(|a| a == "--both-memmaps");
+            let took = cli::take_bench_both_memmaps(&mut cl.kernel_args);
+            assert_eq!(took, is_bench && flagged);
+            assert!(!took || !cl.kernel_args.iter().any(|a| a == "--both-memmaps"));
             let before = cl.kernel_args.len();
             match cli::take_bench_json(&mut cl.kernel_args) {
                 Ok(Some(_)) => assert_eq!(cl.kernel_args.len(), before - 2),

@@ -406,6 +406,19 @@ pub fn figures(policy: zsmalloc::Policy) {
         }
         println!("    ({objects} objects)");
     }
+    if crate::mm::memmap::get().layout() == crate::mm::memmap::Layout::Memdesc {
+        let cache = crate::zs_backend::ZSDESCS.stats();
+        println!(
+            "    zsdesc cache: {} frames ({} KiB) at its high-water mark, never given back; {} zsdescs in use now",
+            cache.frames,
+            cache.frames * 4,
+            cache.in_use
+        );
+        println!(
+            "BENCH name=zsdesc.cache.frames value={} unit=frames",
+            cache.frames
+        );
+    }
 }
 
 /// The policies compared side by side: zsos's (the default), Linux's rule at chains 4, 8 and
