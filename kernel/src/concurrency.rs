@@ -275,8 +275,52 @@ fn compaction_finishes_while_other_cpus_map_continuously() {
     }
 }
 
+/// Every CPU allocates and frees descriptor slots at once, each through its own magazine and
+/// the shared list: no slot is ever held by two CPUs (each CPU stamps its slots and finds its
+/// stamps intact), and every slot comes back.
+fn descriptor_cache_slots_are_never_shared_between_cpus() {
+    use crate::mm::desc_cache::DescCache;
+    static CACHE: DescCache = DescCache::new(56);
+    let before = CACHE.stats().in_use;
+    smp::run_on_all_cpus(&|cpu| {
+        let mut rng = Rng::new(cpu as u64 + 7);
+        let mut mine: Vec<(core::ptr::NonNull<u8>, u64)> = Vec::new();
+        for i in 0..4000u64 {
+            if mine.is_empty() || rng.below(3) != 0 {
+                let slot = CACHE.alloc().expect("frames for descriptors");
+                let stamp = (cpu as u64) << 32 | i;
+                // SAFETY: a slot of at least 8 aligned bytes that this CPU now holds alone.
+                unsafe { slot.cast::<u64>().as_ptr().write_volatile(stamp) };
+                mine.push((slot, stamp));
+            } else {
+                let (slot, stamp) = mine.swap_remove(rng.below(mine.len() as u64) as usize);
+                // SAFETY: as above; the slot is still this CPU's.
+                let seen = unsafe { slot.cast::<u64>().as_ptr().read_volatile() };
+                assert_eq!(
+                    seen, stamp,
+                    "CPU {cpu}: a slot it holds was written by another"
+                );
+                // SAFETY: from CACHE, freed once, not used after.
+                unsafe { CACHE.free(slot) };
+            }
+        }
+        for (slot, stamp) in mine {
+            // SAFETY: as above.
+            let seen = unsafe { slot.cast::<u64>().as_ptr().read_volatile() };
+            assert_eq!(
+                seen, stamp,
+                "CPU {cpu}: a slot it holds was written by another"
+            );
+            // SAFETY: as above.
+            unsafe { CACHE.free(slot) };
+        }
+    });
+    assert_eq!(CACHE.stats().in_use, before, "every slot came back");
+}
+
 crate::ktests! {
     every_cpu_runs_work_through_its_own_window { cpus: 4 },
+    descriptor_cache_slots_are_never_shared_between_cpus { cpus: 4 },
     concurrent_operations_on_one_pool_with_compaction_and_migration { cpus: 4 },
     concurrent_operations_on_one_pool_under_zsos_policy { cpus: 4 },
     compaction_finishes_while_other_cpus_map_continuously { cpus: 4 },
