@@ -2,7 +2,8 @@
 //! owners whose descriptors live outside the memmap: zsmalloc's zsdesc in the memdesc layout.
 //!
 //! * Its frames come from the buddy allocator, never from the heap, so allocating a
-//!   descriptor never recurses into an allocator that might need one.
+//!   descriptor never recurses into an allocator that might need one; they come in aligned
+//!   blocks of 16 ([`GROW_ORDER`]), which keeps them out of the way of range emptying.
 //! * Its frames are never given back: memory that once held a descriptor holds descriptors for
 //!   the kernel's life (type-stable memory, as Linux's `SLAB_TYPESAFE_BY_RCU` caches), so a
 //!   stale pointer read through a memmap word still reaches atomics of some descriptor, never
@@ -16,6 +17,13 @@ use spin::Mutex;
 
 use super::buddy::FrameBlock;
 use super::memmap::FRAME_SIZE;
+
+/// The cache grows by an aligned block of 2^`GROW_ORDER` frames (64 KiB): its frames are
+/// unmovable, and taken one at a time they landed among zsmalloc's movable pages, one in
+/// every range that range emptying then had to refuse (Linux keeps unmovable allocations in
+/// pageblocks of their own for the same reason). Measured with single frames: 41 to 57
+/// ranges refused in a 10-million-operation soak, against 8 to 34 in the wide memmap.
+pub const GROW_ORDER: usize = 4;
 
 /// What a cache holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -61,15 +69,22 @@ impl DescCache {
         x86_64::instructions::interrupts::without_interrupts(|| {
             let mut inner = self.inner.lock();
             if inner.free == 0 {
-                let frame = FrameBlock::alloc_frame().ok()?;
-                let base = frame.addr();
-                // The frame is the cache's for good (see the module comment).
-                let _ = frame.into_raw();
-                inner.frames += 1;
-                for i in (0..FRAME_SIZE / self.slot).rev() {
-                    let at = base + i * self.slot;
-                    Self::link(at).store(inner.free, Ordering::Relaxed);
-                    inner.free = at;
+                // An aligned block if there is one, else any frame.
+                let block = FrameBlock::alloc(GROW_ORDER)
+                    .or_else(|_| FrameBlock::alloc_frame())
+                    .ok()?;
+                let (base, frames) = (block.addr(), 1u64 << block.order());
+                // The frames are the cache's for good (see the module comment).
+                let _ = block.into_raw();
+                inner.frames += frames;
+                // Pushed from the top, so slots go out in address order.
+                let per_frame = FRAME_SIZE / self.slot;
+                for f in (0..frames).rev() {
+                    for i in (0..per_frame).rev() {
+                        let at = base + f * FRAME_SIZE + i * self.slot;
+                        Self::link(at).store(inner.free, Ordering::Relaxed);
+                        inner.free = at;
+                    }
                 }
             }
             let at = inner.free;
@@ -122,8 +137,9 @@ mod ktests {
 
     use super::*;
 
-    /// More slots than a frame holds: each is distinct, aligned and inside a frame the cache
-    /// took; freed slots are reused before the cache grows, and its frames stay its own.
+    /// More slots than two frames hold: each is distinct, aligned, inside the aligned block
+    /// the cache took; freed slots are reused before the cache grows, and its frames stay its
+    /// own.
     fn slots_are_distinct_reused_and_their_frames_kept() {
         let cache = DescCache::new(56);
         let per_frame = FRAME_SIZE / 56;
@@ -133,7 +149,19 @@ mod ktests {
         assert_eq!(addrs.len() as u64, n, "no slot handed out twice");
         assert!(addrs.iter().all(|a| a % 8 == 0));
         let frames: BTreeSet<u64> = addrs.iter().map(|a| a & !(FRAME_SIZE - 1)).collect();
-        assert_eq!(frames.len(), 3);
+        assert_eq!(
+            frames.len(),
+            3,
+            "slots go out in address order, frame after frame"
+        );
+        let grown = 1 << GROW_ORDER;
+        let block = frames.first().unwrap() & !(grown * FRAME_SIZE - 1);
+        assert!(
+            frames
+                .iter()
+                .all(|f| f & !(grown * FRAME_SIZE - 1) == block),
+            "the frames of one aligned block"
+        );
         assert!(
             addrs.iter().all(|a| a % FRAME_SIZE + 56 <= FRAME_SIZE),
             "no slot straddles"
@@ -142,7 +170,7 @@ mod ktests {
             cache.stats(),
             DescCacheStats {
                 in_use: n,
-                frames: 3,
+                frames: grown,
                 slot_bytes: 56
             }
         );
@@ -153,7 +181,7 @@ mod ktests {
         assert_eq!(cache.stats().in_use, 0);
         let again: Vec<NonNull<u8>> = (0..n).map(|_| cache.alloc().unwrap()).collect();
         assert!(again.iter().all(|s| addrs.contains(&(s.as_ptr() as u64))));
-        assert_eq!(cache.stats().frames, 3, "reused, not grown");
+        assert_eq!(cache.stats().frames, grown, "reused, not grown");
         for s in again {
             // SAFETY: as above.
             unsafe { cache.free(s) };
@@ -161,7 +189,7 @@ mod ktests {
         for f in frames {
             let pfn = (f - crate::mm::memmap::get().phys_offset()) / FRAME_SIZE;
             assert!(
-                crate::mm::memmap::get().desc(pfn).unwrap().is_allocated(),
+                crate::mm::buddy::with(|b| b.free_block_containing(pfn)).is_none(),
                 "the cache keeps its frames"
             );
         }
