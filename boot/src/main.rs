@@ -78,9 +78,10 @@ struct Options {
     both_memmaps: bool,
 }
 
-/// `bench ... --json FILE`: the runner's own option, taken out of the kernel's arguments.
-/// `bench ... --policy P`: checked here, before any boot, and passed on by its full name.
-fn take_bench_json(opts: &mut Options) -> Result<(), String> {
+/// `bench ... --json FILE` and `bench ... --both-memmaps`: the runner's own options, taken
+/// out of the kernel's arguments. `bench ... --policy P`: checked here, before any boot, and
+/// passed on by its full name.
+fn take_bench_options(opts: &mut Options) -> Result<(), String> {
     opts.bench_json = cli::take_bench_json(&mut opts.kernel_args)?.map(PathBuf::from);
     opts.both_memmaps = cli::take_bench_both_memmaps(&mut opts.kernel_args);
     if opts.both_memmaps && opts.machine.memdesc {
@@ -190,7 +191,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    if let Err(msg) = load_replay_file(&mut opts).and_then(|()| take_bench_json(&mut opts)) {
+    if let Err(msg) = load_replay_file(&mut opts).and_then(|()| take_bench_options(&mut opts)) {
         eprintln!("zsos: error: {msg}");
         return ExitCode::from(EXIT_USAGE);
     }
@@ -533,7 +534,7 @@ mod tests {
         let mut o = parse_args(&strings(&["bench", "speed", "--both-memmaps"]))
             .unwrap()
             .unwrap();
-        take_bench_json(&mut o).unwrap();
+        take_bench_options(&mut o).unwrap();
         assert!(o.both_memmaps);
         assert_eq!(
             o.kernel_args,
@@ -543,12 +544,12 @@ mod tests {
         let mut o = parse_args(&strings(&["--memdesc", "bench", "--both-memmaps"]))
             .unwrap()
             .unwrap();
-        let err = take_bench_json(&mut o).unwrap_err();
+        let err = take_bench_options(&mut o).unwrap_err();
         assert!(err.contains("leave out --memdesc"), "{err}");
         let mut o = parse_args(&strings(&["soak", "--both-memmaps"]))
             .unwrap()
             .unwrap();
-        take_bench_json(&mut o).unwrap();
+        take_bench_options(&mut o).unwrap();
         assert!(!o.both_memmaps, "only bench takes it");
     }
 

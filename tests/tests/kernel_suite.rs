@@ -12,9 +12,9 @@
 //! starts as soon as the first boot has printed its plan and runs beside the two-CPU one
 //! (whose second CPU is idle but for the concurrent tests).
 //!
-//! The whole suite then runs again in memdesc mode (the kernel option `--memdesc`: 8-byte
-//! frame descriptors, zsdescs allocated apart), two CPUs and, for the tests written for
-//! more, four, reported as `memdesc::NAME` and `memdesc::at_smp_4::NAME`. A filter that
+//! The whole suite also runs in memdesc mode, on machines of its own beside those (the
+//! kernel option `--memdesc`: 8-byte frame descriptors, zsdescs allocated apart), two CPUs
+//! and, for the tests written for more, four, reported as `memdesc::NAME` and `memdesc::at_smp_4::NAME`. A filter that
 //! starts with `memdesc::` runs only there; any other filter runs in both modes.
 
 use std::collections::BTreeSet;

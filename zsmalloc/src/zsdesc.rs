@@ -148,12 +148,12 @@ pub(crate) fn reset(d: &ZsDesc) {
 }
 
 /// The zspage a page belongs to, if any.
-pub fn owner(d: &ZsDesc) -> Option<ZsPageRef> {
+pub(crate) fn owner(d: &ZsDesc) -> Option<ZsPageRef> {
     ZsPageRef::decode(d.zspage.load(Ordering::Relaxed))
 }
 
 /// True on the first page of a zspage.
-pub fn is_first(d: &ZsDesc) -> bool {
+pub(crate) fn is_first(d: &ZsDesc) -> bool {
     d.flags.load(Ordering::Relaxed) & PG_PRIVATE != 0
 }
 
@@ -177,7 +177,7 @@ pub(crate) fn set_huge_slot(d: &ZsDesc, slot: Option<u32>) {
 }
 
 /// The handle slot of a huge zspage's object, if allocated.
-pub fn huge_slot(d: &ZsDesc) -> Option<u32> {
+pub(crate) fn huge_slot(d: &ZsDesc) -> Option<u32> {
     match d.next.load(Ordering::Relaxed) {
         NO_PAGE => None,
         v => Some(v as u32),

@@ -4,8 +4,8 @@
 //! frame (pfns: in its 64-byte descriptor's `lru_next`/`lru_prev` in the wide memmap, in the
 //! free frame's first two words in the memdesc memmap), so allocation and free never
 //! allocate. A free block's head is marked free with its order (`FrameDesc::free_order`); an
-//! allocated block's head is marked allocated; every other frame of a block defers to its head. Order-0 allocation pops a list head in
-//! O(1); free merges a block with its buddy while the buddy is free and of the same order
+//! allocated block's head is marked allocated; every other frame of a block defers to its
+//! head. Order-0 allocation pops a list head in O(1); free merges a block with its buddy while the buddy is free and of the same order
 //! (at most 10 steps). Bad frees (twice, reserved, outside memory, misaligned) are refused
 //! with an error naming the pfn, before any list is touched.
 
@@ -119,8 +119,7 @@ impl Buddy {
         if next != NO_PFN {
             self.desc(next).set_list_prev(prev);
         }
-        d.set_list_next(NO_PFN);
-        d.set_list_prev(NO_PFN);
+        d.clear_list_links();
         d.set_tail();
         self.stats.free_blocks[order] -= 1;
         self.stats.free_frames -= 1 << order;
@@ -181,9 +180,7 @@ impl Buddy {
     /// Frees the block of 2^`order` frames at `pfn`, merging it with free buddies.
     pub fn free(&mut self, pfn: u64, order: usize) -> Result<(), FrameError> {
         self.check_free(pfn, order)?;
-        let d = self.desc(pfn);
-        d.reset_on_free();
-        d.set_tail();
+        self.desc(pfn).reset_on_free();
         self.stats.allocated_frames -= 1 << order;
         match self.isolated {
             Some((start, end)) if pfn < end && pfn + (1 << order) > start => {

@@ -6,8 +6,8 @@
 //!   owners (the buddy allocator, zsmalloc) keep their state in its fields;
 //! * **memdesc** (`--memdesc`): one 8-byte word per frame, as the memdesc proposal would have
 //!   it: a type tag and, for a zsmalloc page, a pointer to the zsdesc that zsmalloc's backend
-//!   allocates on its own (see [`super::memdesc`]). The buddy allocator keeps a free block's order in
-//!   the word and its list links in the free frame itself.
+//!   allocates on its own (see [`super::memdesc`]). The buddy allocator keeps a free block's
+//!   order in the word and its list links in the free frame itself.
 //!
 //! Everything outside this module reaches a frame's state through [`FrameDesc`], which hides
 //! the layout.
@@ -403,12 +403,8 @@ impl FrameDesc {
         }
     }
 
-    /// The owner descriptor a memdesc word points at (a zsmalloc page's zsdesc).
-    fn owner(&self) -> Option<&'static OwnerHeader> {
-        let At::Memdesc(w, _) = self.at else {
-            return None;
-        };
-        let v = memdesc::load(w);
+    /// The owner descriptor a memdesc word `v` points at (a zsmalloc page's zsdesc).
+    fn owner(v: u64) -> Option<&'static OwnerHeader> {
         (memdesc::tag(v) == memdesc::Tag::Zsmalloc).then(|| {
             // SAFETY: a zsmalloc word holds the address of a zsdesc from the backend's
             // descriptor cache, whose memory is never given back (it stays a descriptor for
@@ -422,17 +418,20 @@ impl FrameDesc {
     pub fn flags(&self) -> u64 {
         match self.at {
             At::Wide(d) => d.flags.load(Ordering::Relaxed),
-            At::Memdesc(w, _) => match memdesc::tag(memdesc::load(w)) {
-                memdesc::Tag::Reserved => flags::RESERVED,
-                memdesc::Tag::Free => flags::BUDDY,
-                memdesc::Tag::Isolated => flags::ISOLATED,
-                memdesc::Tag::PageTable => flags::PAGE_TABLE,
-                memdesc::Tag::Heap => flags::HEAP,
-                memdesc::Tag::Tail | memdesc::Tag::Allocated => 0,
-                memdesc::Tag::Zsmalloc => self
-                    .owner()
-                    .map_or(0, |o| o.flags.load(Ordering::Relaxed) & OWNER_FLAGS),
-            },
+            At::Memdesc(w, _) => {
+                let v = memdesc::load(w);
+                match memdesc::tag(v) {
+                    memdesc::Tag::Reserved => flags::RESERVED,
+                    memdesc::Tag::Free => flags::BUDDY,
+                    memdesc::Tag::Isolated => flags::ISOLATED,
+                    memdesc::Tag::PageTable => flags::PAGE_TABLE,
+                    memdesc::Tag::Heap => flags::HEAP,
+                    memdesc::Tag::Tail | memdesc::Tag::Allocated => 0,
+                    memdesc::Tag::Zsmalloc => {
+                        Self::owner(v).map_or(0, |o| o.flags.load(Ordering::Relaxed) & OWNER_FLAGS)
+                    }
+                }
+            }
         }
     }
 
@@ -462,11 +461,14 @@ impl FrameDesc {
 
     /// The movable-operations token of a frame marked movable by its owner.
     pub fn movable_token(&self) -> Option<u64> {
-        let mapping = match self.at {
-            At::Wide(d) => &d.mapping,
-            At::Memdesc(..) => &self.owner()?.mapping,
+        let (flags, mapping) = match self.at {
+            At::Wide(d) => (&d.flags, &d.mapping),
+            At::Memdesc(w, _) => {
+                let owner = Self::owner(memdesc::load(w))?;
+                (&owner.flags, &owner.mapping)
+            }
         };
-        self.has(flags::MOVABLE)
+        (flags.load(Ordering::Relaxed) & flags::MOVABLE != 0)
             .then(|| mapping.load(Ordering::Relaxed))
     }
 
@@ -589,7 +591,8 @@ impl FrameDesc {
         }
     }
 
-    /// Forgets what the frame's user made of it, as it goes back to the allocator.
+    /// Forgets what the frame's user made of it, as it goes back to the allocator: it is left
+    /// as a tail until the allocator marks what it becomes (a free head, a held-back frame).
     pub(super) fn reset_on_free(&self) {
         match self.at {
             At::Wide(d) => {
@@ -602,8 +605,19 @@ impl FrameDesc {
                         | flags::LOCKED),
                     Ordering::Relaxed,
                 );
+                self.set_tail();
             }
-            At::Memdesc(w, _) => memdesc::store(w, memdesc::plain(memdesc::Tag::Allocated)),
+            At::Memdesc(w, _) => memdesc::store(w, memdesc::plain(memdesc::Tag::Tail)),
+        }
+    }
+
+    /// Forgets the free-list links of a block leaving the lists: the descriptor's fields are
+    /// reset (wide); a memdesc frame keeps them in its own memory, which its new user
+    /// overwrites, so nothing is written there.
+    pub(super) fn clear_list_links(&self) {
+        if let At::Wide(d) = self.at {
+            d.lru_next.store(NO_PFN, Ordering::Relaxed);
+            d.lru_prev.store(NO_PFN, Ordering::Relaxed);
         }
     }
 

@@ -1,9 +1,9 @@
 //! Page migration, as Linux's movable pages: an owner of frames (zsmalloc) registers a set of
 //! operations (isolate, migrate to a new frame, put back) and marks its frames `MOVABLE` with
 //! the registration's token in the descriptor's `mapping` (in the memdesc memmap: in the
-//! owner's descriptor the frame's word points at; `FrameDesc::movable_token` reads either). [`empty_range`] uses them to move
-//! every in-use frame out of a physical range, after which the range is allocated as one
-//! contiguous block (Linux: `alloc_contig_range`).
+//! owner's descriptor the frame's word points at; `FrameDesc::movable_token` reads either).
+//! [`empty_range`] uses them to move every in-use frame out of a physical range, after which
+//! the range is allocated as one contiguous block (Linux: `alloc_contig_range`).
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;

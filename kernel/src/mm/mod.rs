@@ -2,9 +2,9 @@
 //! heap, kernel page tables, the per-CPU two-page PTE window, and page migration (movable
 //! pages, emptying a physical range).
 //!
-//! Boot order: memmap (needs only the direct map; 64 or 8 bytes a frame, see `memmap::Layout`) → buddy (frees the usable frames into its
-//! lists) → paging (takes over the bootloader's tables) → heap (claims a region, maps frames)
-//! → window region. Then each CPU gets what it needs from [`init_cpu`] (its window); the
+//! Boot order: memmap (needs only the direct map; 64 or 8 bytes a frame, see
+//! `memmap::Layout`) → buddy (frees the usable frames into its lists) → paging (takes over
+//! the bootloader's tables) → heap (claims a region, maps frames) → window region. Then each CPU gets what it needs from [`init_cpu`] (its window); the
 //! caller keeps it (`crate::percpu`).
 
 pub mod buddy;

@@ -70,6 +70,20 @@ pub fn zsdesc_of_frame(d: FrameDesc) -> Option<&'static ZsDesc> {
     }
 }
 
+/// Memdesc memmap: detaches the zsdesc a frame's word names, if any, and gives it back to
+/// [`ZSDESCS`]. The frame is leaving zsmalloc, or about to take another page's zsdesc.
+fn release_zsdesc(d: FrameDesc) {
+    if let Some(slot) = d
+        .detach_zsdesc()
+        .and_then(|addr| core::ptr::NonNull::new(addr as *mut u8))
+    {
+        // SAFETY: a zsmalloc word only ever names a slot of ZSDESCS, attached when its page
+        // was allocated (or moved to it); the word no longer names it, and the page it
+        // described is going away or has another zsdesc now, so nothing uses it as one.
+        unsafe { ZSDESCS.free(slot) };
+    }
+}
+
 /// zsmalloc's view of a frame's 64-byte memmap descriptor.
 pub fn zsdesc_of(desc: &'static PageDesc) -> &'static ZsDesc {
     // SAFETY: ZsDesc is a `repr(C)` struct of atomics whose fields sit at the same offsets as
@@ -175,7 +189,8 @@ impl PairMapping for KernelPair<'_> {
 
 // SAFETY: frames come from the buddy allocator (each handed out once) and go back to it;
 // `page_ptr` is the frame's direct-map address, valid for 4096 bytes; `desc` is the frame's
-// memmap entry, which never moves; `map_pair` maps both frames in this CPU's window (two
+// memmap entry (wide memmap), which never moves, or the zsdesc its word points at (memdesc),
+// which stays put until the page is freed or `move_desc` hands it to the page's new frame; `map_pair` maps both frames in this CPU's window (two
 // contiguous pages) and refuses when the window is busy; `map_pair_lazy` does the same in a
 // slot of this CPU's ring, which reloads CR3 before it reuses any slot (`mm::window_ring`);
 // `pin_cpu` masks interrupts, and
@@ -193,7 +208,8 @@ unsafe impl Backend for KernelBackend {
         }
         // The frame and its zsdesc in one stretch with interrupts masked: both allocators
         // mask them, and a second unmask costs more than the allocation itself under TCG
-        // (measured: malloc 2.1 x the wide memmap's with two, 0.8-1.0 x with one).
+        // (measured: malloc 2.0-2.2 x the wide memmap's with two stretches, 0.87-1.12 x with
+        // one; docs/memdesc.md).
         let pfn = without_interrupts(|| {
             let frame = FrameBlock::alloc_frame().ok()?;
             let d = memmap::get()
@@ -215,14 +231,8 @@ unsafe impl Backend for KernelBackend {
 
     unsafe fn free_page(&self, pfn: Pfn) {
         without_interrupts(|| {
-            if let Some(slot) = memmap::get()
-                .desc(pfn)
-                .and_then(|d| d.detach_zsdesc())
-                .and_then(|addr| core::ptr::NonNull::new(addr as *mut u8))
-            {
-                // SAFETY: the slot came from ZSDESCS when the page was allocated (or moved
-                // here with it); the page is going away and its word no longer names the slot.
-                unsafe { ZSDESCS.free(slot) };
+            if let Some(d) = memmap::get().desc(pfn) {
+                release_zsdesc(d);
             }
             if let Err(e) = buddy::free_raw(pfn, 0) {
                 panic!("zsmalloc gave back a frame it does not own: {e}");
@@ -253,14 +263,8 @@ unsafe impl Backend for KernelBackend {
             // Wide memmap: every frame has its descriptor; zsmalloc copies the fields.
             return false;
         };
-        if let Some(spare) = new_d
-            .detach_zsdesc()
-            .and_then(|a| core::ptr::NonNull::new(a as *mut u8))
-        {
-            // SAFETY: the new frame came from alloc_page with a slot of its own, which nothing
-            // refers to once the moved descriptor replaces it.
-            unsafe { ZSDESCS.free(spare) };
-        }
+        // The new frame may have come from alloc_page with a zsdesc of its own.
+        release_zsdesc(new_d);
         new_d.attach_zsdesc(addr);
         true
     }

@@ -13,6 +13,7 @@
 //! cannot give back a hole in the middle).
 
 use alloc::collections::BTreeMap;
+use alloc::string::ToString;
 use alloc::vec::Vec;
 use core::alloc::Layout;
 use core::ptr::NonNull;
@@ -383,10 +384,7 @@ pub fn figures(policy: zsmalloc::Policy) {
                     "descs KiB",
                     f / 1024,
                     h / 1024,
-                    c.map_or(alloc::string::String::from("-"), |c| alloc::format!(
-                        "{}",
-                        c / 1024
-                    ))
+                    c.map_or("-".into(), |c| (c / 1024).to_string())
                 );
             }
         }
@@ -415,7 +413,7 @@ pub fn figures(policy: zsmalloc::Policy) {
             cache.in_use
         );
         println!(
-            "BENCH name=zsdesc.cache.frames value={} unit=frames",
+            "BENCH name=zsdesc.density.cache_frames value={} unit=frames",
             cache.frames
         );
     }
