@@ -73,6 +73,8 @@ pub struct Planned {
     pub lab: u8,
     /// Its points in that lab.
     pub points: u16,
+    /// A hidden test (`(lab L, P points, hidden)`): only in the instructor's tree.
+    pub hidden: bool,
 }
 
 /// What a `ktest: test` line declares about a test.
@@ -86,6 +88,8 @@ pub struct Listed<'a> {
     pub lab: u8,
     /// `(lab L, P points)`: P, or 0.
     pub points: u16,
+    /// `(lab L, P points, hidden)`.
+    pub hidden: bool,
 }
 
 impl Listed<'_> {
@@ -96,6 +100,7 @@ impl Listed<'_> {
             cpus: self.cpus,
             lab: self.lab,
             points: self.points,
+            hidden: self.hidden,
         }
     }
 }
@@ -171,11 +176,20 @@ pub fn parse_line(line: &str) -> Line<'_> {
     Line::Other
 }
 
-/// `NAME[ (ends the machine)][ (cpus N)][ (lab L, P points)]`, the marks in that order.
+/// `NAME[ (ends the machine)][ (cpus N)][ (lab L, P points[, hidden])]`, the marks in that
+/// order.
 fn parse_listed(rest: &str) -> Option<Listed<'_>> {
-    let (mut rest, mut lab, mut points) = (rest, 0, 0);
+    let (mut rest, mut lab, mut points, mut hidden) = (rest, 0, 0, false);
     if let Some((head, mark)) = rest.rsplit_once(" (lab ") {
-        let (l, p) = mark.strip_suffix(" points)")?.split_once(", ")?;
+        let mark = mark.strip_suffix(')')?;
+        let mark = match mark.strip_suffix(", hidden") {
+            Some(m) => {
+                hidden = true;
+                m
+            }
+            None => mark,
+        };
+        let (l, p) = mark.strip_suffix(" points")?.split_once(", ")?;
         (rest, lab, points) = (head, l.parse().ok()?, p.parse().ok()?);
     }
     let mut cpus = 0;
@@ -188,6 +202,7 @@ fn parse_listed(rest: &str) -> Option<Listed<'_>> {
         cpus,
         lab,
         points,
+        hidden,
     })
 }
 
@@ -222,7 +237,7 @@ fn boot(
 ) -> io::Result<qemu::Run> {
     let ramdisk = image::encode_ramdisk(&machine.kernel_args(args), &[])
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.0))?;
-    let img = image::build(crate::kernel_elf(), ramdisk, machine.firmware)?;
+    let img = image::build(machine.kernel_elf(), ramdisk, machine.firmware)?;
     qemu::run(machine, img.path(), on_line)
 }
 
@@ -416,6 +431,7 @@ mod tests {
                 cpus,
                 lab,
                 points,
+                hidden: false,
             })
         };
         assert_eq!(parse_line("ktest: test a::b"), listed("a::b", 0, 0, 0));
@@ -434,6 +450,20 @@ mod tests {
         assert_eq!(
             parse_line("ktest: test a::g (lab 1, 20 points)"),
             listed("a::g", 0, 1, 20)
+        );
+        assert_eq!(
+            parse_line("ktest: test a::h (lab 3, 10 points, hidden)"),
+            Line::Listed(Listed {
+                name: "a::h",
+                cpus: 0,
+                lab: 3,
+                points: 10,
+                hidden: true
+            })
+        );
+        assert_eq!(
+            parse_line("ktest: test a::h (lab 3, 10 points, secret)"),
+            Line::Other
         );
         assert_eq!(parse_line("ktest: test a::f (cpus x)"), Line::Other);
         assert_eq!(

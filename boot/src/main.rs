@@ -161,6 +161,7 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
             timeout: cl.timeout.unwrap_or(Duration::from_secs(300)),
             gdb: cl.gdb,
             memdesc: cl.memdesc,
+            kernel: None,
         },
         timeout_given: cl.timeout.is_some(),
         memory_given: cl.memory_given,
@@ -297,7 +298,7 @@ fn boot_and_collect(
 ) -> std::io::Result<(qemu::Run, Vec<bench::Figure>)> {
     let ramdisk = image::encode_ramdisk(&machine.kernel_args(&opts.kernel_args), &opts.payload)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.0))?;
-    let img = image::build(boot::kernel_elf(), ramdisk, machine.firmware)?;
+    let img = image::build(machine.kernel_elf(), ramdisk, machine.firmware)?;
     let is_bench = opts.kernel_args.first().map(String::as_str) == Some("bench");
     let mut console = Console::default();
     let mut figures = Vec::new();

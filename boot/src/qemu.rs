@@ -34,6 +34,9 @@ pub struct Machine {
     pub gdb: bool,
     /// Boot the kernel with the 8-byte-a-frame memmap (the kernel option `--memdesc`).
     pub memdesc: bool,
+    /// The kernel ELF to boot, if not the one this crate was built with
+    /// ([`crate::kernel_elf`]): trusted grading boots a kernel it built from another tree.
+    pub kernel: Option<PathBuf>,
 }
 
 impl Default for Machine {
@@ -45,6 +48,7 @@ impl Default for Machine {
             timeout: Duration::from_secs(120),
             gdb: false,
             memdesc: false,
+            kernel: None,
         }
     }
 }
@@ -55,6 +59,13 @@ impl Machine {
     pub fn kernel_args(&self, args: &[String]) -> Vec<String> {
         let options = self.memdesc.then(|| "--memdesc".to_string());
         options.into_iter().chain(args.iter().cloned()).collect()
+    }
+
+    /// The kernel ELF this machine boots.
+    pub fn kernel_elf(&self) -> &Path {
+        self.kernel
+            .as_deref()
+            .unwrap_or_else(|| crate::kernel_elf())
     }
 
     /// The guest memory in MiB (`memory` is `N`, `NM` or `NG`; anything else reads as 0).

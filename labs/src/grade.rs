@@ -1,6 +1,9 @@
 //! The grader: boots the test kernel once per lab (plus once after each test that ends the
 //! machine), runs that lab's graded tests with a fresh nonce, and scores them with the points
 //! the kernel's test tables give them. A result line counts only if it carries the nonce.
+//!
+//! Run in a student's tree, it is the student's check. The grade of record is
+//! [`crate::trusted`]: run in the instructor's tree on a submission's region bodies.
 
 use std::fmt::Write as _;
 use std::io;
@@ -14,30 +17,47 @@ use boot::qemu::Machine;
 /// `cargo grade`'s usage.
 pub const USAGE: &str = "\
 usage: cargo grade [LAB...] [FILTER [--exact]] [--list] [--json FILE] [--classroom FILE]
-  LAB               lab1 (or 1), ...; every lab if none is given
+       cargo grade [LAB...] --submission DIR [--json FILE]
+       cargo grade [LAB...] --submissions DIR... [--json FILE] [--csv FILE]
+  LAB               lab1 (or 1), ...; every lab if none is given (with --submission(s):
+                    the lab each submission was exported for)
   FILTER            only the graded tests whose names contain FILTER (with --exact: the
                     test named FILTER)
   --list            list the graded tests with their points, and stop
   --json FILE       also write the scores, per test, to FILE
   --classroom FILE  write a GitHub Classroom workflow grading the LABs (one step per test,
                     worth its points) to FILE, and stop
-Exit status: 0 only at full marks; 1 below; 2 for a bad command line.";
+  --submission DIR  trusted grading, in the instructor's tree: only the bodies of the lab's
+                    regions are read from the student tree DIR, put into this tree, built
+                    and graded here, hidden tests included; nothing else of DIR counts
+  --submissions DIR...
+                    trusted grading of a class, one build cache, and a report of region
+                    bodies near-identical to the reference solution or to each other
+  --csv FILE        with --submissions: the gradebook as CSV (one line per student and lab)
+Exit status: 0 only at full marks (with --submissions: when every submission was graded);
+1 below; 2 for a bad command line.";
 
 /// What `cargo grade` was asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Args {
-    /// The labs to grade, in order.
+    /// The labs to grade, in order (empty with submissions: each submission's own lab).
     pub labs: Vec<u8>,
     /// Only tests whose names contain this.
     pub filter: Option<String>,
     /// The filter is a whole name.
     pub exact: bool,
     /// Write a GitHub Classroom workflow here instead of grading.
-    pub classroom: Option<std::path::PathBuf>,
+    pub classroom: Option<PathBuf>,
     /// List instead of grading.
     pub list: bool,
     /// Where to write the JSON scores.
-    pub json: Option<std::path::PathBuf>,
+    pub json: Option<PathBuf>,
+    /// Where to write the CSV gradebook (`--submissions`).
+    pub csv: Option<PathBuf>,
+    /// Student trees to grade trustedly (`--submission DIR`, `--submissions DIR...`).
+    pub submissions: Vec<PathBuf>,
+    /// `--submissions` (a class) rather than `--submission` (one student).
+    pub class: bool,
 }
 
 impl Args {
@@ -50,8 +70,12 @@ impl Args {
             classroom: None,
             list: false,
             json: None,
+            csv: None,
+            submissions: Vec::new(),
+            class: false,
         };
-        let mut it = args.iter();
+        let mut it = args.iter().peekable();
+        let mut modes = 0;
         while let Some(a) = it.next() {
             match a.as_str() {
                 "--list" => out.list = true,
@@ -60,6 +84,22 @@ impl Args {
                     out.classroom = Some(it.next().ok_or("--classroom needs a FILE")?.into())
                 }
                 "--json" => out.json = Some(it.next().ok_or("--json needs a FILE")?.into()),
+                "--csv" => out.csv = Some(it.next().ok_or("--csv needs a FILE")?.into()),
+                "--submission" => {
+                    modes += 1;
+                    out.submissions
+                        .push(it.next().ok_or("--submission needs a DIR")?.into());
+                }
+                "--submissions" => {
+                    modes += 1;
+                    out.class = true;
+                    while let Some(dir) = it.next_if(|d| !d.starts_with("--")) {
+                        out.submissions.push(dir.into());
+                    }
+                    if out.submissions.is_empty() {
+                        return Err("--submissions needs at least one DIR".into());
+                    }
+                }
                 "-h" | "--help" => return Ok(None),
                 flag if flag.starts_with("--") => return Err(format!("unknown option `{flag}`")),
                 lab if lab.trim_start_matches("lab").parse::<u8>().is_ok() => {
@@ -85,7 +125,20 @@ impl Args {
         if out.exact && out.filter.is_none() {
             return Err("--exact needs a FILTER (a test's name)".into());
         }
-        if out.labs.is_empty() {
+        if modes > 1 {
+            return Err("give one --submission DIR or one --submissions DIR... list".into());
+        }
+        if !out.submissions.is_empty() {
+            if out.filter.is_some() || out.list || out.classroom.is_some() {
+                return Err(
+                    "trusted grading grades every test of a lab: no FILTER, --list or --classroom with --submission(s)"
+                        .into(),
+                );
+            }
+        } else if out.csv.is_some() {
+            return Err("--csv is the gradebook of --submissions".into());
+        }
+        if out.labs.is_empty() && out.submissions.is_empty() {
             out.labs = crate::LABS.iter().map(|l| l.number).collect();
         }
         Ok(Some(out))
@@ -124,6 +177,8 @@ pub struct Graded {
     pub name: String,
     /// Points it is worth.
     pub max_points: u16,
+    /// A hidden test (trusted grading only).
+    pub hidden: bool,
     /// Whether it passed (with the nonce).
     pub passed: bool,
     /// How long it ran, as the kernel measured (0 if it never finished).
@@ -132,10 +187,54 @@ pub struct Graded {
     pub output: String,
 }
 
+/// Serial lines shown under a failed test.
+pub const TAIL_LINES: usize = 8;
+
 impl Graded {
     /// Points earned.
     pub fn points(&self) -> u16 {
         if self.passed { self.max_points } else { 0 }
+    }
+
+    /// Why it failed, from its output: the panic with its message (which may take several
+    /// lines), the fault, the missing fault, or how the machine ended. `None` if it passed.
+    pub fn reason(&self) -> Option<String> {
+        if self.passed {
+            return None;
+        }
+        let lines: Vec<&str> = self.output.lines().collect();
+        let starts = ["KERNEL PANIC", "FATAL:", "ktest: expected a "];
+        if let Some(i) = lines
+            .iter()
+            .position(|l| starts.iter().any(|s| l.trim_start().starts_with(s)))
+        {
+            // A panic message runs on until a line the framework or the fault handler
+            // prints (or the end).
+            let more = lines[i + 1..]
+                .iter()
+                .take_while(|l| !l.starts_with("ktest:") && !l.trim().is_empty())
+                .take(6);
+            let mut why = vec![lines[i].trim()];
+            why.extend(more.map(|l| l.trim_end()));
+            return Some(why.join("\n"));
+        }
+        Some(
+            lines
+                .iter()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map_or("no output".to_string(), |l| l.trim().to_string()),
+        )
+    }
+
+    /// The last [`TAIL_LINES`] lines of its output.
+    pub fn tail(&self) -> Vec<&str> {
+        let lines: Vec<&str> = self
+            .output
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        lines[lines.len().saturating_sub(TAIL_LINES)..].to_vec()
     }
 }
 
@@ -146,8 +245,12 @@ pub struct LabGrade {
     pub lab: u8,
     /// Its tests, in the kernel's order.
     pub tests: Vec<Graded>,
-    /// What went wrong outside any test (a boot that never reached the tests, ...).
+    /// What went wrong outside any test (a boot that never reached the tests, a kernel
+    /// that did not build, ...): never full marks.
     pub problems: Vec<String>,
+    /// What the grader noticed that does not change the score (trusted grading: regions
+    /// graded as their stubs, code to look at).
+    pub notes: Vec<String>,
 }
 
 impl LabGrade {
@@ -159,6 +262,18 @@ impl LabGrade {
     /// Points possible.
     pub fn max(&self) -> u32 {
         self.tests.iter().map(|t| u32::from(t.max_points)).sum()
+    }
+
+    /// Points earned and possible in the visible and in the hidden tests.
+    pub fn split(&self) -> ((u32, u32), (u32, u32)) {
+        let sum = |hidden: bool| {
+            let tests = self.tests.iter().filter(|t| t.hidden == hidden);
+            (
+                tests.clone().map(|t| u32::from(t.points())).sum(),
+                tests.map(|t| u32::from(t.max_points)).sum(),
+            )
+        };
+        (sum(false), sum(true))
     }
 }
 
@@ -178,6 +293,7 @@ pub fn score(
             Graded {
                 name: p.name.clone(),
                 max_points: p.points,
+                hidden: p.hidden,
                 passed: result.is_some_and(|r| r.outcome == Outcome::Passed),
                 seconds: result.map_or(0.0, |r| r.micros as f64 / 1e6),
                 output: match result {
@@ -192,6 +308,7 @@ pub fn score(
         lab,
         tests,
         problems: problems.to_vec(),
+        notes: Vec::new(),
     }
 }
 
@@ -211,15 +328,9 @@ pub fn fresh_nonce() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Boots the test kernel with lab `lab`'s graded tests (those matching `filter`, if any: a
-/// substring, or the whole name if its flag is set) and scores them. `on_line` sees the whole console.
-pub fn run_lab(
-    machine: &Machine,
-    lab: u8,
-    filter: Option<(&str, bool)>,
-    nonce: &str,
-    on_line: &mut dyn FnMut(&str),
-) -> io::Result<LabGrade> {
+/// The kernel's command line for grading lab `lab` (tests matching `filter`, if any: a
+/// substring, or the whole name if its flag is set) with `nonce`.
+pub fn lab_args(lab: u8, filter: Option<(&str, bool)>, nonce: &str) -> Vec<String> {
     let mut args = Vec::new();
     if let Some((f, exact)) = filter {
         args.push(f.to_string());
@@ -233,7 +344,19 @@ pub fn run_lab(
         "--nonce".into(),
         nonce.into(),
     ]);
-    let report = boot::ktest::run_suite(machine, &args, on_line)?;
+    args
+}
+
+/// Boots the test kernel with lab `lab`'s graded tests (those matching `filter`, if any: a
+/// substring, or the whole name if its flag is set) and scores them. `on_line` sees the whole console.
+pub fn run_lab(
+    machine: &Machine,
+    lab: u8,
+    filter: Option<(&str, bool)>,
+    nonce: &str,
+    on_line: &mut dyn FnMut(&str),
+) -> io::Result<LabGrade> {
+    let report = boot::ktest::run_suite(machine, &lab_args(lab, filter, nonce), on_line)?;
     Ok(score(
         lab,
         &report.planned,
@@ -268,26 +391,65 @@ pub fn save_failure_logs(grade: &LabGrade, dir: &Path) -> io::Result<Vec<(String
     Ok(saved)
 }
 
-/// The lines printed for one lab: one per test, then the lab's subtotal.
-pub fn render(grade: &LabGrade, logs: &[(String, PathBuf)]) -> String {
+/// How the report names the commands that rerun a failed test: in the student's tree, with
+/// `cargo grade`; in trusted grading, there is none to give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rerun {
+    /// `cargo grade labN --exact NAME` and `cargo ktest --exact NAME`.
+    Local,
+    /// No rerun line (the student reruns the visible tests in their own tree).
+    None,
+}
+
+/// The lines printed for one lab: one per test (a failed one with why, its last serial
+/// lines, its log and how to rerun it), then the lab's subtotal.
+pub fn render(grade: &LabGrade, logs: &[(String, PathBuf)], rerun: Rerun) -> String {
     let mut out = String::new();
     let title = crate::title(grade.lab).unwrap_or("(untitled)");
     let _ = writeln!(out, "== Lab {}: {title}", grade.lab);
-    let width = grade.tests.iter().map(|t| t.name.len()).max().unwrap_or(0);
+    let shown = |t: &Graded| {
+        if t.hidden {
+            format!("{} (hidden)", t.name)
+        } else {
+            t.name.clone()
+        }
+    };
+    let width = grade
+        .tests
+        .iter()
+        .map(|t| shown(t).len())
+        .max()
+        .unwrap_or(0);
     for t in &grade.tests {
         let _ = writeln!(
             out,
             "{:<width$} ... {} ({}/{} points, {:.3} s)",
-            t.name,
+            shown(t),
             if t.passed { "OK" } else { "FAIL" },
             t.points(),
             t.max_points,
             t.seconds
         );
-        if !t.passed {
-            if let Some((_, log)) = logs.iter().find(|(n, _)| *n == t.name) {
-                let _ = writeln!(out, "    serial log: {}", log.display());
+        if t.passed {
+            continue;
+        }
+        let why = t.reason().unwrap_or_default();
+        if !why.is_empty() {
+            let _ = writeln!(out, "    why: {}", why.replace('\n', "\n         "));
+        }
+        let tail = t.tail();
+        // The tail says more only if it holds lines besides the reason.
+        let said: Vec<&str> = why.lines().map(str::trim).collect();
+        if tail.iter().any(|l| !said.contains(&l.trim())) {
+            let _ = writeln!(out, "    last serial lines:");
+            for l in tail {
+                let _ = writeln!(out, "    | {l}");
             }
+        }
+        if let Some((_, log)) = logs.iter().find(|(n, _)| *n == t.name) {
+            let _ = writeln!(out, "    serial log: {}", log.display());
+        }
+        if rerun == Rerun::Local {
             let _ = writeln!(
                 out,
                 "    rerun: cargo grade lab{} --exact {}   (its console: cargo ktest --exact {})",
@@ -298,23 +460,83 @@ pub fn render(grade: &LabGrade, logs: &[(String, PathBuf)]) -> String {
     for p in &grade.problems {
         let _ = writeln!(out, "    problem: {}", p.replace('\n', "\n    "));
     }
+    for n in &grade.notes {
+        let _ = writeln!(out, "    note: {}", n.replace('\n', "\n    "));
+    }
     if grade.tests.is_empty() {
         let _ = writeln!(out, "    no graded tests matched");
     }
-    let _ = writeln!(
-        out,
-        "Lab {} score: {}/{}",
-        grade.lab,
-        grade.score(),
-        grade.max()
-    );
+    let ((vs, vm), (hs, hm)) = grade.split();
+    if hm > 0 {
+        let _ = writeln!(
+            out,
+            "Lab {} score: {}/{} (visible {vs}/{vm}, hidden {hs}/{hm})",
+            grade.lab,
+            grade.score(),
+            grade.max()
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "Lab {} score: {}/{}",
+            grade.lab,
+            grade.score(),
+            grade.max()
+        );
+    }
     out
 }
 
 /// `s` as a JSON string.
-fn json_string(s: &str) -> String {
+pub fn json_string(s: &str) -> String {
     let mut out = String::new();
     boot::bench::json_string(&mut out, s);
+    out
+}
+
+/// One lab's grade as a JSON object (the tests with their points, and for a failed test
+/// why and its last serial lines).
+pub fn lab_json(g: &LabGrade) -> String {
+    let mut out = format!(
+        "{{\"lab\": {}, \"title\": {}, \"score\": {}, \"max\": {}, \"tests\": [",
+        g.lab,
+        json_string(crate::title(g.lab).unwrap_or("")),
+        g.score(),
+        g.max()
+    );
+    for (j, t) in g.tests.iter().enumerate() {
+        let _ = write!(
+            out,
+            "{}\n      {{\"name\": {}, \"points\": {}, \"max_points\": {}, \"passed\": {}, \"seconds\": {:.3}",
+            if j > 0 { "," } else { "" },
+            json_string(&t.name),
+            t.points(),
+            t.max_points,
+            t.passed,
+            t.seconds
+        );
+        if t.hidden {
+            out.push_str(", \"hidden\": true");
+        }
+        if let Some(why) = t.reason() {
+            let tail: Vec<String> = t.tail().iter().map(|l| json_string(l)).collect();
+            let _ = write!(
+                out,
+                ", \"reason\": {}, \"tail\": [{}]",
+                json_string(&why),
+                tail.join(", ")
+            );
+        }
+        out.push('}');
+    }
+    out.push_str(if g.tests.is_empty() { "]" } else { "\n    ]" });
+    for (key, list) in [("problems", &g.problems), ("notes", &g.notes)] {
+        if !list.is_empty() {
+            let items: Vec<String> = list.iter().map(|p| json_string(p)).collect();
+            let _ = write!(out, ", \"{key}\": [{}]", items.join(", "));
+        }
+    }
+    out.push('}');
     out
 }
 
@@ -325,28 +547,7 @@ pub fn to_json(grades: &[LabGrade]) -> String {
         "{{\n  \"zsos_grade\": 1,\n  \"score\": {score},\n  \"max\": {max},\n  \"labs\": ["
     );
     for (i, g) in grades.iter().enumerate() {
-        let _ = write!(
-            out,
-            "{}\n    {{\"lab\": {}, \"title\": {}, \"score\": {}, \"max\": {}, \"tests\": [",
-            if i > 0 { "," } else { "" },
-            g.lab,
-            json_string(crate::title(g.lab).unwrap_or("")),
-            g.score(),
-            g.max()
-        );
-        for (j, t) in g.tests.iter().enumerate() {
-            let _ = write!(
-                out,
-                "{}\n      {{\"name\": {}, \"points\": {}, \"max_points\": {}, \"passed\": {}, \"seconds\": {:.3}}}",
-                if j > 0 { "," } else { "" },
-                json_string(&t.name),
-                t.points(),
-                t.max_points,
-                t.passed,
-                t.seconds
-            );
-        }
-        out.push_str(if g.tests.is_empty() { "]}" } else { "\n    ]}" });
+        let _ = write!(out, "{}\n    {}", if i > 0 { "," } else { "" }, lab_json(g));
     }
     out.push_str(if grades.is_empty() {
         "]\n}\n"
@@ -356,55 +557,17 @@ pub fn to_json(grades: &[LabGrade]) -> String {
     out
 }
 
-/// A GitHub Classroom workflow (`.github/workflows/classroom.yml` of an assignment's template
-/// repository) grading the graded tests of `labs` among `planned`: after setting up and
-/// building the grader once, one autograding step per test (`cargo grade labN --exact NAME`,
-/// worth the test's points; Classroom steps are all or nothing, so a lab earns partial
-/// credit test by test), then the reporter that sums them.
+/// The Classroom workflow for `labs` from the kernel's listing (`cargo grade --classroom`).
 pub fn classroom_workflow(planned: &[Planned], labs: &[u8]) -> String {
-    let mut out = String::from(
-        "# GitHub Classroom autograding for zsos's labs, written by `cargo grade --classroom FILE`\n\
-         # from the points in the kernel's test tables: one step per graded test. Put it at\n\
-         # .github/workflows/classroom.yml in the assignment's template repository\n\
-         # (docs/labs/README.md).\n\
-         name: Autograding Tests\n\
-         'on':\n  - push\n  - repository_dispatch\n\
-         permissions:\n  checks: write\n  actions: read\n  contents: read\n\
-         jobs:\n  run-autograding-tests:\n    runs-on: ubuntu-latest\n\
-         \x20   if: github.actor != 'github-classroom[bot]'\n\
-         \x20   steps:\n\
-         \x20     - name: Checkout code\n        uses: actions/checkout@v4\n\
-         \x20     - name: Set up (QEMU, OVMF, the pinned toolchain) and build the grader\n\
-         \x20       run: scripts/setup && cargo build -p labs --features grader\n",
-    );
-    let mut ids = Vec::new();
-    for &lab in labs {
-        for (i, p) in planned.iter().filter(|p| p.lab == lab).enumerate() {
-            let id = format!("lab{lab}-{}", i + 1);
-            let name = format!("lab{lab} {}", p.name);
-            let _ = write!(
-                out,
-                "      - name: {name}\n        id: {id}\n        \
-                 uses: classroom-resources/autograding-command-grader@v1\n        with:\n          \
-                 test-name: {name}\n          setup-command: ''\n          \
-                 command: cargo grade lab{lab} --exact {}\n          timeout: 10\n          \
-                 max-score: {}\n",
-                p.name, p.points
-            );
-            ids.push(id);
-        }
-    }
-    out.push_str(
-        "      - name: Autograding Reporter\n        \
-         uses: classroom-resources/autograding-grading-reporter@v1\n        env:\n",
-    );
-    for id in &ids {
-        let _ = writeln!(
-            out,
-            "          {}_RESULTS: \"${{{{steps.{id}.outputs.result}}}}\"",
-            id.to_uppercase()
-        );
-    }
-    let _ = writeln!(out, "        with:\n          runners: {}", ids.join(","));
-    out
+    let tests: Vec<crate::tables::TableEntry> = planned
+        .iter()
+        .map(|p| crate::tables::TableEntry {
+            name: p.name.clone(),
+            lab: p.lab,
+            points: p.points,
+            hidden: p.hidden,
+            line: 0,
+        })
+        .collect();
+    crate::classroom::workflow(&tests, labs)
 }

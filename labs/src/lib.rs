@@ -1,17 +1,28 @@
 //! zsos's course labs: the tooling around them (the handouts are in `docs/labs/`).
 //!
-//! * [`markers`]: the `// LAB N: BEGIN` … `// LAB N: END` lines that mark a lab's solution
-//!   in the one source tree, and what a student tree gets instead;
-//! * [`export`]: `cargo lab export N DIR` writes the student tree for lab N, with a manifest
-//!   of the graded test files;
-//! * `grade` (feature `grader`): `cargo grade [LAB] [FILTER]` boots the test kernel once per
-//!   lab, runs that lab's graded tests with a fresh nonce, and scores them from the points
-//!   in the kernel's test tables.
+//! * [`markers`]: the lines that mark a lab's solution (`LAB N: BEGIN` ... `END`) and
+//!   staff-only text (`STAFF: BEGIN` ... `END`, `STAFF ONLY`) in the one source tree;
+//! * [`export`]: `cargo lab export N DIR` writes the student tree for lab N (no staff text,
+//!   no hidden test, no line of the lab's solution: [`leaks`]), with its Classroom workflow
+//!   ([`classroom`]); and the tree a trusted grading builds;
+//! * [`submission`]: a student tree's region bodies, the only part of it trusted grading
+//!   reads; [`similarity`]: how alike two submissions are;
+//! * [`tables`]: the kernel's test tables read from the source;
+//! * `grade` and `trusted` (feature `grader`): `cargo grade` boots the test kernel and scores
+//!   a lab's tests; `cargo grade --submission DIR`, in the instructor's tree, is the grade of
+//!   record.
 
+pub mod classroom;
 pub mod export;
 #[cfg(feature = "grader")]
 pub mod grade;
+pub mod leaks;
 pub mod markers;
+pub mod similarity;
+pub mod submission;
+pub mod tables;
+#[cfg(feature = "grader")]
+pub mod trusted;
 
 /// One lab: its number, title and handout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

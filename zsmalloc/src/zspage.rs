@@ -488,6 +488,26 @@ impl ClassState {
         }
     }
 
+    /// The zspages that are neither empty nor full, emptiest first (or fullest first).
+    pub fn partly_used(&self, emptiest_first: bool) -> impl Iterator<Item = u32> + '_ {
+        // LAB 6: BEGIN the zspages with room and objects, in the order of their fullness groups
+        let partial_groups = GROUP_FULL - GROUP_EMPTY - 1;
+        (0..partial_groups)
+            .map(move |k| {
+                if emptiest_first {
+                    GROUP_EMPTY + 1 + k
+                } else {
+                    GROUP_FULL - 1 - k
+                }
+            })
+            .flat_map(|g| self.group_members(g))
+        // LAB 6: STUB
+        // // Until you order them, no zspage is found.
+        // let _ = (emptiest_first, GROUP_FULL);
+        // core::iter::empty()
+        // LAB 6: END
+    }
+
     /// Compacts the class (Linux's `__zs_compact`): moves live objects out of the emptiest
     /// zspages into the fullest ones, and frees each zspage it empties, until no zspage can
     /// be freed. A zspage with a mapped object (its lock held for reading) is never a source:
@@ -507,20 +527,13 @@ impl ClassState {
                 return (pages_freed, moved, true);
             }
             sources += 1;
-            // LAB 6: BEGIN destination: the fullest zspage with room; source: the emptiest other one whose lock can be taken for writing (zsdesc::zspage_try_write_lock: none of its objects is mapped)
-            let dst = (GROUP_EMPTY + 1..GROUP_FULL)
-                .rev()
-                .flat_map(|g| self.group_members(g))
-                .next();
+            // LAB 6: BEGIN choose where objects go and which zspage they leave, so that compaction frees pages and never moves a mapped object
+            let dst = self.partly_used(false).next();
             let src = dst.and_then(|dst| {
-                (GROUP_EMPTY + 1..GROUP_FULL)
-                    .flat_map(|g| self.group_members(g))
-                    .find(|&id| {
-                        id != dst
-                            && zsdesc::zspage_try_write_lock(
-                                b.desc(self.zspages[id as usize].first),
-                            )
-                    })
+                self.partly_used(true).find(|&id| {
+                    id != dst
+                        && zsdesc::zspage_try_write_lock(b.desc(self.zspages[id as usize].first))
+                })
             });
             // LAB 6: STUB
             // // Until you choose, there is nothing to compact.
@@ -577,14 +590,12 @@ impl ClassState {
     /// A zspage whose live objects would fit a shorter zspage of the class: (its id, the
     /// fewest pages that hold them). The least-used such zspage is found first.
     pub fn shrinkable(&self) -> Option<(u32, usize)> {
-        (GROUP_EMPTY + 1..GROUP_FULL)
-            .flat_map(|g| self.group_members(g))
-            .find_map(|id| {
-                let z = &self.zspages[id as usize];
-                (1..z.pages as usize)
-                    .find(|&p| self.capacity(p) >= z.inuse as usize)
-                    .map(|p| (id, p))
-            })
+        self.partly_used(true).find_map(|id| {
+            let z = &self.zspages[id as usize];
+            (1..z.pages as usize)
+                .find(|&p| self.capacity(p) >= z.inuse as usize)
+                .map(|p| (id, p))
+        })
     }
 
     /// Moves every object of zspage `id` into a new, shorter zspage made of `frames`, and frees

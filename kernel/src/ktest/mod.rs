@@ -63,6 +63,10 @@ pub struct Test {
     pub lab: u8,
     /// What passing it is worth in that lab.
     pub points: u16,
+    /// A hidden test of its lab: kept out of student trees (it must sit in a staff-only
+    /// file or region; the exporter refuses otherwise) and run only by trusted grading, so
+    /// that a solution tuned to the visible tests is caught.
+    pub hidden: bool,
 }
 
 impl Test {
@@ -75,6 +79,7 @@ impl Test {
         cpus: 0,
         lab: 0,
         points: 0,
+        hidden: false,
     };
 }
 
@@ -101,7 +106,7 @@ pub enum Expect {
 
 /// Registers the current module's tests: a comma-separated table of test functions, each
 /// optionally followed by `{ field: value, ... }` setting [`Test`] fields (`expect`,
-/// `cpus`, `lab` and `points`). One table per module; it is also the points table of the
+/// `cpus`, `lab`, `points` and `hidden`). One table per module; it is also the points table of the
 /// labs its tests grade.
 #[macro_export]
 macro_rules! ktests {

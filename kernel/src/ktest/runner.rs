@@ -215,7 +215,8 @@ fn print_listed(t: &Test) {
         alloc::string::String::new()
     };
     let lab = if t.lab > 0 {
-        alloc::format!(" (lab {}, {} points)", t.lab, t.points)
+        let hidden = if t.hidden { ", hidden" } else { "" };
+        alloc::format!(" (lab {}, {} points{hidden})", t.lab, t.points)
     } else {
         alloc::string::String::new()
     };

@@ -50,6 +50,22 @@ pub enum WindowError {
     Reserved(u64),
 }
 
+/// The leaf page-table entry that maps `frame` for `access`: present, never executable, and
+/// writable only if the access may write. Both windows (this one and the lazy ring) map
+/// with it.
+pub(super) fn leaf_entry(frame: PhysAddr, access: Access) -> u64 {
+    // LAB 2: BEGIN the entry's value: the frame, and the flags a mapping of data for this access needs
+    let mut pte_flags = PageTableFlags::PRESENT | PageTableFlags::NO_EXECUTE;
+    if access != Access::ReadOnly {
+        pte_flags |= PageTableFlags::WRITABLE;
+    }
+    frame.as_u64() | pte_flags.bits()
+    // LAB 2: STUB
+    // let _ = (frame, access, PageTableFlags::PRESENT);
+    // todo!("lab 2: the value of a window PTE (mm/window.rs, leaf_entry)")
+    // LAB 2: END
+}
+
 /// The virtual region holding every CPU's window slot (claimed once at boot).
 static REGION_BASE: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
 
@@ -156,22 +172,18 @@ impl Window {
         self.in_use.store(false, Ordering::Release);
     }
 
-    /// Points the window's two leaf entries at `frames` (page 0, then page 1): present, not
-    /// executable, writable unless `access` is read-only. Called on this window's CPU with
-    /// interrupts off and the window held (`in_use`).
+    /// Points the window's two leaf entries at `frames` (page 0, then page 1), as
+    /// [`leaf_entry`] makes them. Called on this window's CPU with interrupts off and the
+    /// window held (`in_use`).
     fn write_ptes(&self, frames: [PhysAddr; 2], access: Access) {
-        // LAB 2: BEGIN write the window's two PTEs: frames[0] at page 0, frames[1] at page 1; present, not executable, writable unless read-only
-        let mut pte_flags = PageTableFlags::PRESENT | PageTableFlags::NO_EXECUTE;
-        if access != Access::ReadOnly {
-            pte_flags |= PageTableFlags::WRITABLE;
-        }
+        // LAB 2: BEGIN map the window: its first page shows frames[0], its second frames[1]
         for (i, frame) in frames.into_iter().enumerate() {
             // The entry was not present, so no stale translation of it can exist (see the
             // module doc): no flush is needed here.
-            self.store_entry(i, frame.as_u64() | pte_flags.bits());
+            self.store_entry(i, leaf_entry(frame, access));
         }
         // LAB 2: STUB
-        // let _ = (frames, access, PageTableFlags::PRESENT, Self::store_entry);
+        // let _ = (frames, access, Self::store_entry);
         // todo!("lab 2: write the window's two PTEs (mm/window.rs, Window::write_ptes)")
         // LAB 2: END
     }
@@ -192,7 +204,7 @@ impl Window {
     /// false (only the test that shows what a missing `invlpg` does asks for that),
     /// invalidates both pages in this CPU's TLB with `invlpg`.
     fn clear_ptes(&self, flush: bool) {
-        // LAB 2: BEGIN clear both PTEs, then invlpg both pages (when `flush`), so that no translation of the window survives
+        // LAB 2: BEGIN unmap the window so that no access through it reaches either frame any more, on this CPU
         for i in 0..2 {
             self.store_entry(i, 0);
             if flush {

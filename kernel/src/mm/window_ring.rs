@@ -18,7 +18,6 @@ use core::marker::PhantomData;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering, compiler_fence};
 
 use x86_64::instructions::tlb;
-use x86_64::structures::paging::PageTableFlags;
 use x86_64::structures::paging::page_table::PageTableEntry;
 
 use super::memmap::FRAME_SIZE;
@@ -107,13 +106,9 @@ impl WindowRing {
             slot = 0;
         }
         self.next.store(slot + 1, Ordering::Relaxed);
-        let mut pte_flags = PageTableFlags::PRESENT | PageTableFlags::NO_EXECUTE;
-        if access != Access::ReadOnly {
-            pte_flags |= PageTableFlags::WRITABLE;
-        }
-        for (i, frame) in frames.into_iter().enumerate() {
-            self.store_entry(2 + 2 * slot + i, frame.as_u64() | pte_flags.bits());
-        }
+        let [a, b] = frames.map(|frame| super::window::leaf_entry(frame, access));
+        self.store_entry(2 + 2 * slot, a);
+        self.store_entry(3 + 2 * slot, b);
         compiler_fence(Ordering::SeqCst);
         Ok(RingMapping {
             ring: self,

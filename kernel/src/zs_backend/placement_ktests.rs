@@ -142,7 +142,7 @@ fn fitted_beats_linux_across_the_families() {
 
 /// The geometric mean of positive numbers: the n-th root of their product, by bisection (the
 /// kernel has no `ln`).
-fn geometric_mean(xs: &[f64]) -> f64 {
+pub(super) fn geometric_mean(xs: &[f64]) -> f64 {
     let product: f64 = xs.iter().product();
     let power = |g: f64| (0..xs.len()).fold(1.0, |acc, _| acc * g);
     let (mut low, mut high) = (0.0, xs.iter().copied().fold(1.0, f64::max));

@@ -69,9 +69,14 @@ fn every_page_records_the_offset_of_its_first_object() {
         assert_eq!(c.size, size);
         let h = p.malloc(size - HANDLE_SIZE).unwrap();
         let mut pfn = p.location(h).unwrap().pfn;
+        // Object starts, walked one by one: the first at or after each page's start.
+        let starts: Vec<usize> = (0..c.objs_per_zspage).map(|idx| idx * size).collect();
         for i in 0..c.pages_per_zspage {
-            let page_start = i * PAGE_SIZE;
-            let want = page_start.div_ceil(size) * size - page_start;
+            let first = starts
+                .iter()
+                .find(|&&s| s >= i * PAGE_SIZE)
+                .expect("every page of a zspage has an object starting in it");
+            let want = first - i * PAGE_SIZE;
             let d = p.backend().desc(pfn);
             assert_eq!(
                 zsdesc::first_obj_offset(d) as usize,

@@ -1,5 +1,6 @@
 //! `cargo lab`: the instructor's side of the labs. `export N DIR` writes the student tree for
-//! lab N; `check` checks every solution marker of the tree.
+//! lab N; `check` checks every marker of the tree and that no lab's student tree would hold
+//! its solution; `fill N DIR` writes the reference solution into a student tree's regions.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -8,12 +9,24 @@ use labs::export;
 
 const USAGE: &str = "\
 usage: cargo lab export N DIR   write the student tree for lab N into DIR (new or empty):
-                                solutions of labs before N kept, of N and later stubbed
-       cargo lab check          check every lab marker of this tree and count the regions";
+                                solutions of labs before N kept, of N and later stubbed,
+                                no staff text, no hidden test, its Classroom workflow
+       cargo lab check          check every marker of this tree, count each lab's regions
+                                and solution lines, and look for solution lines in each
+                                lab's student tree (the leak check)
+       cargo lab fill N DIR     write this tree's solution of lab N into the lab N regions
+                                of the student tree DIR (what full marks look like; staff)";
 
 fn usage_error(msg: &str) -> ExitCode {
     eprintln!("cargo lab: error: {msg}\n{USAGE}");
     ExitCode::from(2)
+}
+
+fn lab_number(n: &str) -> Option<u8> {
+    n.trim_start_matches("lab")
+        .parse::<u8>()
+        .ok()
+        .filter(|&n| n > 0)
 }
 
 fn main() -> ExitCode {
@@ -26,26 +39,30 @@ fn main() -> ExitCode {
         .as_slice()
     {
         ["export", n, dir] => {
-            let Some(lab) = n
-                .trim_start_matches("lab")
-                .parse::<u8>()
-                .ok()
-                .filter(|&n| n > 0)
-            else {
+            let Some(lab) = lab_number(n) else {
                 return usage_error(&format!("`{n}` is not a lab number"));
             };
+            if export::student_tree_lab(&root).is_some() {
+                eprintln!(
+                    "cargo lab: error: this is a student tree; export from the instructor's tree"
+                );
+                return ExitCode::FAILURE;
+            }
             match export::export_tree(&root, lab, Path::new(dir)) {
                 Ok(done) => {
                     println!(
-                        "cargo lab: lab {lab} exported to {dir}: {} files, {} solution regions stubbed, {} kept, {} graded test files recorded in {}",
+                        "cargo lab: lab {lab} exported to {dir}: {} files, {} solution regions stubbed, {} kept, {} staff parts left out, {} graded test files recorded in {}, {} graded tests in {}",
                         done.files,
                         done.stubbed,
                         done.kept,
+                        done.staff_left_out,
                         done.graded_files.len(),
-                        export::MANIFEST
+                        export::MANIFEST,
+                        done.tests.len(),
+                        export::WORKFLOW
                     );
                     println!(
-                        "cargo lab: in that tree, `scripts/setup && cargo grade lab{lab}` grades it"
+                        "cargo lab: in that tree, `scripts/setup && cargo grade lab{lab}` checks it"
                     );
                     ExitCode::SUCCESS
                 }
@@ -55,33 +72,90 @@ fn main() -> ExitCode {
                 }
             }
         }
-        ["check"] => match export::scan(&root) {
-            Ok(Ok(sources)) => {
-                for (lab, n) in export::regions_per_lab(&sources) {
-                    println!(
-                        "lab {lab} ({}): {n} solution region{}",
-                        labs::title(lab).unwrap_or("no handout yet"),
-                        if n == 1 { "" } else { "s" }
-                    );
-                }
-                ExitCode::SUCCESS
-            }
-            Ok(Err(errors)) => {
-                for e in errors {
-                    eprintln!("{e}");
-                }
-                ExitCode::FAILURE
-            }
-            Err(e) => {
-                eprintln!("cargo lab: error: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        ["check"] => check(&root),
+        ["fill", n, dir] => {
+            let Some(lab) = lab_number(n) else {
+                return usage_error(&format!("`{n}` is not a lab number"));
+            };
+            fill(&root, lab, Path::new(dir))
+        }
         ["-h" | "--help"] => {
             println!("{USAGE}");
             ExitCode::SUCCESS
         }
         [] => usage_error("no command"),
         _ => usage_error(&format!("unknown command line `{}`", args.join(" "))),
+    }
+}
+
+fn check(root: &Path) -> ExitCode {
+    let sources = match export::scan(root) {
+        Ok(Ok(sources)) => sources,
+        Ok(Err(errors)) => {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("cargo lab: error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let lines = match export::solution_lines_per_lab(root, &sources) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cargo lab: error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let in_student_trees = export::student_tree_lab(root).is_some();
+    let mut ok = true;
+    for (lab, n) in export::regions_per_lab(&sources) {
+        println!(
+            "lab {lab} ({}): {n} solution region{}, {} lines of solution code",
+            labs::title(lab).unwrap_or("no handout yet"),
+            if n == 1 { "" } else { "s" },
+            lines.get(&lab).copied().unwrap_or(0)
+        );
+        if in_student_trees {
+            continue;
+        }
+        match export::leaks_of(root, lab) {
+            Ok(leaks) if leaks.is_empty() => {}
+            Ok(leaks) => {
+                ok = false;
+                eprintln!("lab {lab}: its student tree would hold lines of its solution:");
+                for l in leaks {
+                    eprintln!("  {l}");
+                }
+            }
+            Err(e) => {
+                ok = false;
+                eprintln!("lab {lab}: {e}");
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Writes this tree's lab `lab` solution into the regions of the student tree at `dir`.
+fn fill(root: &Path, lab: u8, dir: &Path) -> ExitCode {
+    match export::fill_reference(root, lab, dir) {
+        Ok(filled) => {
+            println!(
+                "cargo lab: {filled} lab {lab} regions of {} filled with the reference solution",
+                dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cargo lab: error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

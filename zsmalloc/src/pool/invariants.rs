@@ -90,9 +90,12 @@ impl<B: Backend> Pool<B> {
                             "class {pos} zspage {id}: page {n} ({p:#x}) has the wrong zsdesc"
                         ));
                     }
-                    let page_start = n * PAGE_SIZE;
-                    let first_obj = page_start.div_ceil(c.layout.size) * c.layout.size - page_start;
-                    if zsdesc::first_obj_offset(d) as usize != first_obj {
+                    // The first object that starts in the page: its start is a multiple of
+                    // the size, in this page, and less than one object into it.
+                    let first_obj = zsdesc::first_obj_offset(d) as usize;
+                    let starts_in_page = first_obj < c.layout.size.min(PAGE_SIZE)
+                        && (n * PAGE_SIZE + first_obj).is_multiple_of(c.layout.size);
+                    if !starts_in_page {
                         return Err(format!(
                             "class {pos} zspage {id}: page {n} has first_obj_offset {}",
                             zsdesc::first_obj_offset(d)
