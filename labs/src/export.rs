@@ -97,12 +97,17 @@ pub fn scan(root: &Path) -> io::Result<Result<Vec<SourceFile>, Vec<MarkerError>>
     })
 }
 
-/// Solution regions per lab.
-pub fn regions_per_lab(sources: &[SourceFile]) -> BTreeMap<u8, usize> {
+/// Solution regions per lab: (code regions, text regions).
+pub fn regions_per_lab(sources: &[SourceFile]) -> BTreeMap<u8, (usize, usize)> {
     let mut per_lab = BTreeMap::new();
     for r in sources.iter().flat_map(|s| s.regions()) {
         if let Some(lab) = r.lab() {
-            *per_lab.entry(lab).or_insert(0) += 1;
+            let counts: &mut (usize, usize) = per_lab.entry(lab).or_default();
+            if r.text {
+                counts.1 += 1;
+            } else {
+                counts.0 += 1;
+            }
         }
     }
     per_lab

@@ -328,9 +328,9 @@ pub fn fresh_nonce() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The kernel's command line for grading lab `lab` (tests matching `filter`, if any: a
+/// The kernel's command line for grading `labs` (tests matching `filter`, if any: a
 /// substring, or the whole name if its flag is set) with `nonce`.
-pub fn lab_args(lab: u8, filter: Option<(&str, bool)>, nonce: &str) -> Vec<String> {
+pub fn lab_args(labs: &[u8], filter: Option<(&str, bool)>, nonce: &str) -> Vec<String> {
     let mut args = Vec::new();
     if let Some((f, exact)) = filter {
         args.push(f.to_string());
@@ -338,17 +338,35 @@ pub fn lab_args(lab: u8, filter: Option<(&str, bool)>, nonce: &str) -> Vec<Strin
             args.push("--exact".into());
         }
     }
+    let list: Vec<String> = labs.iter().map(u8::to_string).collect();
     args.extend([
         "--lab".into(),
-        lab.to_string(),
+        list.join(","),
         "--nonce".into(),
         nonce.into(),
     ]);
     args
 }
 
-/// Boots the test kernel with lab `lab`'s graded tests (those matching `filter`, if any: a
-/// substring, or the whole name if its flag is set) and scores them. `on_line` sees the whole console.
+/// Boots the test kernel with the graded tests of `labs` (those matching `filter`, if any:
+/// a substring, or the whole name if its flag is set), all in one suite (a test that ends
+/// the machine costs a boot), and scores each lab. A problem of the suite (a boot that
+/// never reached the tests) belongs to every lab. `on_line` sees the whole console.
+pub fn run_labs(
+    machine: &Machine,
+    labs: &[u8],
+    filter: Option<(&str, bool)>,
+    nonce: &str,
+    on_line: &mut dyn FnMut(&str),
+) -> io::Result<Vec<LabGrade>> {
+    let report = boot::ktest::run_suite(machine, &lab_args(labs, filter, nonce), on_line)?;
+    Ok(labs
+        .iter()
+        .map(|&lab| score(lab, &report.planned, &report.results, &report.problems))
+        .collect())
+}
+
+/// [`run_labs`] for one lab.
 pub fn run_lab(
     machine: &Machine,
     lab: u8,
@@ -356,13 +374,8 @@ pub fn run_lab(
     nonce: &str,
     on_line: &mut dyn FnMut(&str),
 ) -> io::Result<LabGrade> {
-    let report = boot::ktest::run_suite(machine, &lab_args(lab, filter, nonce), on_line)?;
-    Ok(score(
-        lab,
-        &report.planned,
-        &report.results,
-        &report.problems,
-    ))
+    let mut grades = run_labs(machine, &[lab], filter, nonce, on_line)?;
+    Ok(grades.remove(0))
 }
 
 /// A test's name as a file name.

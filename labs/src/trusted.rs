@@ -142,24 +142,26 @@ impl Trusted {
             kernel: Some(elf),
             ..self.machine.clone()
         };
-        let report =
-            match boot::ktest::run_suite(&machine, &grade::lab_args(lab, None, nonce), &mut |_| {})
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    let grade = self.unrun(
-                        lab,
-                        "the kernel could not be booted",
-                        vec![e.to_string()],
-                        notes,
-                    );
-                    return Ok(TrustedGrade {
-                        grade,
-                        submission: sub,
-                        untouched,
-                    });
-                }
-            };
+        let report = match boot::ktest::run_suite(
+            &machine,
+            &grade::lab_args(&[lab], None, nonce),
+            &mut |_| {},
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                let grade = self.unrun(
+                    lab,
+                    "the kernel could not be booted",
+                    vec![e.to_string()],
+                    notes,
+                );
+                return Ok(TrustedGrade {
+                    grade,
+                    submission: sub,
+                    untouched,
+                });
+            }
+        };
         let mut grade = score_against(lab, &self.planned, &report);
         grade.notes.splice(0..0, notes);
         Ok(TrustedGrade {

@@ -53,7 +53,7 @@ impl ClassLayout {
 /// Pages per zspage for a class size: the chain length in `1..=max_chain` with the least
 /// waste at the zspage's end, the first minimum winning; powers of two use one page.
 pub const fn chain_length(size: usize, max_chain: usize) -> usize {
-    // LAB 3: BEGIN the chain length with the least waste at the zspage's end: 1 for a power of two, else the first minimum of (pages * PAGE_SIZE) % size over 1..=max_chain
+    // LAB 3: BEGIN the chain length Linux chooses for a class of this size (rule 1 of the handout)
     if size.is_power_of_two() {
         return 1;
     }
@@ -132,7 +132,7 @@ const fn build_table(max_chain: usize) -> BuiltTable {
         };
         let pages = chain_length(size, max_chain);
         let objs = pages * PAGE_SIZE / size;
-        // LAB 3: BEGIN walking down, the first class that is not one page holding one object ends the huge range: set huge_class_size to its size minus the header, plus one
+        // LAB 3: BEGIN where the huge classes end, and so huge_class_size (rule 3)
         if pages != 1 && objs != 1 && huge_class_size == 0 {
             huge_class_size = size - (HANDLE_SIZE - 1);
         }
@@ -140,7 +140,7 @@ const fn build_table(max_chain: usize) -> BuiltTable {
         // // Until you find it, no size counts as huge.
         // let _ = (HANDLE_SIZE, &mut huge_class_size);
         // LAB 3: END
-        // LAB 3: BEGIN merge: a class with the same pages and objects per zspage as the previous distinct class (rev[n - 1]) is served by it
+        // LAB 3: BEGIN whether this class is served by a larger one (rule 2)
         let merges =
             n > 0 && rev[n - 1].pages_per_zspage == pages && rev[n - 1].objs_per_zspage == objs;
         // LAB 3: STUB

@@ -27,7 +27,7 @@ pub fn fullness_group(inuse: u32, objs: u32) -> usize {
     } else if inuse == objs {
         GROUP_FULL
     } else {
-        // LAB 6: BEGIN a zspage neither empty nor full: group 1 for 0-9% in use, 2 for 10-19%, ..., 10 for 90-99% (rounded down, as Linux)
+        // LAB 6: BEGIN the fullness group of a zspage that is neither empty nor full, as Linux sorts them
         (100 * inuse / objs) as usize / 10 + 1
         // LAB 6: STUB
         // // Until you sort them, every zspage with room is in the first group.
@@ -246,7 +246,7 @@ impl ClassState {
 
     /// Where object `idx` of a zspage starts: (page, offset in page).
     pub fn locate<B: Backend>(&self, b: &B, first: Pfn, idx: u32) -> (Pfn, usize) {
-        // LAB 4: BEGIN object idx starts idx * size bytes into the zspage: which page of the chain (nth_page) and where in it
+        // LAB 4: BEGIN where object `idx` of the zspage starts: its page and the offset in it
         let offset = idx as usize * self.layout.size;
         (
             self.nth_page(b, first, offset / PAGE_SIZE),
@@ -327,7 +327,7 @@ impl ClassState {
         if self.layout.huge {
             zsdesc::set_huge_slot(b.desc(pfns[0]), None);
         } else {
-            // LAB 4: BEGIN the in-place freelist: in the first word of every object, a link (handle::link_word) to the next object by index; the last one ends the list
+            // LAB 4: BEGIN link every object of the new zspage into its freelist, in index order
             for idx in 0..objs {
                 let offset = idx as usize * size;
                 let next = (idx + 1 < objs).then_some(idx + 1);
@@ -415,7 +415,7 @@ impl ClassState {
             zsdesc::set_huge_slot(b.desc(pfn), Some(slot));
             None
         } else {
-            // LAB 4: BEGIN take object idx off the freelist: read its link (the next free object), then write its header (handle::header_for_slot) over it
+            // LAB 4: BEGIN take object `idx` off the freelist and mark it allocated to `slot`; return the next free object
             // SAFETY: the object is free and ours; its first word is its freelist link, which
             // the header replaces.
             unsafe {
@@ -442,7 +442,7 @@ impl ClassState {
         if self.layout.huge {
             zsdesc::set_huge_slot(b.desc(pfn), None);
         } else {
-            // LAB 4: BEGIN put object idx back at the head of the freelist: its header word becomes a link to the old head
+            // LAB 4: BEGIN put object `idx` back on the freelist, as the next one to hand out
             // SAFETY: the object is allocated and being freed by its owner; its header word
             // becomes the freelist link.
             unsafe { write_word(b, pfn, off, handle::link_word(head)) };
@@ -638,7 +638,7 @@ impl ClassState {
         (src, pfn, idx): (u32, Pfn, u32),
         dst: u32,
     ) {
-        // LAB 6: BEGIN move the object: a new object in dst for the same slot (obj_malloc), its bytes copied (copy_slot_bytes), the slot repointed (set_obj), the old one freed in src (obj_free)
+        // LAB 6: BEGIN move the object into zspage `dst`, its handle still valid
         let cell = slots
             .get(slot)
             .expect("an object's header names a real slot");
@@ -667,7 +667,7 @@ impl ClassState {
         (page_no, objs): (usize, u32),
         first_obj: usize,
     ) {
-        // LAB 6: BEGIN repoint the slots of the allocated objects that start in the page (header_slot says whose an object is, None for a free one) at handle::encode_obj(new, idx)
+        // LAB 6: BEGIN after the page moved to frame `new`, make every handle of an object that starts in it name its new place
         let size = self.layout.size;
         let mut off = first_obj;
         while off < PAGE_SIZE {

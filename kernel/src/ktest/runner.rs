@@ -46,8 +46,9 @@ pub(super) struct Selection<'a> {
     pub(super) after: Option<&'a str>,
     pub(super) list: bool,
     pub(super) min_cpus: u8,
-    /// Only the tests of this lab.
-    pub(super) lab: Option<u8>,
+    /// Only the tests of these labs (a comma-separated list of lab numbers, checked when
+    /// parsed).
+    pub(super) labs: Option<&'a str>,
     /// The seed of the randomised tests, if given.
     pub(super) seed: Option<u64>,
 }
@@ -60,7 +61,7 @@ impl Selection<'_> {
         after: None,
         list: false,
         min_cpus: 0,
-        lab: None,
+        labs: None,
         seed: None,
     };
 
@@ -71,7 +72,11 @@ impl Selection<'_> {
             (Some(f), true) => name.as_str() == f,
             (Some(f), false) => name.as_str().contains(f),
         };
-        by_name && test.cpus >= self.min_cpus && self.lab.is_none_or(|lab| test.lab == lab)
+        let in_labs = self.labs.is_none_or(|labs| {
+            labs.split(',')
+                .any(|n| n.parse::<u8>().is_ok_and(|n| n == test.lab))
+        });
+        by_name && test.cpus >= self.min_cpus && in_labs
     }
 
     /// The selected tests in run order, starting after `after` if given.
@@ -93,7 +98,7 @@ impl Selection<'_> {
     }
 }
 
-const USAGE: &str = "usage: test [FILTER] [--exact] [--after NAME] [--min-cpus N] [--lab N] \
+const USAGE: &str = "usage: test [FILTER] [--exact] [--after NAME] [--min-cpus N] [--lab N[,N...]] \
                      [--nonce TOKEN] [--seed N] [--list]";
 
 /// The grader's token, if it gave one: every result line carries it, so that a line the code
@@ -141,9 +146,15 @@ pub fn run_mode(args: &[&str]) -> ExitCode {
                 Some(Ok(n)) => sel.min_cpus = n,
                 _ => return usage_error("--min-cpus needs a number of CPUs"),
             },
-            "--lab" => match it.next().map(|n| n.parse::<u8>()) {
-                Some(Ok(n)) if n > 0 => sel.lab = Some(n),
-                _ => return usage_error("--lab needs a lab number (1 or more)"),
+            "--lab" => match it.next() {
+                Some(&list)
+                    if list
+                        .split(',')
+                        .all(|n| n.parse::<u8>().is_ok_and(|n| n > 0)) =>
+                {
+                    sel.labs = Some(list)
+                }
+                _ => return usage_error("--lab needs lab numbers (1 or more, comma-separated)"),
             },
             "--nonce" => match it.next() {
                 Some(&token) if !token.is_empty() && !token.contains([' ', '[', ']']) => {

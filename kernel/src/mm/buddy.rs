@@ -135,7 +135,7 @@ impl Buddy {
             .ok_or(FrameError::OutOfMemory { order })?;
         let pfn = self.heads[from];
         self.unlink(pfn, from);
-        // LAB 1: BEGIN split the block of order `from` at `pfn`: give back its upper halves, one free block per order, until it has order `order`
+        // LAB 1: BEGIN hand out a block of the order asked for from the larger block taken off the lists, and give the rest back to the free lists
         for o in (order..from).rev() {
             self.push(pfn + (1 << o), o);
         }
@@ -288,7 +288,7 @@ impl Buddy {
     /// Merges the free block of `order` at `pfn` with its buddy while the buddy is free and
     /// of the same order (taking the buddy off its list); returns the merged block.
     fn merge_with_buddies(&mut self, pfn: u64, order: usize) -> (u64, usize) {
-        // LAB 1: BEGIN merge the block with its buddy (pfn ^ 2^order) while the buddy is a free block of the same order, up to MAX_ORDER
+        // LAB 1: BEGIN merge the freed block with its free buddies, as far up as they go; return the block that results
         let (mut pfn, mut order) = (pfn, order);
         while order < MAX_ORDER {
             let buddy = pfn ^ (1 << order);

@@ -109,33 +109,29 @@ fn local(args: &Args) -> ExitCode {
         );
     }
     let nonce = grade::fresh_nonce();
-    let mut grades = Vec::new();
-    for &lab in &args.labs {
-        let started = std::time::Instant::now();
-        let filter = args.filter.as_deref().map(|f| (f, args.exact));
-        let result = grade::run_lab(&machine, lab, filter, &nonce, &mut |_| {});
-        let g = match result {
-            Ok(g) => g,
-            Err(e) => {
-                eprintln!("cargo grade: error: cannot boot the kernel for lab {lab}: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
+    let started = std::time::Instant::now();
+    let filter = args.filter.as_deref().map(|f| (f, args.exact));
+    let grades = match grade::run_labs(&machine, &args.labs, filter, &nonce, &mut |_| {}) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("cargo grade: error: cannot boot the kernel: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for g in &grades {
         let logs = grade::save_failure_logs(
-            &g,
-            &boot::target_dir().join("grade").join(format!("lab{lab}")),
+            g,
+            &boot::target_dir()
+                .join("grade")
+                .join(format!("lab{}", g.lab)),
         )
         .unwrap_or_else(|e| {
             eprintln!("cargo grade: cannot save the failure logs: {e}");
             Vec::new()
         });
-        print!("{}", grade::render(&g, &logs, Rerun::Local));
-        println!(
-            "    (lab {lab} graded in {:.1} s)",
-            started.elapsed().as_secs_f64()
-        );
-        grades.push(g);
+        print!("{}", grade::render(g, &logs, Rerun::Local));
     }
+    println!("    (graded in {:.1} s)", started.elapsed().as_secs_f64());
     if let Some(file) = &args.json
         && let Err(e) = std::fs::write(file, grade::to_json(&grades))
     {

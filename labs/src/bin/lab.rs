@@ -111,12 +111,14 @@ fn check(root: &Path) -> ExitCode {
     };
     let in_student_trees = export::student_tree_lab(root).is_some();
     let mut ok = true;
-    for (lab, n) in export::regions_per_lab(&sources) {
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    for (lab, (code, text)) in export::regions_per_lab(&sources) {
         println!(
-            "lab {lab} ({}): {n} solution region{}, {} lines of solution code",
+            "lab {lab} ({}): {code} code region{} ({} lines of solution code), {text} text region{}",
             labs::title(lab).unwrap_or("no handout yet"),
-            if n == 1 { "" } else { "s" },
-            lines.get(&lab).copied().unwrap_or(0)
+            plural(code),
+            lines.get(&lab).copied().unwrap_or(0),
+            plural(text)
         );
         if in_student_trees {
             continue;

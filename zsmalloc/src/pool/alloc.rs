@@ -111,7 +111,7 @@ impl<B: Backend> Pool<B> {
     /// slot's address never changes).
     pub(super) fn slot_of(&self, handle: Handle) -> Result<(HandleParts, &Slot), Error> {
         let p = handle.parts();
-        // LAB 5: BEGIN refuse a handle of another pool (its tag is not ours; tag 0 is no pool's: invalid) and one whose class is out of range
+        // LAB 5: BEGIN refuse a handle this pool never gave out, telling another pool's from a forged one
         if p.tag != self.tag {
             return Err(if p.tag == 0 {
                 Error::InvalidHandle(handle)
@@ -131,7 +131,7 @@ impl<B: Backend> Pool<B> {
 
     /// Checks that a slot's state still belongs to the handle's object.
     pub(super) fn check_state(handle: Handle, p: &HandleParts, st: SlotState) -> Result<(), Error> {
-        // LAB 5: BEGIN refuse a stale handle (its generation is not the slot's: the slot was freed and reused since; a generation the slot never had is invalid) and one whose class is not the slot's
+        // LAB 5: BEGIN refuse a handle whose object is gone (its slot may live again), and one that names the wrong class
         if st.generation != p.generation {
             return Err(if st.generation < p.generation && !st.live {
                 Error::InvalidHandle(handle)

@@ -48,7 +48,7 @@ impl<B: Backend> Pool<B> {
         let _migrate = self.read_migrate();
         let st = slot.update(|st| {
             Self::check_state(handle, &p, st)?;
-            // LAB 5: BEGIN readers share an object (up to WRITE_MAPPED - 1 of them), a writer has it alone: does this access conflict with the mappings it has (st.maps)?
+            // LAB 5: BEGIN does this access conflict with the object's current mappings?
             let conflict = match mode {
                 MapMode::ReadOnly => st.maps >= WRITE_MAPPED - 1,
                 MapMode::WriteOnly | MapMode::ReadWrite => st.maps != 0,
@@ -107,7 +107,7 @@ impl<B: Backend> Pool<B> {
         size: usize,
     ) -> (Pfn, usize, Option<Pfn>) {
         let layout = &self.table.classes[class];
-        // LAB 4: BEGIN the object's user bytes: after its 8-byte header (none for a huge object), and, if they run past the end of the page, on into the next page of the chain (zsdesc::next)
+        // LAB 4: BEGIN where the object's user bytes are: the page and offset they begin at, and the next page if they continue there
         let off = idx as usize * layout.size % PAGE_SIZE;
         let data = off + if layout.huge { 0 } else { HANDLE_SIZE };
         if data + size <= PAGE_SIZE {
@@ -152,7 +152,7 @@ impl<B: Backend> Pool<B> {
                     m.kind = MapKind::Window(pair);
                 }
                 MapPath::Copy => {
-                    // LAB 5: BEGIN the copy path: claim this CPU's copy buffer (MapBusy if it is in use), show it to the caller (m.ptr, m.kind), and copy the object into it unless the mapping is write-only
+                    // LAB 5: BEGIN map a spanning object through this CPU's copy buffer, copying in only what the mode needs
                     let (cpu, pin) = self.backend.pin_cpu();
                     let buf = &self.copy_bufs[cpu];
                     if buf.busy.swap(true, Ordering::Acquire) {
@@ -227,7 +227,7 @@ impl<B: Backend> Pool<B> {
                 data,
                 second,
             } => {
-                // LAB 5: BEGIN copy the buffer back into the object, unless the mapping was read-only
+                // LAB 5: BEGIN unmap a copied object: write back what the mode allows
                 if m.mode != MapMode::ReadOnly {
                     // SAFETY: as at map time; the object is still pinned and mapped by us.
                     unsafe {
