@@ -69,9 +69,9 @@ pub struct Planned {
     pub name: String,
     /// The most CPUs it is written for (`(cpus N)`); 0 if it did not say.
     pub cpus: u8,
-    /// The lab it grades (`(lab L, P points)`); 0 if none.
+    /// The lab it grades (`(lab L, P points)`; lab 0 is a lab): meaningful only with points.
     pub lab: u8,
-    /// Its points in that lab.
+    /// Its points in that lab; 0 for a test that grades no lab.
     pub points: u16,
     /// A hidden test (`(lab L, P points, hidden)`): only in the instructor's tree.
     pub hidden: bool,

@@ -40,7 +40,9 @@ pub fn workflow(tests: &[TableEntry], labs: &[u8]) -> String {
     let _ = writeln!(out, "        run: {SETUP_COMMAND}");
     let mut ids = Vec::new();
     for &lab in labs {
-        let graded = tests.iter().filter(|t| t.lab == lab && !t.hidden);
+        let graded = tests
+            .iter()
+            .filter(|t| t.lab == lab && t.points > 0 && !t.hidden);
         for (i, t) in graded.enumerate() {
             let id = step_id(lab, i + 1);
             let name = format!("lab{lab} {}", t.name);

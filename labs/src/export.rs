@@ -404,7 +404,7 @@ pub fn export_tree(root: &Path, lab: u8, dest: &Path) -> Result<Exported, Export
     let tests: Vec<TableEntry> = declared
         .into_iter()
         .map(|(_, e)| e)
-        .filter(|e| e.lab == lab)
+        .filter(|e| e.lab == lab && e.points > 0)
         .collect();
 
     let mut done = Exported {

@@ -287,7 +287,7 @@ pub fn score(
 ) -> LabGrade {
     let tests = planned
         .iter()
-        .filter(|p| p.lab == lab)
+        .filter(|p| p.lab == lab && p.points > 0)
         .map(|p| {
             let result = results.iter().find(|r| r.name == p.name);
             Graded {

@@ -52,8 +52,9 @@ fn strip_comment<'a>(line: &'a str, opener: &str) -> &'a str {
     line
 }
 
-/// Whether a normalized line is too generic to count as a leak: short, or a binding of a
-/// plain path (`let size = self.layout.size;` says nothing of a solution).
+/// Whether a normalized line is too generic to count as a leak: short, an import (`use
+/// ...;` names an API the handout names anyway), or a binding of a plain path
+/// (`let size = self.layout.size;` says nothing of a solution).
 pub fn is_trivial(normalized: &str) -> bool {
     let words = normalized
         .split(|c: char| !(c.is_alphanumeric() || c == '_'))
@@ -70,7 +71,8 @@ pub fn is_trivial(normalized: &str) -> bool {
                     .chars()
                     .all(|c| c.is_alphanumeric() || "_.:".contains(c))
         });
-    normalized.chars().count() < MIN_CHARS || words < MIN_WORDS || path_binding
+    let import = normalized.starts_with("use") && normalized.ends_with(';');
+    normalized.chars().count() < MIN_CHARS || words < MIN_WORDS || path_binding || import
 }
 
 /// One solution line found in a student tree.

@@ -27,7 +27,7 @@ pub mod trusted;
 /// One lab: its number, title and handout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lab {
-    /// 1, 2, ...: the `N` of its `// LAB N:` markers and of `lab: N` in test tables.
+    /// 0, 1, 2, ...: the `N` of its `// LAB N:` markers and of `lab: N` in test tables.
     pub number: u8,
     /// What students build.
     pub title: &'static str,
@@ -37,6 +37,11 @@ pub struct Lab {
 
 /// The labs, in order.
 pub const LABS: &[Lab] = &[
+    Lab {
+        number: 0,
+        title: "set-up, a kernel test of your own, and a page-table walk",
+        handout: "docs/labs/lab0-setup.md",
+    },
     Lab {
         number: 1,
         title: "the buddy frame allocator",

@@ -208,8 +208,7 @@ fn marker(text: &str) -> Result<Option<Marker<'_>>, String> {
         .trim()
         .parse()
         .ok()
-        .filter(|&n| n > 0)
-        .ok_or_else(|| format!("`{n}` is not a lab number (1 to 255)"))?;
+        .ok_or_else(|| format!("`{n}` is not a lab number (0 to 255)"))?;
     let rest = rest.trim();
     match rest
         .split_once(' ')

@@ -10,9 +10,9 @@ use std::path::Path;
 pub struct TableEntry {
     /// The test's name as the kernel reports it (`mm::splitting_...`).
     pub name: String,
-    /// `lab: N`, or 0.
+    /// `lab: N`, or 0 (a test grades lab N only if it has points: lab 0 is a lab).
     pub lab: u8,
-    /// `points: P`, or 0.
+    /// `points: P`, or 0 for a test that grades no lab.
     pub points: u16,
     /// `hidden: true`: run only by trusted grading, never exported.
     pub hidden: bool,

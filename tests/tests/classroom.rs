@@ -112,7 +112,7 @@ fn visible_tests(dir: &Path, lab: u8) -> Vec<TableEntry> {
         out.extend(
             tables::entries(&module, &text)
                 .into_iter()
-                .filter(|e| e.lab == lab),
+                .filter(|e| e.lab == lab && e.points > 0),
         );
     }
     out

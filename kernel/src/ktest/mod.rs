@@ -59,9 +59,10 @@ pub struct Test {
     /// runs it on a machine with this many CPUs (mode `test --min-cpus N` selects these).
     /// 0: the suite's machine is enough.
     pub cpus: u8,
-    /// The course lab this test grades (`docs/labs/`), 0 if none.
+    /// The course lab this test grades (`docs/labs/`; lab 0 is the set-up lab), if it has
+    /// points.
     pub lab: u8,
-    /// What passing it is worth in that lab.
+    /// What passing it is worth in that lab; 0 for a test that grades no lab.
     pub points: u16,
     /// A hidden test of its lab: kept out of student trees (it must sit in a staff-only
     /// file or region; the exporter refuses otherwise) and run only by trusted grading, so

@@ -72,9 +72,12 @@ impl Selection<'_> {
             (Some(f), true) => name.as_str() == f,
             (Some(f), false) => name.as_str().contains(f),
         };
+        // A test grades a lab when it has points (lab 0 is a lab too).
         let in_labs = self.labs.is_none_or(|labs| {
-            labs.split(',')
-                .any(|n| n.parse::<u8>().is_ok_and(|n| n == test.lab))
+            test.points > 0
+                && labs
+                    .split(',')
+                    .any(|n| n.parse::<u8>().is_ok_and(|n| n == test.lab))
         });
         by_name && test.cpus >= self.min_cpus && in_labs
     }
@@ -147,14 +150,10 @@ pub fn run_mode(args: &[&str]) -> ExitCode {
                 _ => return usage_error("--min-cpus needs a number of CPUs"),
             },
             "--lab" => match it.next() {
-                Some(&list)
-                    if list
-                        .split(',')
-                        .all(|n| n.parse::<u8>().is_ok_and(|n| n > 0)) =>
-                {
+                Some(&list) if list.split(',').all(|n| n.parse::<u8>().is_ok()) => {
                     sel.labs = Some(list)
                 }
-                _ => return usage_error("--lab needs lab numbers (1 or more, comma-separated)"),
+                _ => return usage_error("--lab needs lab numbers (0 to 255, comma-separated)"),
             },
             "--nonce" => match it.next() {
                 Some(&token) if !token.is_empty() && !token.contains([' ', '[', ']']) => {
@@ -225,7 +224,7 @@ fn print_listed(t: &Test) {
     } else {
         alloc::string::String::new()
     };
-    let lab = if t.lab > 0 {
+    let lab = if t.points > 0 {
         let hidden = if t.hidden { ", hidden" } else { "" };
         alloc::format!(" (lab {}, {} points{hidden})", t.lab, t.points)
     } else {

@@ -1,6 +1,7 @@
-// STAFF ONLY: the hidden tests of labs 1 and 2, run only by trusted grading (never exported)
-//! Hidden tests of labs 1 and 2: cases the visible tests leave out, so that a solution
-//! written to pass only those loses points here. Lab 1: merging through several orders,
+// STAFF ONLY: the hidden tests of labs 0, 1 and 2, run only by trusted grading (never exported)
+//! Hidden tests of labs 0, 1 and 2: cases the visible tests leave out, so that a solution
+//! written to pass only those loses points here. Lab 0: every page of the kernel's image and
+//! heap, and the edges of huge pages and of the canonical halves. Lab 1: merging through several orders,
 //! a buddy held back in a hole of memory, frees inside an allocated block. Lab 2: every
 //! access's entry flags, and one frame mapped at both pages.
 
@@ -185,7 +186,57 @@ fn one_frame_mapped_at_both_pages_shows_itself_twice() {
     drop(m);
 }
 
+fn translate_agrees_with_the_crate_page_by_page_over_the_kernel_image_and_heap() {
+    use super::translate::translate;
+    use super::translate_ktests::crate_walk;
+    let code = translate_agrees_with_the_crate_page_by_page_over_the_kernel_image_and_heap
+        as *const () as u64;
+    let heap = alloc::vec![0u8; 64 * 1024];
+    let starts = [code & !0xfff, heap.as_ptr() as u64 & !0xfff];
+    let mut mapped = 0;
+    for start in starts {
+        for page in 0..1024u64 {
+            for va in [
+                start.wrapping_sub(2 << 20) + page * 4096,
+                start + page * 4096 + 4095,
+            ] {
+                let want = crate_walk(va).map(|w| w.0);
+                assert_eq!(translate(va), want, "{va:#x}");
+                mapped += usize::from(want.is_some());
+            }
+        }
+    }
+    assert!(mapped > 500, "only {mapped} mapped pages looked at");
+    drop(heap);
+}
+
+fn translate_handles_the_last_byte_of_huge_pages_and_the_canonical_edges() {
+    use super::memmap;
+    use super::translate::translate;
+    use super::translate_ktests::crate_walk;
+    let mm = memmap::get();
+    for pfn in [0x1ffu64, 0x3ff, 0x5ff, (mm.frames() - 1) & !0x1ff] {
+        for va in [
+            mm.frame_addr(pfn) + FRAME_SIZE - 1,
+            mm.frame_addr(pfn) + FRAME_SIZE - 8,
+        ] {
+            assert_eq!(translate(va), crate_walk(va).map(|w| w.0), "{va:#x}");
+        }
+    }
+    for va in [
+        0x0000_7fff_ffff_ffffu64,
+        0xffff_8000_0000_0000,
+        0xffff_ffff_ffff_f000,
+        0xffff_ffff_ffff_ffff,
+        0x0000_7fff_ffff_f000,
+    ] {
+        assert_eq!(translate(va), crate_walk(va).map(|w| w.0), "{va:#x}");
+    }
+}
+
 crate::ktests! {
+    translate_agrees_with_the_crate_page_by_page_over_the_kernel_image_and_heap { lab: 0, points: 15, hidden: true },
+    translate_handles_the_last_byte_of_huge_pages_and_the_canonical_edges { lab: 0, points: 15, hidden: true },
     freed_frames_merge_upward_through_every_order_they_can { lab: 1, points: 15, hidden: true },
     a_buddy_held_back_in_a_hole_never_merges { lab: 1, points: 15, hidden: true },
     a_frame_inside_an_allocated_block_is_no_block_to_free { lab: 1, points: 10, hidden: true },

@@ -60,7 +60,7 @@ fn local(args: &Args) -> ExitCode {
         };
         let steps = planned
             .iter()
-            .filter(|p| args.labs.contains(&p.lab) && !p.hidden)
+            .filter(|p| args.labs.contains(&p.lab) && p.points > 0 && !p.hidden)
             .count();
         let written = file
             .parent()
@@ -86,7 +86,7 @@ fn local(args: &Args) -> ExitCode {
             Ok(planned) => {
                 for lab in &args.labs {
                     println!("== Lab {lab}: {}", labs::title(*lab).unwrap_or(""));
-                    for p in planned.iter().filter(|p| p.lab == *lab) {
+                    for p in planned.iter().filter(|p| p.lab == *lab && p.points > 0) {
                         if args.filter.as_deref().is_none_or(|f| p.name.contains(f)) {
                             let hidden = if p.hidden { ", hidden" } else { "" };
                             println!("{} ({} points{hidden})", p.name, p.points);

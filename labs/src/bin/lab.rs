@@ -23,10 +23,7 @@ fn usage_error(msg: &str) -> ExitCode {
 }
 
 fn lab_number(n: &str) -> Option<u8> {
-    n.trim_start_matches("lab")
-        .parse::<u8>()
-        .ok()
-        .filter(|&n| n > 0)
+    n.trim_start_matches("lab").parse::<u8>().ok()
 }
 
 fn main() -> ExitCode {
