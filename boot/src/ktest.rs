@@ -28,6 +28,11 @@ pub struct TestResult {
     pub micros: u64,
     /// What the console printed while the test ran, and why it failed if the machine died.
     pub output: String,
+    /// Points the test awarded itself (`ktest: award P/M ...` with the nonce): a continuous
+    /// score instead of all or nothing.
+    pub awarded: Option<u16>,
+    /// The figures of that award (`name=value`), for a leaderboard.
+    pub figures: Vec<(String, f64)>,
 }
 
 /// Everything a suite run produced.
@@ -106,7 +111,7 @@ impl Listed<'_> {
 }
 
 /// What one line of kernel output means to the harness.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub enum Line<'a> {
     /// `ktest: plan N`
     Plan(usize),
@@ -124,6 +129,17 @@ pub enum Line<'a> {
         /// The duration the kernel measured.
         micros: u64,
         /// The grader's token after the line (` [TOKEN]`), if any.
+        nonce: Option<&'a str>,
+    },
+    /// `ktest: award P/M [name=value...][ [TOKEN]]`: the running test's continuous score.
+    Award {
+        /// Points awarded.
+        points: u16,
+        /// Out of.
+        max: u16,
+        /// The figures, in order.
+        figures: Vec<(&'a str, f64)>,
+        /// The grader's token, if any.
         nonce: Option<&'a str>,
     },
     /// `ktest: resume-after NAME (...)`
@@ -144,6 +160,9 @@ pub fn parse_line(line: &str) -> Line<'_> {
     }
     if let Some(name) = line.strip_prefix("ktest: start ") {
         return Line::Start(name);
+    }
+    if let Some(rest) = line.strip_prefix("ktest: award ") {
+        return parse_award(rest).unwrap_or(Line::Other);
     }
     if let Some(rest) = line.strip_prefix("ktest: resume-after ") {
         return Line::ResumeAfter(rest.split(" (").next().unwrap_or(rest));
@@ -174,6 +193,28 @@ pub fn parse_line(line: &str) -> Line<'_> {
         }
     }
     Line::Other
+}
+
+/// `P/M[ name=value...][ [TOKEN]]`.
+fn parse_award(rest: &str) -> Option<Line<'_>> {
+    let (rest, nonce) = match rest.rsplit_once(" [") {
+        Some((head, n)) => (head, Some(n.strip_suffix(']')?)),
+        None => (rest, None),
+    };
+    let mut words = rest.split(' ');
+    let (points, max) = words.next()?.split_once('/')?;
+    let figures = words
+        .map(|w| {
+            let (name, value) = w.split_once('=')?;
+            Some((name, value.parse().ok()?))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(Line::Award {
+        points: points.parse().ok()?,
+        max: max.parse().ok()?,
+        figures,
+        nonce,
+    })
 }
 
 /// `NAME[ (ends the machine)][ (cpus N)][ (lab L, P points[, hidden])]`, the marks in that
@@ -293,6 +334,8 @@ pub fn run_suite(
                     outcome: Outcome::Failed,
                     micros: 0,
                     output,
+                    awarded: None,
+                    figures: Vec::new(),
                 });
                 if report.results.len() >= report.planned.len() {
                     break;
@@ -367,6 +410,8 @@ enum BootEnd {
 /// under test, say) are just output.
 fn follow(run: &qemu::Run, report: &mut SuiteReport, nonce: Option<&str>) -> BootEnd {
     let mut current: Option<(String, Vec<String>)> = None;
+    // The running test's award (points, figures), if it made one with the nonce.
+    let mut award: Option<(u16, Vec<(String, f64)>)> = None;
     let mut end = None;
     let first_boot = report.boots == 1;
     for line in &run.lines {
@@ -375,7 +420,24 @@ fn follow(run: &qemu::Run, report: &mut SuiteReport, nonce: Option<&str>) -> Boo
             Line::Listed(listed) if first_boot && current.is_none() => {
                 report.planned.push(listed.to_planned())
             }
-            Line::Start(name) => current = Some((name.to_string(), Vec::new())),
+            Line::Start(name) => {
+                current = Some((name.to_string(), Vec::new()));
+                award = None;
+            }
+            Line::Award {
+                points,
+                figures,
+                nonce: carried,
+                ..
+            } if carried == nonce && current.is_some() => {
+                award = Some((
+                    points,
+                    figures.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+                ));
+                if let Some((_, lines)) = current.as_mut() {
+                    lines.push(line.clone());
+                }
+            }
             Line::Result {
                 name,
                 passed,
@@ -391,16 +453,22 @@ fn follow(run: &qemu::Run, report: &mut SuiteReport, nonce: Option<&str>) -> Boo
                 } else {
                     Outcome::Failed
                 };
+                let (awarded, figures) = match award.take() {
+                    Some((p, f)) => (Some(p), f),
+                    None => (None, Vec::new()),
+                };
                 report.results.push(TestResult {
                     name: name.to_string(),
                     outcome,
                     micros,
                     output,
+                    awarded,
+                    figures,
                 });
             }
             Line::ResumeAfter(name) => end = Some(BootEnd::Resume(name.to_string())),
             Line::Complete => end = Some(BootEnd::Complete),
-            Line::Listed(..) | Line::Result { .. } | Line::Other => {
+            Line::Listed(..) | Line::Result { .. } | Line::Award { .. } | Line::Other => {
                 if let Some((_, lines)) = current.as_mut() {
                     lines.push(line.clone());
                 }
@@ -471,6 +539,31 @@ mod tests {
             Line::Other
         );
         assert_eq!(parse_line("ktest: start a::b"), Line::Start("a::b"));
+        assert_eq!(
+            parse_line("ktest: award 42/60 pages=0.6180 leaderboard=38.2 [k3y]"),
+            Line::Award {
+                points: 42,
+                max: 60,
+                figures: vec![("pages", 0.618), ("leaderboard", 38.2)],
+                nonce: Some("k3y")
+            }
+        );
+        assert_eq!(
+            parse_line("ktest: award 7/10"),
+            Line::Award {
+                points: 7,
+                max: 10,
+                figures: vec![],
+                nonce: None
+            }
+        );
+        for bad in [
+            "ktest: award 7",
+            "ktest: award x/10",
+            "ktest: award 1/2 pages=x",
+        ] {
+            assert_eq!(parse_line(bad), Line::Other, "{bad}");
+        }
         assert_eq!(
             parse_line("test a::b ... ok (17 us)"),
             Line::Result {
@@ -615,5 +708,46 @@ mod tests {
             "spoofed lines are only output"
         );
         assert_eq!(report.planned[0].points, 10);
+    }
+
+    #[test]
+    fn only_a_test_s_own_award_with_the_nonce_counts() {
+        let mut report = SuiteReport {
+            boots: 1,
+            ..Default::default()
+        };
+        let run = fake_run(
+            Ending::KernelSuccess,
+            &[
+                "ktest: plan 2",
+                "ktest: test a (lab 7, 60 points)",
+                "ktest: test b (lab 7, 20 points)",
+                "ktest: award 60/60 [n0nce]",
+                "ktest: start a",
+                "ktest: award 60/60 pages=0.1 [guess]",
+                "ktest: award 41/60 pages=0.6 [n0nce]",
+                "test a ... ok (1 us) [n0nce]",
+                "ktest: start b",
+                "test b ... ok (1 us) [n0nce]",
+                "ktest: complete",
+            ],
+        );
+        assert!(matches!(
+            follow(&run, &mut report, Some("n0nce")),
+            BootEnd::Complete
+        ));
+        let [a, b] = &report.results[..] else {
+            panic!("{:?}", report.results)
+        };
+        assert_eq!(
+            a.awarded,
+            Some(41),
+            "the award with the nonce, in its own test"
+        );
+        assert_eq!(a.figures, [("pages".to_string(), 0.6)]);
+        assert_eq!(
+            b.awarded, None,
+            "an award before any test, or in another test, is not b's"
+        );
     }
 }

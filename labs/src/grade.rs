@@ -185,6 +185,10 @@ pub struct Graded {
     pub seconds: f64,
     /// Its serial output (why it failed), if it failed.
     pub output: String,
+    /// The points the test awarded itself (a continuous score; `None`: all or nothing).
+    pub awarded: Option<u16>,
+    /// The figures of its award, for a leaderboard (`pages`, `cycles`, `leaderboard`).
+    pub figures: Vec<(String, f64)>,
 }
 
 /// Serial lines shown under a failed test.
@@ -193,7 +197,11 @@ pub const TAIL_LINES: usize = 8;
 impl Graded {
     /// Points earned.
     pub fn points(&self) -> u16 {
-        if self.passed { self.max_points } else { 0 }
+        match (self.passed, self.awarded) {
+            (false, _) => 0,
+            (true, Some(awarded)) => awarded.min(self.max_points),
+            (true, None) => self.max_points,
+        }
     }
 
     /// Why it failed, from its output: the panic with its message (which may take several
@@ -264,6 +272,17 @@ impl LabGrade {
         self.tests.iter().map(|t| u32::from(t.max_points)).sum()
     }
 
+    /// The lab's leaderboard figure, if a test gave one (lab 7: pages saved against Linux's
+    /// rule, weighed by speed): a student's standing beyond full marks.
+    pub fn leaderboard(&self) -> Option<f64> {
+        self.tests
+            .iter()
+            .filter(|t| !t.hidden)
+            .flat_map(|t| &t.figures)
+            .find(|(n, _)| n == "leaderboard")
+            .map(|&(_, v)| v)
+    }
+
     /// Points earned and possible in the visible and in the hidden tests.
     pub fn split(&self) -> ((u32, u32), (u32, u32)) {
         let sum = |hidden: bool| {
@@ -301,6 +320,8 @@ pub fn score(
                     Some(r) => r.output.clone(),
                     None => "the test never reported a result".into(),
                 },
+                awarded: result.and_then(|r| r.awarded),
+                figures: result.map_or_else(Vec::new, |r| r.figures.clone()),
             }
         })
         .collect();
@@ -443,6 +464,14 @@ pub fn render(grade: &LabGrade, logs: &[(String, PathBuf)], rerun: Rerun) -> Str
             t.max_points,
             t.seconds
         );
+        if !t.figures.is_empty() {
+            let figures: Vec<String> = t
+                .figures
+                .iter()
+                .map(|(n, v)| format!("{n} {v:.3}"))
+                .collect();
+            let _ = writeln!(out, "    figures: {}", figures.join(", "));
+        }
         if t.passed {
             continue;
         }
@@ -507,6 +536,15 @@ pub fn json_string(s: &str) -> String {
     out
 }
 
+/// A finite number as JSON (`null` otherwise).
+fn json_number(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.4}")
+    } else {
+        "null".into()
+    }
+}
+
 /// One lab's grade as a JSON object (the tests with their points, and for a failed test
 /// why and its last serial lines).
 pub fn lab_json(g: &LabGrade) -> String {
@@ -531,6 +569,14 @@ pub fn lab_json(g: &LabGrade) -> String {
         if t.hidden {
             out.push_str(", \"hidden\": true");
         }
+        if !t.figures.is_empty() {
+            let figures: Vec<String> = t
+                .figures
+                .iter()
+                .map(|(n, v)| format!("{}: {}", json_string(n), json_number(*v)))
+                .collect();
+            let _ = write!(out, ", \"figures\": {{{}}}", figures.join(", "));
+        }
         if let Some(why) = t.reason() {
             let tail: Vec<String> = t.tail().iter().map(|l| json_string(l)).collect();
             let _ = write!(
@@ -543,6 +589,9 @@ pub fn lab_json(g: &LabGrade) -> String {
         out.push('}');
     }
     out.push_str(if g.tests.is_empty() { "]" } else { "\n    ]" });
+    if let Some(value) = g.leaderboard() {
+        let _ = write!(out, ", \"leaderboard\": {}", json_number(value));
+    }
     for (key, list) in [("problems", &g.problems), ("notes", &g.notes)] {
         if !list.is_empty() {
             let items: Vec<String> = list.iter().map(|p| json_string(p)).collect();

@@ -188,6 +188,8 @@ impl Trusted {
                     passed: false,
                     seconds: 0.0,
                     output: why.to_string(),
+                    awarded: None,
+                    figures: Vec::new(),
                 })
                 .collect(),
             problems,

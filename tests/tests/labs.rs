@@ -564,6 +564,8 @@ fn result(name: &str, passed: bool, micros: u64, output: &str) -> TestResult {
         },
         micros,
         output: output.into(),
+        awarded: None,
+        figures: Vec::new(),
     }
 }
 
@@ -610,6 +612,8 @@ fn sample_grade() -> LabGrade {
                 passed: true,
                 seconds: 0.5,
                 output: String::new(),
+                awarded: None,
+                figures: Vec::new(),
             },
             Graded {
                 name: "mm::bb".into(),
@@ -618,6 +622,8 @@ fn sample_grade() -> LabGrade {
                 passed: false,
                 seconds: 0.0,
                 output: "allocating 5 frames\n\nKERNEL PANIC at kernel/src/mm/ktests.rs:9:5 on CPU 0: assertion `left == right` failed: order 0\n  left: 3\n right: 1".into(),
+                awarded: None,
+                figures: Vec::new(),
             },
             Graded {
                 name: "mm::hidden::c".into(),
@@ -626,11 +632,45 @@ fn sample_grade() -> LabGrade {
                 passed: false,
                 seconds: 0.0,
                 output: "step 1\nstep 2\nthe machine ended while this test ran: timed out".into(),
+                awarded: None,
+                figures: Vec::new(),
             },
         ],
         problems: Vec::new(),
         notes: vec!["review: a note".into()],
     }
+}
+
+#[test]
+fn a_test_that_awards_itself_points_scores_them_and_its_figures_reach_the_json() {
+    let mut g = sample_grade();
+    g.tests[0].awarded = Some(13);
+    g.tests[0].figures = vec![("pages".into(), 0.618), ("leaderboard".into(), 38.2)];
+    assert_eq!(g.tests[0].points(), 13, "a passed test's award");
+    g.tests[1].awarded = Some(30);
+    assert_eq!(
+        g.tests[1].points(),
+        0,
+        "a failed test scores nothing, award or not"
+    );
+    g.tests[0].awarded = Some(500);
+    assert_eq!(
+        g.tests[0].points(),
+        20,
+        "never more than the table's points"
+    );
+    g.tests[0].awarded = Some(13);
+    assert_eq!(g.leaderboard(), Some(38.2));
+    let json = grade::lab_json(&g);
+    assert!(
+        json.contains("\"figures\": {\"pages\": 0.6180, \"leaderboard\": 38.2000}"),
+        "{json}"
+    );
+    assert!(json.contains("\"leaderboard\": 38.2000"), "{json}");
+    assert!(
+        grade::render(&g, &[], Rerun::None)
+            .contains("    figures: pages 0.618, leaderboard 38.200")
+    );
 }
 
 #[test]

@@ -77,7 +77,10 @@ fn edit(tree: &Path, file: &str, f: impl FnOnce(String) -> String) {
     let path = tree.join(file);
     let before = std::fs::read_to_string(&path).unwrap();
     let after = f(before.clone());
-    assert_ne!(before, after, "the cheat on {file} changes it");
+    assert!(
+        before != after,
+        "the cheat on {file} changes nothing: update it"
+    );
     std::fs::write(path, after).unwrap();
 }
 
@@ -145,10 +148,7 @@ fn cheats() -> Vec<(&'static str, Cheat)> {
             "the grader edited to give full marks",
             Box::new(|t: &Path| {
                 edit(t, "labs/src/grade.rs", |s| {
-                    s.replace(
-                        "if self.passed { self.max_points } else { 0 }",
-                        "self.max_points",
-                    )
+                    s.replace("(false, _) => 0,", "(false, _) => self.max_points,")
                 })
             }),
         ),
@@ -376,6 +376,8 @@ fn result(name: &str, passed: bool) -> TestResult {
         },
         micros: 5,
         output: String::new(),
+        awarded: None,
+        figures: Vec::new(),
     }
 }
 

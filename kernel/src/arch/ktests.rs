@@ -65,14 +65,17 @@ fn tsc_is_calibrated_and_advances() {
     let a = tsc::start();
     let b = tsc::stop();
     assert!(b > a, "TSC did not advance: {a} then {b}");
-    // 10 ms of PIT time must be close to hz/100 cycles (within 25%, TCG is noisy). A loaded
-    // host can deschedule the virtual CPU inside a window (the suite boots three machines on
-    // two cores), so one window of five in range is enough; a wrong calibration misses in
-    // all five.
+    // 10 ms of PIT time must be close to hz/100 cycles (within a factor of two: under TCG the
+    // TSC follows the host's clock and the PIT the emulation, so their ratio moves with the
+    // host's load between the boot's calibration and this test; all five windows of one CI
+    // run under a parallel build read 0.74 of the boot's figure). A loaded host can also
+    // deschedule the virtual CPU inside a window (the suite boots three machines on two
+    // cores), so one window of five in range is enough; a calibration that is wrong (another
+    // clock's rate, a wrong divisor) misses in all five.
     let mut measured = [0u64; 5];
     for m in measured.iter_mut() {
         *m = super::pit::measure_tsc_hz(10);
-        if (0.75..1.25).contains(&(*m as f64 / hz as f64)) {
+        if (0.5..2.0).contains(&(*m as f64 / hz as f64)) {
             return;
         }
     }

@@ -29,7 +29,7 @@ use core::fmt::{self, Write};
 
 pub use linkme;
 use linkme::distributed_slice;
-pub use runner::{expect_fault_address, run_mode, seed};
+pub use runner::{award, expect_fault_address, run_mode, seed};
 
 use crate::arch::idt::{Fault, FaultKind};
 
