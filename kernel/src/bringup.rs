@@ -12,7 +12,7 @@ use x86_64::structures::paging::PageTableFlags;
 use crate::arch::cpu_local::MAX_CPUS;
 use crate::arch::cpus::{self, Cpu};
 use crate::arch::smp;
-use crate::mm::{self, buddy, memmap, paging};
+use crate::mm::{self, memmap, paging};
 use crate::percpu;
 
 /// Stack of each AP.
@@ -201,23 +201,13 @@ fn prepare() -> Result<smp::Trampoline, &'static str> {
     Ok(unsafe { smp::install_trampoline(phys, memmap::get().frame_addr(phys >> 12)) })
 }
 
-/// Takes a free frame below 640 KiB (SIPI vectors address the first megabyte) for the
-/// trampoline and identity-maps it (executable) in the kernel's tables.
+/// The frame below 640 KiB (SIPI vectors address the first megabyte) that the memmap kept
+/// out of the frame allocator for the trampoline, identity-mapped (executable) in the
+/// kernel's tables.
 fn reserve_trampoline_frame() -> Result<u64, &'static str> {
-    let pfn = buddy::with(|b| {
-        (1..0xa0u64)
-            .rev()
-            .find(|&p| b.free_block_containing(p).is_some())
-            .and_then(|p| {
-                b.isolate_range(p, p + 1)
-                    .ok()
-                    .and_then(|_| b.take_isolated(p, 0).ok())
-            })
-    })
-    .ok_or("no free frame below 640 KiB for the AP trampoline")?;
-    if let Some(d) = memmap::get().desc(pfn) {
-        d.set(memmap::flags::RESERVED);
-    }
+    let pfn = memmap::get()
+        .low_frame
+        .ok_or("no usable frame below 640 KiB for the AP trampoline")?;
     let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE;
     paging::map_page(pfn << 12, pfn, flags)
         .map_err(|_| "cannot identity-map the AP trampoline (the address is in use)")?;

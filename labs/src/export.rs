@@ -332,7 +332,10 @@ pub fn solution_lines(
         }
         let text = fs::read_to_string(root.join(&s.path))?;
         let lines: Vec<&str> = text.lines().collect();
-        for r in s.regions().iter().filter(|r| r.kind == Kind::Lab(lab)) {
+        for (k, r) in s.regions().iter().enumerate() {
+            if r.kind != Kind::Lab(lab) {
+                continue;
+            }
             for (i, l) in r.solution(&lines).iter().enumerate() {
                 out.push(SolutionLine {
                     lab,
@@ -340,6 +343,7 @@ pub fn solution_lines(
                     line: r.begin + 1 + i,
                     text: l.to_string(),
                     syntax: s.syntax,
+                    region: k,
                 });
             }
         }

@@ -15,7 +15,8 @@ pub const MIN_CHARS: usize = 18;
 pub const MIN_WORDS: usize = 3;
 
 /// A line without its comment (`//` in code, `#` in TOML and shell; Markdown keeps all) and
-/// without whitespace (and, in text, without the backticks that quote code).
+/// without whitespace but one space between two words (and, in text, without the backticks
+/// that quote code).
 pub fn normalize(line: &str, syntax: Option<Syntax>) -> String {
     let code = match syntax {
         Some(Syntax::Slash) => strip_comment(line, "//"),
@@ -25,9 +26,22 @@ pub fn normalize(line: &str, syntax: Option<Syntax>) -> String {
     let code = code.trim_start_matches("///").trim_start_matches("//!");
     // Text quotes code between backticks: compare what is quoted.
     let text = matches!(syntax, Some(Syntax::Html) | None);
-    code.chars()
-        .filter(|c| !c.is_whitespace() && !(text && *c == '`'))
-        .collect()
+    // Whitespace goes, but for one space between two words (`if order`, not `iforder`).
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    let mut out = String::with_capacity(code.len());
+    let mut gap = false;
+    for c in code.chars().filter(|&c| !(text && c == '`')) {
+        if c.is_whitespace() {
+            gap = true;
+            continue;
+        }
+        if gap && out.ends_with(word) && word(c) {
+            out.push(' ');
+        }
+        gap = false;
+        out.push(c);
+    }
+    out
 }
 
 /// `line` up to a comment that starts outside a string literal.
@@ -61,17 +75,17 @@ pub fn is_trivial(normalized: &str) -> bool {
         .filter(|w| !w.is_empty())
         .count();
     let path_binding = normalized
-        .strip_prefix("let")
+        .strip_prefix("let ")
         .and_then(|r| r.strip_suffix(';'))
         .and_then(|r| r.split_once('='))
         .is_some_and(|(name, path)| {
             let ident = |s: &str| s.chars().all(|c| c.is_alphanumeric() || c == '_');
-            ident(name.strip_prefix("mut").unwrap_or(name))
+            ident(name.strip_prefix("mut ").unwrap_or(name))
                 && path
                     .chars()
                     .all(|c| c.is_alphanumeric() || "_.:".contains(c))
         });
-    let import = normalized.starts_with("use") && normalized.ends_with(';');
+    let import = normalized.starts_with("use ") && normalized.ends_with(';');
     normalized.chars().count() < MIN_CHARS || words < MIN_WORDS || path_binding || import
 }
 
@@ -115,29 +129,62 @@ pub struct SolutionLine {
     pub text: String,
     /// The syntax of its file.
     pub syntax: Option<Syntax>,
+    /// Which region of its file it belongs to (lines of one region follow each other).
+    pub region: usize,
 }
 
-/// Every non-trivial solution line found in `tree` (path, syntax, text of each file).
+/// A single line leaks if it is at least this long once normalized: long enough to carry a
+/// solution's logic. Shorter lines leak only two at a time (see [`find`]).
+pub const LONG_CHARS: usize = 40;
+
+/// Every place in `tree` (path, syntax, text of each file) that holds a solution line:
+/// a non-trivial line of [`LONG_CHARS`] or more, or two non-trivial lines that follow each
+/// other in a region and do so in the file too (trivial lines between them skipped). A
+/// short line alone (`let d = self.desc(pfn);`, an error return) is an idiom the code
+/// around a region uses too; two in a row, or one long one, are a copy.
 pub fn find(solution: &[SolutionLine], tree: &[(PathBuf, Option<Syntax>, String)]) -> Vec<Leak> {
-    let mut wanted: HashMap<String, &SolutionLine> = HashMap::new();
+    let mut singles: HashMap<String, &SolutionLine> = HashMap::new();
+    let mut pairs: HashMap<(String, String), &SolutionLine> = HashMap::new();
+    let mut previous: Option<(String, &SolutionLine)> = None;
     for s in solution {
         let n = normalize(&s.text, s.syntax);
-        if !is_trivial(&n) {
-            wanted.entry(n).or_insert(s);
+        if is_trivial(&n) {
+            continue;
         }
+        if n.chars().count() >= LONG_CHARS {
+            singles.entry(n.clone()).or_insert(s);
+        }
+        if let Some((p, ps)) = &previous
+            && ps.file == s.file
+            && ps.region == s.region
+        {
+            pairs.entry((p.clone(), n.clone())).or_insert(ps);
+        }
+        previous = Some((n, s));
     }
     let mut leaks = Vec::new();
     for (path, syntax, text) in tree {
+        let mut before: Option<(String, usize, &str)> = None;
         for (i, line) in text.lines().enumerate() {
             let n = normalize(line, *syntax);
-            if let Some(s) = wanted.get(&n) {
+            if is_trivial(&n) {
+                continue;
+            }
+            let pair = before.as_ref().and_then(|(p, at, first)| {
+                pairs
+                    .get(&(p.clone(), n.clone()))
+                    .map(|s| (*s, *at, *first))
+            });
+            let single = singles.get(&n).map(|s| (*s, i + 1, line));
+            for (s, at, shown) in pair.into_iter().chain(single) {
                 leaks.push(Leak {
                     lab: s.lab,
                     solution: (s.file.clone(), s.line),
-                    found: (path.clone(), i + 1),
-                    text: line.to_string(),
+                    found: (path.clone(), at),
+                    text: shown.to_string(),
                 });
             }
+            before = Some((n, i + 1, line));
         }
     }
     leaks

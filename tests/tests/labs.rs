@@ -399,21 +399,36 @@ fn exporting_a_tree_writes_every_file_a_workflow_and_a_manifest_the_grader_check
     }
     std::fs::write(src.join("hidden_ktests.rs"), &hidden).unwrap();
 
-    // A line of the lab's solution anywhere else is refused (comments and layout aside).
+    // Two lines of the lab's solution in a row anywhere else are refused (comments and layout
+    // aside), and so is one long line; one short line alone is an idiom, not a copy.
     let solution = m(
-        "fn c() {\n    // L_AB 2: BEGIN compute the answer\n    let answer = six_times(seven) + 0;\n    // L_AB 2: END\n}\n",
+        "fn c() {\n    // L_AB 2: BEGIN compute the answer\n    let answer = six_times(seven) + 0;\n    answer * factor_of_the_question(of_life, the_universe)\n    // L_AB 2: END\n}\n",
     );
     std::fs::write(src.join("c.rs"), &solution).unwrap();
     std::fs::write(
         src.join("twin.rs"),
-        "fn twin() {\n    let  answer=six_times(seven)+0; // the same line\n}\n",
+        "fn twin() {\n    let  answer=six_times(seven)+0; // the same line\n    println!();\n}\n",
+    )
+    .unwrap();
+    assert!(
+        export::leaks_of(&root, 2).unwrap().is_empty(),
+        "one short line alone"
+    );
+    std::fs::write(
+        src.join("twin.rs"),
+        "fn twin() {\n    let  answer=six_times(seven)+0; // the same line\n\n    }\n    answer * factor_of_the_question(of_life, the_universe)\n}\n",
     )
     .unwrap();
     match export::export_tree(&root, 2, &root.join("target/other")) {
         Err(ExportError::Leaks(leaks)) => {
-            assert_eq!(leaks.len(), 1, "{leaks:?}");
+            assert_eq!(
+                leaks.len(),
+                2,
+                "the pair, and the long line alone: {leaks:?}"
+            );
             assert_eq!(leaks[0].found, (PathBuf::from("kernel/src/twin.rs"), 2));
             assert_eq!(leaks[0].solution, (PathBuf::from("kernel/src/c.rs"), 3));
+            assert_eq!(leaks[1].found, (PathBuf::from("kernel/src/twin.rs"), 5));
         }
         other => panic!("expected the leak refused, got {other:?}"),
     }
@@ -458,7 +473,7 @@ fn short_generic_lines_are_not_leaks_and_comments_and_layout_do_not_hide_one() {
     );
     assert_eq!(
         normalize("say(\"// not a comment\"); // a comment", rs),
-        "say(\"//notacomment\");"
+        "say(\"//not a comment\");"
     );
     assert_eq!(
         normalize(
@@ -467,6 +482,10 @@ fn short_generic_lines_are_not_leaks_and_comments_and_layout_do_not_hide_one() {
         ),
         normalize(line, rs),
         "text quoting the code between backticks"
+    );
+    assert_eq!(
+        normalize("if  order >\tMAX_ORDER {", rs),
+        "if order>MAX_ORDER{"
     );
 }
 

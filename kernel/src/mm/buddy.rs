@@ -155,6 +155,7 @@ impl Buddy {
         if order > MAX_ORDER {
             return Err(FrameError::BadOrder(order));
         }
+        // LAB 1: BEGIN refuse, before anything changes, every other free the allocator cannot trust: each with the FrameError that names what is wrong
         let end = pfn
             .checked_add(1 << order)
             .ok_or(FrameError::OutOfRange(pfn))?;
@@ -165,16 +166,18 @@ impl Buddy {
         if d.has(flags::RESERVED) {
             return Err(FrameError::Reserved(pfn));
         }
-        // LAB 1: BEGIN refuse a block that is not aligned to its order, and one that is already free
         if pfn & ((1 << order) - 1) != 0 {
             return Err(FrameError::Misaligned { pfn, order });
         }
         if !d.is_allocated() {
             return Err(FrameError::DoubleFree(pfn));
         }
-        // LAB 1: STUB
-        // LAB 1: END
         Ok(())
+        // LAB 1: STUB
+        // // Until you check, every free is trusted.
+        // let _ = (pfn, order);
+        // Ok(())
+        // LAB 1: END
     }
 
     /// Frees the block of 2^`order` frames at `pfn`, merging it with free buddies.
@@ -182,6 +185,7 @@ impl Buddy {
         self.check_free(pfn, order)?;
         self.desc(pfn).reset_on_free();
         self.stats.allocated_frames -= 1 << order;
+        // LAB 1: BEGIN give the block back: onto the free lists, merged; but a frame inside the range being emptied is held back instead
         match self.isolated {
             Some((start, end)) if pfn < end && pfn + (1 << order) > start => {
                 // Frames of the range being emptied are held back; the rest go back singly.
@@ -195,6 +199,10 @@ impl Buddy {
             }
             _ => self.insert_merging(pfn, order),
         }
+        // LAB 1: STUB
+        // // Until you hold frames back, no range is ever isolated: the block goes back whole.
+        // self.insert_merging(pfn, order);
+        // LAB 1: END
         Ok(())
     }
 
@@ -204,10 +212,16 @@ impl Buddy {
 
     /// The free block that contains `pfn`, as (first pfn, order), if `pfn` is free.
     pub fn free_block_containing(&self, pfn: u64) -> Option<(u64, usize)> {
+        // LAB 1: BEGIN find the free block pfn lies in, if it lies in one: its head and order
         (0..ORDERS).find_map(|order| {
             let head = pfn & !((1u64 << order) - 1);
             (self.memmap.desc(head)?.free_order() == Some(order)).then_some((head, order))
         })
+        // LAB 1: STUB
+        // // Until you look, no frame is in a free block.
+        // let _ = pfn;
+        // None
+        // LAB 1: END
     }
 
     /// Starts emptying `[start, end)`: takes every free frame of the range off the free lists
@@ -215,6 +229,7 @@ impl Buddy {
     /// back every frame of the range that is freed, so that nothing allocates from it while
     /// its pages are migrated out. One range at a time.
     pub fn isolate_range(&mut self, start: u64, end: u64) -> Result<(), FrameError> {
+        // LAB 1: BEGIN start emptying [start, end): refuse a bad or second range, then hold back every free frame of it, splitting the free blocks that reach outside it
         if end > self.memmap.frames() || start >= end {
             return Err(FrameError::OutOfRange(start));
         }
@@ -240,15 +255,26 @@ impl Buddy {
             }
         }
         Ok(())
+        // LAB 1: STUB
+        // // Until you hold frames back, a range cannot be emptied.
+        // let _ = (start, end);
+        // Err(FrameError::RangeBusy)
+        // LAB 1: END
     }
 
     /// True if every frame of `[start, end)` is free and held back by the isolation.
     pub fn range_is_empty(&self, start: u64, end: u64) -> bool {
+        // LAB 1: BEGIN whether every frame of the range is held back
         (start..end).all(|f| self.desc(f).has(flags::ISOLATED))
+        // LAB 1: STUB
+        // let _ = (start, end);
+        // false
+        // LAB 1: END
     }
 
     /// Ends the isolation: the held-back frames go back to the free lists.
     pub fn end_isolation(&mut self) {
+        // LAB 1: BEGIN end the isolation: every frame held back goes back to the free lists, merged
         if let Some((start, end)) = self.isolated.take() {
             for f in start..end {
                 let d = self.desc(f);
@@ -258,11 +284,15 @@ impl Buddy {
                 }
             }
         }
+        // LAB 1: STUB
+        // // Until a range can be isolated, there is nothing to end.
+        // LAB 1: END
     }
 
     /// Ends the isolation of an emptied range by allocating it whole: the block of
     /// 2^`order` frames at `start`, which must be the isolated range and all held back.
     pub fn take_isolated(&mut self, start: u64, order: usize) -> Result<u64, FrameError> {
+        // LAB 1: BEGIN take the emptied range as one allocated block (the isolated range must be exactly this block, every frame of it held back), ending the isolation
         let end = start + (1 << order);
         if self.isolated != Some((start, end)) {
             return Err(FrameError::OutOfRange(start));
@@ -277,6 +307,10 @@ impl Buddy {
         self.desc(start).set_allocated();
         self.stats.allocated_frames += 1 << order;
         Ok(start)
+        // LAB 1: STUB
+        // let _ = (start, order);
+        // Err(FrameError::RangeBusy)
+        // LAB 1: END
     }
 
     /// Puts a free block on the free lists, merged with its free buddies first.

@@ -5,8 +5,6 @@
 //! a buddy held back in a hole of memory, frees inside an allocated block. Lab 2: every
 //! access's entry flags, and one frame mapped at both pages.
 
-use alloc::vec::Vec;
-
 use x86_64::structures::paging::PageTableFlags;
 
 use super::buddy::{self, FrameBlock, FrameError};
@@ -16,28 +14,7 @@ use super::window::Access;
 use crate::arch::probe;
 use crate::percpu;
 
-/// Allocates order-0 frames until every frame of an aligned block of `2^order` frames is
-/// held; returns that block's first pfn and frees every other frame taken.
-fn aligned_run_of_single_frames(order: usize) -> u64 {
-    let n = 1u64 << order;
-    let mut held: Vec<u64> = Vec::with_capacity(16_384);
-    let start = loop {
-        let pfn = buddy::with(|b| b.alloc(0)).expect("frames to allocate");
-        held.push(pfn);
-        let start = pfn & !(n - 1);
-        if (start..start + n).all(|f| held.contains(&f)) {
-            break start;
-        }
-        assert!(
-            held.len() < 16_384,
-            "no aligned run of {n} among 16384 frames"
-        );
-    };
-    for &f in held.iter().filter(|&&f| !(start..start + n).contains(&f)) {
-        buddy::free_raw(f, 0).expect("free a frame taken on the way");
-    }
-    start
-}
+use super::ktests::aligned_run_of_single_frames;
 
 fn freed_frames_merge_upward_through_every_order_they_can() {
     let before = buddy::stats();

@@ -236,6 +236,155 @@ fn freeing_both_buddies_merges_them_into_one_block() {
     assert_eq!(buddy::stats(), before, "the free lists are as before");
 }
 
+/// Allocates order-0 frames until every frame of an aligned block of `2^order` frames is
+/// held; returns that block's first pfn and frees every other frame taken.
+pub(super) fn aligned_run_of_single_frames(order: usize) -> u64 {
+    let n = 1u64 << order;
+    let mut held: Vec<u64> = Vec::with_capacity(16_384);
+    let start = loop {
+        let pfn = buddy::with(|b| b.alloc(0)).expect("frames to allocate");
+        held.push(pfn);
+        let start = pfn & !(n - 1);
+        if (start..start + n).all(|f| held.contains(&f)) {
+            break start;
+        }
+        assert!(
+            held.len() < 16_384,
+            "no aligned run of {n} among 16384 frames"
+        );
+    };
+    for &f in held.iter().filter(|&&f| !(start..start + n).contains(&f)) {
+        buddy::free_raw(f, 0).expect("free a frame taken on the way");
+    }
+    start
+}
+
+/// Isolating part of a free block takes exactly the range's frames off the free lists (held
+/// back), leaves the rest of the block free around it, and ending the isolation gives every
+/// frame back, merged as before.
+fn isolating_a_range_holds_back_its_free_frames_and_splits_blocks_at_its_edges() {
+    let before = buddy::stats();
+    let start = aligned_run_of_single_frames(4);
+    for f in start..start + 16 {
+        buddy::free_raw(f, 0).expect("free the run");
+    }
+    let (lo, hi) = (start + 5, start + 11);
+    buddy::with(|b| b.isolate_range(lo, hi)).expect("isolate six frames");
+    let held = buddy::stats();
+    assert_eq!(
+        held.free_frames,
+        before.free_frames - 6,
+        "six frames held back"
+    );
+    for f in start..start + 16 {
+        let block = buddy::with(|b| b.free_block_containing(f));
+        if (lo..hi).contains(&f) {
+            assert_eq!(
+                block, None,
+                "frame {f:#x} in the range is held back, in no free block"
+            );
+            assert!(
+                memmap::get().desc(f).unwrap().has(flags::ISOLATED),
+                "frame {f:#x}"
+            );
+        } else {
+            let (head, order) =
+                block.unwrap_or_else(|| panic!("frame {f:#x} outside the range is free"));
+            let end = head + (1 << order);
+            assert!(
+                end <= lo || head >= hi,
+                "the free block {head:#x}+2^{order} reaches into the range"
+            );
+        }
+    }
+    assert!(buddy::with(|b| b.range_is_empty(lo, hi)));
+    assert!(!buddy::with(|b| b.range_is_empty(lo - 1, hi)));
+    assert_eq!(
+        buddy::with(|b| b.isolate_range(start, start + 1)),
+        Err(FrameError::RangeBusy),
+        "one range at a time"
+    );
+    buddy::with(|b| b.end_isolation());
+    assert_eq!(buddy::stats(), before, "every frame back, merged as before");
+    let frames = memmap::get().frames();
+    assert_eq!(
+        buddy::with(|b| b.isolate_range(frames - 2, frames + 2)),
+        Err(FrameError::OutOfRange(frames - 2))
+    );
+    assert_eq!(
+        buddy::with(|b| b.isolate_range(start + 4, start + 4)),
+        Err(FrameError::OutOfRange(start + 4)),
+        "an empty range"
+    );
+    assert_eq!(buddy::stats(), before, "refused isolations change nothing");
+}
+
+/// A block freed while its frames are in the range being emptied is held back (not free,
+/// not merged), until the isolation ends.
+fn frames_freed_into_an_isolated_range_are_held_back_until_the_isolation_ends() {
+    let before = buddy::stats();
+    let (q, _) = FrameBlock::alloc(2).expect("an order-2 block").into_raw();
+    // The range covers the block's upper half and nothing else that is allocated.
+    buddy::with(|b| b.isolate_range(q + 2, q + 4)).expect("isolate the upper half");
+    let isolated = buddy::stats();
+    buddy::free_raw(q, 2).expect("free the block");
+    assert_eq!(
+        buddy::stats().free_frames,
+        isolated.free_frames + 2,
+        "the lower half is free, the upper half held back"
+    );
+    assert_eq!(buddy::with(|b| b.free_block_containing(q + 2)), None);
+    assert_eq!(buddy::with(|b| b.free_block_containing(q + 3)), None);
+    assert!(buddy::with(|b| b.free_block_containing(q).is_some()));
+    assert!(buddy::with(|b| b.range_is_empty(q + 2, q + 4)));
+    assert_eq!(
+        buddy::free_raw(q + 2, 1),
+        Err(FrameError::DoubleFree(q + 2)),
+        "a held-back frame is not allocated"
+    );
+    buddy::with(|b| b.end_isolation());
+    assert_eq!(buddy::stats(), before);
+    let (head, order) = buddy::with(|b| b.free_block_containing(q)).expect("free again");
+    assert!(
+        head <= q && order >= 2,
+        "the block merged back: ({head:#x}, {order})"
+    );
+}
+
+/// An emptied range is taken as one allocated block; a range that is not exactly the
+/// isolated one, or not empty yet, is refused.
+fn an_emptied_range_is_taken_whole_as_one_aligned_block() {
+    let before = buddy::stats();
+    let r = aligned_run_of_single_frames(3);
+    buddy::with(|b| b.isolate_range(r, r + 8)).expect("isolate the run");
+    for f in r..r + 7 {
+        buddy::free_raw(f, 0).expect("free into the range");
+    }
+    assert!(
+        !buddy::with(|b| b.range_is_empty(r, r + 8)),
+        "one frame is still in use"
+    );
+    assert_eq!(
+        buddy::with(|b| b.take_isolated(r, 3)),
+        Err(FrameError::NotFree(r + 7)),
+        "the range is not empty yet"
+    );
+    buddy::free_raw(r + 7, 0).expect("the last frame");
+    assert_eq!(
+        buddy::with(|b| b.take_isolated(r, 2)),
+        Err(FrameError::OutOfRange(r)),
+        "not the isolated range"
+    );
+    assert_eq!(buddy::with(|b| b.take_isolated(r, 3)), Ok(r));
+    assert_eq!(
+        buddy::with(|b| b.isolate_range(r, r + 1)).map(|_| buddy::with(|b| b.end_isolation())),
+        Ok(()),
+        "taking the range ended its isolation"
+    );
+    buddy::free_raw(r, 3).expect("the taken block is allocated at order 3");
+    assert_eq!(buddy::stats(), before);
+}
+
 fn heap_grows_beyond_its_initial_size() {
     let before = super::heap::stats();
     let n = 4 << 20;
@@ -538,11 +687,14 @@ crate::ktests! {
     memmap_maps_pfn_to_descriptor_and_back,
     kernel_image_and_stack_frames_are_reserved,
     // Lab 1: the buddy allocator (docs/labs/lab1-buddy.md).
-    splitting_a_block_leaves_one_free_block_at_each_lower_order { lab: 1, points: 20 },
-    freeing_both_buddies_merges_them_into_one_block { lab: 1, points: 20 },
-    bad_frees_are_refused_and_change_nothing { lab: 1, points: 20 },
-    allocating_every_frame_then_freeing_in_random_order_restores_the_boot_state { lab: 1, points: 20 },
-    random_mixed_orders_never_overlap_a_shadow_bitmap { lab: 1, points: 20 },
+    splitting_a_block_leaves_one_free_block_at_each_lower_order { lab: 1, points: 15 },
+    freeing_both_buddies_merges_them_into_one_block { lab: 1, points: 15 },
+    bad_frees_are_refused_and_change_nothing { lab: 1, points: 15 },
+    allocating_every_frame_then_freeing_in_random_order_restores_the_boot_state { lab: 1, points: 10 },
+    random_mixed_orders_never_overlap_a_shadow_bitmap { lab: 1, points: 10 },
+    isolating_a_range_holds_back_its_free_frames_and_splits_blocks_at_its_edges { lab: 1, points: 15 },
+    frames_freed_into_an_isolated_range_are_held_back_until_the_isolation_ends { lab: 1, points: 10 },
+    an_emptied_range_is_taken_whole_as_one_aligned_block { lab: 1, points: 10 },
     heap_grows_beyond_its_initial_size,
     heap_refuses_impossible_allocations_cleanly_and_keeps_working,
     // Lab 2: the per-CPU PTE window (docs/labs/lab2-window.md).

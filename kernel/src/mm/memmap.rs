@@ -192,6 +192,9 @@ enum Descs {
     Memdesc(&'static [memdesc::Word]),
 }
 
+/// The first frame above conventional low memory (640 KiB).
+const LOW_MEMORY_END: u64 = 0xa0;
+
 /// The memmap and where physical memory is.
 pub struct Memmap {
     descs: Descs,
@@ -200,6 +203,10 @@ pub struct Memmap {
     pub self_pfn: u64,
     /// Frames the array occupies.
     pub self_frames: u64,
+    /// A usable frame below 640 KiB, kept out of the frame allocator from the start: the
+    /// application processors' start-up code must lie in the first megabyte (a SIPI vector
+    /// addresses it), and taking it here keeps starting them independent of the allocator.
+    pub low_frame: Option<u64>,
 }
 
 /// What `build` found, for the boot summary.
@@ -246,6 +253,12 @@ pub fn build(regions: &MemoryRegions, phys_offset: u64, layout: Layout) -> Memma
         .find(|(start, end)| end.saturating_sub(*start) >= self_frames)
         .map(|(start, _)| start)
         .expect("no usable region is large enough for the memmap");
+    let low_frame = (1..LOW_MEMORY_END)
+        .rev()
+        .filter(|p| !(self_pfn..self_pfn + self_frames).contains(p))
+        .find(|&p| {
+            usable().any(|r| (r.start.div_ceil(FRAME_SIZE)..r.end / FRAME_SIZE).contains(&p))
+        });
     let base = phys_offset + self_pfn * FRAME_SIZE;
     // SAFETY: `base` points into the direct map of `self_frames` usable frames that nothing
     // else uses (the buddy allocator never receives them), room for `frames` descriptors.
@@ -267,6 +280,7 @@ pub fn build(regions: &MemoryRegions, phys_offset: u64, layout: Layout) -> Memma
         phys_offset,
         self_pfn,
         self_frames,
+        low_frame,
     });
     let usable_frames = usable()
         .map(|r| r.end / FRAME_SIZE - r.start.div_ceil(FRAME_SIZE))
@@ -305,14 +319,25 @@ pub unsafe fn write_reserved(layout: Layout, at: *mut u8, n: usize) {
 /// minus frame 0 and the memmap's own frames.
 pub fn usable_ranges(regions: &MemoryRegions) -> impl Iterator<Item = (u64, u64)> + '_ {
     let mm = get();
-    let (hole_start, hole_end) = (mm.self_pfn, mm.self_pfn + mm.self_frames);
+    // Kept out: the memmap's own frames, and the low frame for the AP start-up code.
+    let memmap = (mm.self_pfn, mm.self_pfn + mm.self_frames);
+    let low = mm.low_frame.map_or((0, 0), |p| (p, p + 1));
+    let (first, second) = if memmap.0 <= low.0 {
+        (memmap, low)
+    } else {
+        (low, memmap)
+    };
     regions
         .iter()
         .filter(|r| r.kind == MemoryRegionKind::Usable)
         .flat_map(move |r| {
             let (start, end) = (r.start.div_ceil(FRAME_SIZE).max(1), r.end / FRAME_SIZE);
-            // Cut the memmap's frames out of the range (they lie in at most one region).
-            [(start, end.min(hole_start)), (start.max(hole_end), end)]
+            // The range with both holes cut out: before, between and after them.
+            [
+                (start, end.min(first.0)),
+                (start.max(first.1), end.min(second.0)),
+                (start.max(second.1), end),
+            ]
         })
         .filter(|(s, e)| s < e)
 }
