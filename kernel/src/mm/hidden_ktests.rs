@@ -211,6 +211,54 @@ fn translate_handles_the_last_byte_of_huge_pages_and_the_canonical_edges() {
     }
 }
 
+fn a_refused_map_leaves_the_window_free_and_interrupts_as_they_were() {
+    let window = &percpu::current().window;
+    let ok = FrameBlock::alloc_frame().unwrap();
+    x86_64::instructions::interrupts::enable();
+    let refused = window.map(ok.pfn(), 0, Access::ReadWrite).err();
+    let on_after_refusal = x86_64::instructions::interrupts::are_enabled();
+    let m = window.map(ok.pfn(), ok.pfn(), Access::ReadWrite);
+    let on_while_mapped = x86_64::instructions::interrupts::are_enabled();
+    drop(m);
+    let on_after_unmap = x86_64::instructions::interrupts::are_enabled();
+    x86_64::instructions::interrupts::disable();
+    assert_eq!(refused, Some(super::window::WindowError::Reserved(0)));
+    assert!(on_after_refusal, "a refused map left interrupts off");
+    assert!(!on_while_mapped, "interrupts on while mapped");
+    assert!(on_after_unmap, "unmap did not restore interrupts");
+}
+
+fn the_ring_takes_a_new_slot_for_every_map_until_it_wraps_once() {
+    use super::window_ring::SLOTS;
+    let ring = &percpu::current().ring;
+    let (a, b) = (
+        FrameBlock::alloc_frame().unwrap(),
+        FrameBlock::alloc_frame().unwrap(),
+    );
+    // Run the ring to a wrap first, so that the next SLOTS maps are one full round.
+    let start = ring.wraps();
+    while ring.wraps() == start {
+        drop(ring.map(a.pfn(), b.pfn(), Access::ReadOnly).unwrap());
+    }
+    let mut seen = alloc::vec::Vec::with_capacity(SLOTS);
+    for _ in 0..SLOTS - 1 {
+        let m = ring.map(a.pfn(), b.pfn(), Access::ReadOnly).unwrap();
+        seen.push(m.addr());
+    }
+    let mut sorted = seen.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(
+        sorted.len(),
+        seen.len(),
+        "a slot was taken twice within one round"
+    );
+    assert_eq!(ring.wraps(), start + 1, "no flush within a round");
+    drop(ring.map(a.pfn(), b.pfn(), Access::ReadOnly).unwrap());
+    drop(ring.map(a.pfn(), b.pfn(), Access::ReadOnly).unwrap());
+    assert_eq!(ring.wraps(), start + 2, "the round's end wraps once");
+}
+
 crate::ktests! {
     translate_agrees_with_the_crate_page_by_page_over_the_kernel_image_and_heap { lab: 0, points: 15, hidden: true },
     translate_handles_the_last_byte_of_huge_pages_and_the_canonical_edges { lab: 0, points: 15, hidden: true },
@@ -219,4 +267,6 @@ crate::ktests! {
     a_frame_inside_an_allocated_block_is_no_block_to_free { lab: 1, points: 10, hidden: true },
     every_access_maps_present_never_executable_and_writable_only_to_write { lab: 2, points: 20, hidden: true },
     one_frame_mapped_at_both_pages_shows_itself_twice { lab: 2, points: 10, hidden: true },
+    a_refused_map_leaves_the_window_free_and_interrupts_as_they_were { lab: 2, points: 10, hidden: true },
+    the_ring_takes_a_new_slot_for_every_map_until_it_wraps_once { lab: 2, points: 10, hidden: true },
 }

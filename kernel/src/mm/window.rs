@@ -118,6 +118,7 @@ impl Window {
 
     /// The frame's physical address, if the window may map it (in memory, not reserved).
     pub(super) fn check_frame(pfn: u64) -> Result<PhysAddr, WindowError> {
+        // LAB 2: BEGIN the frame's physical address, or why the window must not map it: outside memory, or reserved (the kernel's own, firmware's)
         let desc = memmap::get()
             .desc(pfn)
             .ok_or(WindowError::OutOfRange(pfn))?;
@@ -125,6 +126,11 @@ impl Window {
             return Err(WindowError::Reserved(pfn));
         }
         Ok(PhysAddr::new(pfn * FRAME_SIZE))
+        // LAB 2: STUB
+        // // Until you check, no frame may be mapped.
+        // let _ = (memmap::get, flags::RESERVED);
+        // Err(WindowError::OutOfRange(pfn))
+        // LAB 2: END
     }
 
     /// Maps frame `pfn_a` at the window's first page and `pfn_b` right after it. Interrupts
@@ -138,6 +144,7 @@ impl Window {
         pfn_b: u64,
         access: Access,
     ) -> Result<WindowMapping<'_>, WindowError> {
+        // LAB 2: BEGIN claim this CPU's window for one mapping at a time, with interrupts off until it is dropped; check both frames (a refusal leaves the window free); map them
         let irq_guard = InterruptsOff::new();
         if self.in_use.swap(true, Ordering::Acquire) {
             return Err(WindowError::Busy);
@@ -159,6 +166,11 @@ impl Window {
             _irq: irq_guard,
             _not_send: PhantomData,
         })
+        // LAB 2: STUB
+        // // Until you claim it, the window is always busy.
+        // let _ = (pfn_a, pfn_b, access, InterruptsOff::new, Self::write_ptes);
+        // Err(WindowError::Busy)
+        // LAB 2: END
     }
 
     fn unmap(&self) {
@@ -166,10 +178,14 @@ impl Window {
         let flush = !self.skip_next_flush.swap(false, Ordering::Relaxed);
         #[cfg(not(feature = "ktest"))]
         let flush = true;
+        // LAB 2: BEGIN end the mapping: after every access through it, remove the PTEs (flushing as `flush` says), then let the window be claimed again
         // Every access through the window is done before the entries go.
         compiler_fence(Ordering::SeqCst);
         self.clear_ptes(flush);
         self.in_use.store(false, Ordering::Release);
+        // LAB 2: STUB
+        // let _ = (flush, Self::clear_ptes);
+        // LAB 2: END
     }
 
     /// Points the window's two leaf entries at `frames` (page 0, then page 1), as

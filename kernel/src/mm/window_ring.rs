@@ -84,6 +84,7 @@ impl WindowRing {
         pfn_b: u64,
         access: Access,
     ) -> Result<RingMapping<'_>, WindowError> {
+        // LAB 2: BEGIN claim this CPU's ring as the eager window is claimed, take the next slot (wrapping with one full TLB flush once every slot was used) and map the frames there
         let irq_guard = InterruptsOff::new();
         if self.in_use.swap(true, Ordering::Acquire) {
             return Err(WindowError::Busy);
@@ -116,6 +117,12 @@ impl WindowRing {
             _irq: irq_guard,
             _not_send: PhantomData,
         })
+        // LAB 2: STUB
+        // // Until you claim it, the ring is always busy.
+        // let _ = (pfn_a, pfn_b, access, InterruptsOff::new, tlb::flush_all, Self::store_entry);
+        // let _ = (&self.next, &self.wraps, SLOTS);
+        // Err(WindowError::Busy)
+        // LAB 2: END
     }
 
     /// Sets leaf entry `n` (0..512) of this CPU's ring table with one volatile store. Only on
@@ -130,11 +137,15 @@ impl WindowRing {
     }
 
     fn unmap(&self, slot: usize) {
+        // LAB 2: BEGIN end the mapping of `slot`: after every access through it, clear its PTEs without a flush (the module doc says why that is safe) and free the ring
         compiler_fence(Ordering::SeqCst);
         // Cleared but not flushed: see the module doc.
         self.store_entry(2 + 2 * slot, 0);
         self.store_entry(3 + 2 * slot, 0);
         self.in_use.store(false, Ordering::Release);
+        // LAB 2: STUB
+        // let _ = (slot, compiler_fence);
+        // LAB 2: END
     }
 }
 
