@@ -77,10 +77,16 @@ pub const fn chain_length(size: usize, max_chain: usize) -> usize {
 
 /// The logical class index for an object of `size` bytes, header already included.
 pub fn logical_index(size_with_header: usize) -> usize {
+    // LAB 3: BEGIN the logical class of the smallest size that holds this many bytes (sizes below the smallest class go to it; the largest class takes everything above it)
     if size_with_header <= MIN_ALLOC_SIZE {
         return 0;
     }
     ((size_with_header - MIN_ALLOC_SIZE).div_ceil(CLASS_DELTA)).min(NUM_CLASSES - 1)
+    // LAB 3: STUB
+    // // Until you compute it, every object is in the largest class.
+    // let _ = (size_with_header, MIN_ALLOC_SIZE, CLASS_DELTA);
+    // NUM_CLASSES - 1
+    // LAB 3: END
 }
 
 /// The whole class table for one maximum chain length.
@@ -116,6 +122,7 @@ const fn build_table(max_chain: usize) -> BuiltTable {
         objs_per_zspage: 0,
         huge: false,
     };
+    // LAB 3: BEGIN the table for max_chain: every logical class's chain and objects, the huge range and huge_class_size (rule 3), merging (rule 2); distinct classes smallest first, and for each logical class the position of the class that serves it
     // Distinct classes are found largest first; `alias_rev` numbers them in that order.
     let mut rev = [EMPTY; NUM_CLASSES];
     let mut n = 0;
@@ -132,21 +139,13 @@ const fn build_table(max_chain: usize) -> BuiltTable {
         };
         let pages = chain_length(size, max_chain);
         let objs = pages * PAGE_SIZE / size;
-        // LAB 3: BEGIN where the huge classes end, and so huge_class_size (rule 3)
+        // Walking down, the first class that is not one page holding one object ends the
+        // huge range.
         if pages != 1 && objs != 1 && huge_class_size == 0 {
             huge_class_size = size - (HANDLE_SIZE - 1);
         }
-        // LAB 3: STUB
-        // // Until you find it, no size counts as huge.
-        // let _ = (HANDLE_SIZE, &mut huge_class_size);
-        // LAB 3: END
-        // LAB 3: BEGIN whether this class is served by a larger one (rule 2)
         let merges =
             n > 0 && rev[n - 1].pages_per_zspage == pages && rev[n - 1].objs_per_zspage == objs;
-        // LAB 3: STUB
-        // // Until you merge, every size is a class of its own.
-        // let merges = false;
-        // LAB 3: END
         if !merges {
             rev[n] = ClassLayout {
                 index: i,
@@ -178,6 +177,32 @@ const fn build_table(max_chain: usize) -> BuiltTable {
         alias,
         huge_class_size,
     }
+    // LAB 3: STUB
+    // // Until you build it: every logical size a class of its own, of one page, none huge
+    // // (a const fn: the compiler builds the tables; while loops, no todo!).
+    // let _ = (max_chain, HANDLE_SIZE, chain_length);
+    // let mut table = BuiltTable {
+    //     classes: [EMPTY; NUM_CLASSES],
+    //     count: NUM_CLASSES,
+    //     alias: [0; NUM_CLASSES],
+    //     huge_class_size: MAX_ALLOC_SIZE + 1,
+    // };
+    // let mut c = 0;
+    // while c < NUM_CLASSES {
+    //     let bytes = MIN_ALLOC_SIZE + c * CLASS_DELTA;
+    //     let bytes = if bytes < MAX_ALLOC_SIZE { bytes } else { MAX_ALLOC_SIZE };
+    //     table.classes[c] = ClassLayout {
+    //         index: c,
+    //         size: bytes,
+    //         pages_per_zspage: 1,
+    //         objs_per_zspage: PAGE_SIZE / bytes,
+    //         huge: false,
+    //     };
+    //     table.alias[c] = c as u8;
+    //     c += 1;
+    // }
+    // table
+    // LAB 3: END
 }
 
 /// Every chain length's table, built by the compiler: the tables are fixed arithmetic, so a

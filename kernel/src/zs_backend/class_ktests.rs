@@ -175,10 +175,48 @@ fn the_class_96_example_from_linux_docs() {
     assert_eq!(NUM_CLASSES, 255);
 }
 
+/// Every request goes to the logical class of the smallest size that holds it with its
+/// header, and from there to the class that serves that size.
+fn requests_go_to_the_smallest_class_that_holds_them_and_their_header() {
+    use zsmalloc::class::logical_index;
+    for (bytes_with_header, want) in [
+        (1, 0),
+        (32, 0),
+        (33, 1),
+        (48, 1),
+        (49, 2),
+        (1576, 97),
+        (4096, 254),
+        (4096 + HANDLE_SIZE, 254),
+    ] {
+        assert_eq!(
+            logical_index(bytes_with_header),
+            want,
+            "{bytes_with_header} bytes with the header"
+        );
+    }
+    let t = ClassTable::new(8);
+    for bytes in 1..=MAX_ALLOC_SIZE {
+        let i = logical_index(bytes + HANDLE_SIZE);
+        assert!(
+            class_size(i) >= (bytes + HANDLE_SIZE).min(MAX_ALLOC_SIZE),
+            "{bytes} bytes in class {i} of {} bytes",
+            class_size(i)
+        );
+        assert!(
+            i == 0 || class_size(i - 1) < bytes + HANDLE_SIZE,
+            "{bytes} bytes fit the smaller class {}",
+            i - 1
+        );
+        assert_eq!(t.class_for(bytes), t.alias[i] as usize, "{bytes} bytes");
+    }
+}
+
 crate::ktests! {
     // Lab 3: the size-class table (docs/labs/lab3-classes.md).
-    chain_lengths_match_linux_at_chains_4_8_and_16 { lab: 3, points: 30 },
-    merged_classes_match_linux_at_chains_4_8_and_16 { lab: 3, points: 30 },
-    huge_class_size_matches_linux_at_every_chain_length { lab: 3, points: 20 },
-    the_class_96_example_from_linux_docs { lab: 3, points: 20 },
+    chain_lengths_match_linux_at_chains_4_8_and_16 { lab: 3, points: 25 },
+    merged_classes_match_linux_at_chains_4_8_and_16 { lab: 3, points: 25 },
+    huge_class_size_matches_linux_at_every_chain_length { lab: 3, points: 15 },
+    the_class_96_example_from_linux_docs { lab: 3, points: 15 },
+    requests_go_to_the_smallest_class_that_holds_them_and_their_header { lab: 3, points: 20 },
 }
