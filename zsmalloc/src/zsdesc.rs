@@ -148,7 +148,7 @@ pub(crate) fn reset(d: &ZsDesc) {
 }
 
 /// The zspage a page belongs to, if any.
-pub(crate) fn owner(d: &ZsDesc) -> Option<ZsPageRef> {
+pub fn owner(d: &ZsDesc) -> Option<ZsPageRef> {
     ZsPageRef::decode(d.zspage.load(Ordering::Relaxed))
 }
 

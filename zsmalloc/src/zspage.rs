@@ -237,11 +237,17 @@ impl ClassState {
 
     /// The `n`-th page of a zspage's chain.
     pub fn nth_page<B: Backend>(&self, b: &B, first: Pfn, n: usize) -> Pfn {
+        // LAB 4: BEGIN follow the zspage's chain of pages, through their zsdescs, to its n-th page
         let mut pfn = first;
         for _ in 0..n {
             pfn = zsdesc::next(b.desc(pfn)).expect("the chain is as long as the class says");
         }
         pfn
+        // LAB 4: STUB
+        // // Until you follow the chain, every page is the first.
+        // let _ = (b, n);
+        // first
+        // LAB 4: END
     }
 
     /// Where object `idx` of a zspage starts: (page, offset in page).
@@ -310,18 +316,19 @@ impl ClassState {
         };
         let size = self.layout.size;
         for (i, &pfn) in pfns[..pages].iter().enumerate() {
-            // LAB 4: BEGIN first_obj: the offset, in page i of the zspage, of the first object that starts in that page
+            // LAB 4: BEGIN make page i part of the zspage: its zsdesc (zsdesc::init_page) with the offset of the first object that starts in it, and the chain to the next page
             let page_start = i * PAGE_SIZE;
             let first_obj = page_start.div_ceil(size) * size - page_start;
-            // LAB 4: STUB
-            // // Until you compute it: right for the first page only.
-            // let first_obj = 0;
-            // LAB 4: END
             let d = b.desc(pfn);
             zsdesc::init_page(d, owner, pfns[0], i == 0, first_obj as u32, movable_ops);
             if i + 1 < pages {
                 zsdesc::set_next(d, pfns[i + 1]);
             }
+            // LAB 4: STUB
+            // // Until you build the chain: every page on its own, its first object at 0.
+            // let _ = (size, zsdesc::set_next);
+            // zsdesc::init_page(b.desc(pfn), owner, pfns[0], i == 0, 0, movable_ops);
+            // LAB 4: END
         }
         let objs = self.capacity(pages) as u32;
         if self.layout.huge {
@@ -370,6 +377,7 @@ impl ClassState {
 
     /// Frees an empty zspage: resets its zsdescs and gives its pages back. Returns how many.
     pub fn free_zspage<B: Backend>(&mut self, b: &B, id: u32) -> usize {
+        // LAB 4: BEGIN free an empty zspage: every page of its chain back to the backend, its zsdesc reset first; the class's counters; return the pages freed
         let (first, inuse) = {
             let z = &self.zspages[id as usize];
             (z.first, z.inuse)
@@ -402,10 +410,15 @@ impl ClassState {
         }
         self.free_ids.push(id);
         freed
+        // LAB 4: STUB
+        // let _ = (b, id, zsdesc::reset);
+        // todo!("lab 4: free an empty zspage (zsmalloc/src/zspage.rs, ClassState::free_zspage)")
+        // LAB 4: END
     }
 
     /// Takes a free object from a zspage for `slot`; returns its encoded location.
     pub fn obj_malloc<B: Backend>(&mut self, b: &B, id: u32, slot: u32) -> u64 {
+        // LAB 4: BEGIN take the zspage's first free object for `slot`: off the freelist, its header written (a huge object's slot goes in its page's zsdesc instead); the zspage's and the class's counts; return its encoded location
         let (first, idx) = {
             let z = &self.zspages[id as usize];
             (z.first, z.freeobj.expect("the zspage has a free object"))
@@ -415,7 +428,6 @@ impl ClassState {
             zsdesc::set_huge_slot(b.desc(pfn), Some(slot));
             None
         } else {
-            // LAB 4: BEGIN take object `idx` off the freelist and mark it allocated to `slot`; return the next free object
             // SAFETY: the object is free and ours; its first word is its freelist link, which
             // the header replaces.
             unsafe {
@@ -423,38 +435,38 @@ impl ClassState {
                 write_word(b, pfn, off, handle::header_for_slot(slot));
                 next
             }
-            // LAB 4: STUB
-            // let _ = (off, read_word::<B>, handle::link_target, handle::header_for_slot);
-            // todo!("lab 4: take an object off the freelist (zsmalloc/src/zspage.rs, ClassState::obj_malloc)")
-            // LAB 4: END
         };
         let z = &mut self.zspages[id as usize];
         z.freeobj = next;
         z.inuse += 1;
         self.objs_inuse += 1;
         handle::encode_obj(pfn, idx)
+        // LAB 4: STUB
+        // let _ = (b, id, slot, read_word::<B>, handle::link_target, handle::header_for_slot);
+        // todo!("lab 4: take an object off the freelist (zsmalloc/src/zspage.rs, ClassState::obj_malloc)")
+        // LAB 4: END
     }
 
     /// Returns object `idx` (starting in page `pfn`) of a zspage to its freelist.
     pub fn obj_free<B: Backend>(&mut self, b: &B, id: u32, pfn: Pfn, idx: u32) {
+        // LAB 4: BEGIN put object `idx` (it starts in page `pfn`) back on its zspage's freelist, as the next one handed out (a huge object: its page's zsdesc forgets the slot); the counts
         let off = idx as usize * self.layout.size % PAGE_SIZE;
         let head = self.zspages[id as usize].freeobj;
         if self.layout.huge {
             zsdesc::set_huge_slot(b.desc(pfn), None);
         } else {
-            // LAB 4: BEGIN put object `idx` back on the freelist, as the next one to hand out
             // SAFETY: the object is allocated and being freed by its owner; its header word
             // becomes the freelist link.
             unsafe { write_word(b, pfn, off, handle::link_word(head)) };
-            // LAB 4: STUB
-            // let _ = (off, head);
-            // todo!("lab 4: put an object back on the freelist (zsmalloc/src/zspage.rs, ClassState::obj_free)")
-            // LAB 4: END
         }
         let z = &mut self.zspages[id as usize];
         z.freeobj = Some(idx);
         z.inuse -= 1;
         self.objs_inuse -= 1;
+        // LAB 4: STUB
+        // let _ = (b, id, pfn, idx, write_word::<B>);
+        // todo!("lab 4: put an object back on the freelist (zsmalloc/src/zspage.rs, ClassState::obj_free)")
+        // LAB 4: END
     }
 
     /// zspages a perfect repacking of the live objects would free (Linux: `zs_can_compact`,
@@ -874,6 +886,7 @@ impl ClassState {
 
     /// The slot recorded in an allocated object's header (or, for huge, its descriptor).
     pub fn header_slot<B: Backend>(&self, b: &B, pfn: Pfn, idx: u32) -> Option<u32> {
+        // LAB 4: BEGIN whose object `idx` (starting in page `pfn`) is: the slot its header names, or None for a free object (a huge object's slot is in its page's zsdesc)
         if self.layout.huge {
             zsdesc::huge_slot(b.desc(pfn))
         } else {
@@ -881,5 +894,10 @@ impl ClassState {
             // SAFETY: reading the first word of an object of a live zspage under the lock.
             handle::slot_from_header(unsafe { read_word(b, pfn, off) })
         }
+        // LAB 4: STUB
+        // // Until you read headers, every object looks free.
+        // let _ = (b, pfn, idx, handle::slot_from_header);
+        // None
+        // LAB 4: END
     }
 }

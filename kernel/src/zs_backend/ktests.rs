@@ -573,7 +573,7 @@ crate::ktests! {
     zsdesc_overlay_writes_the_memmap_entries,
     migration_moves_the_zsdesc_by_pointer_in_memdesc_and_copies_it_in_wide,
     // Lab 4: zspages (docs/labs/lab4-zspages.md); its other tests are in zspage_ktests.rs.
-    every_class_at_every_offset_through_the_window { lab: 4, points: 25 },
+    every_class_at_every_offset_through_the_window { lab: 4, points: 20 },
     // Lab 5: handles and mapping; its other tests are in handle_ktests.rs.
     every_class_at_every_offset_through_the_copy_path { lab: 5, points: 20 },
     out_of_memory_at_the_kth_frame_fails_cleanly_for_every_k,

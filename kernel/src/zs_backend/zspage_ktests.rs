@@ -151,10 +151,58 @@ fn an_object_that_spans_two_pages_keeps_its_bytes_across_them() {
     }
 }
 
+/// Freeing the last object of a zspage gives every page of its chain back to the frame
+/// allocator, in every kind of class (one page, several, huge).
+fn freeing_every_object_gives_every_page_of_every_kind_of_zspage_back() {
+    let p = pool();
+    // 48: 3-page zspages of 256 objects; 1632: 2 pages; 3264: 4 pages; 4000: huge.
+    let fill = || {
+        let mut live = Vec::new();
+        for size in [48, SLOT, 3264, 4000 + HANDLE_SIZE] {
+            for _ in 0..7 {
+                live.push(p.malloc(size - HANDLE_SIZE).unwrap());
+            }
+        }
+        live
+    };
+    // A first round grows the pool's own tables (on the heap), so that the frames counted
+    // next are the zspages' alone.
+    for h in fill() {
+        p.free(h).unwrap();
+    }
+    let frames_before = crate::mm::buddy::stats().free_frames;
+    let live = fill();
+    let pages = p.pages();
+    assert_eq!(
+        pages.len(),
+        3 + 2 * 2 + 4 * 2 + 7,
+        "pages of the zspages: {pages:x?}"
+    );
+    for pfn in &pages {
+        assert!(
+            zsdesc::owner(p.backend().desc(*pfn)).is_some(),
+            "page {pfn:#x} names its zspage"
+        );
+    }
+    for (i, h) in live.into_iter().enumerate() {
+        p.free(h).unwrap();
+        p.check_invariants()
+            .unwrap_or_else(|e| panic!("after {} frees: {e}", i + 1));
+    }
+    assert_eq!(p.total_pages(), 0, "the pool holds no page");
+    assert!(p.pages().is_empty());
+    assert_eq!(
+        crate::mm::buddy::stats().free_frames,
+        frames_before,
+        "every frame went back to the allocator"
+    );
+}
+
 crate::ktests! {
     // Lab 4: zspages (docs/labs/lab4-zspages.md).
-    a_fresh_zspage_hands_out_its_objects_in_index_order { lab: 4, points: 20 },
+    a_fresh_zspage_hands_out_its_objects_in_index_order { lab: 4, points: 15 },
     every_page_records_the_offset_of_its_first_object { lab: 4, points: 15 },
-    the_freelist_gives_back_the_last_freed_object_first { lab: 4, points: 20 },
-    an_object_that_spans_two_pages_keeps_its_bytes_across_them { lab: 4, points: 20 },
+    the_freelist_gives_back_the_last_freed_object_first { lab: 4, points: 15 },
+    an_object_that_spans_two_pages_keeps_its_bytes_across_them { lab: 4, points: 15 },
+    freeing_every_object_gives_every_page_of_every_kind_of_zspage_back { lab: 4, points: 20 },
 }
