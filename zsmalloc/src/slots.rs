@@ -207,6 +207,7 @@ impl SlotTable {
     /// A freed slot past its quarantine on CPU `cpu`'s list, refilled from the shared list
     /// if the CPU has none.
     fn recycle(&self, cpu: usize) -> Option<u32> {
+        // LAB 5: BEGIN the oldest slot freed on this CPU once it has waited behind `quarantine` others, after refilling from the shared list if this CPU has too few
         let mut mine = self.free[cpu % self.free.len()].lock();
         if mine.len() <= self.quarantine
             && let Some(batch) = self.shared.lock().pop()
@@ -222,6 +223,11 @@ impl SlotTable {
         } else {
             None
         }
+        // LAB 5: STUB
+        // // Until you recycle slots, every object gets a never-used one.
+        // let _ = (cpu, &self.free, &self.shared, self.quarantine);
+        // None
+        // LAB 5: END
     }
 
     /// A never-used index, if the table is not full (it never counts past full).
@@ -253,12 +259,18 @@ impl SlotTable {
         };
         let slot = self.get(index).expect("a reserved slot exists");
         let old = slot.state();
+        // LAB 5: BEGIN the generation of the slot's new life: a never-used slot starts at 0, a reused one moves on (wrapping at GEN_MASK)
         // A slot never used has state 0 (a used one always had a size).
         let generation = if old == SlotState::unpack(0) {
             0
         } else {
             (old.generation + 1) & GEN_MASK
         };
+        // LAB 5: STUB
+        // // Until you count lives, every life is the first.
+        // let _ = (old, GEN_MASK);
+        // let generation = 0;
+        // LAB 5: END
         slot.state.store(
             SlotState {
                 live: false,
@@ -285,6 +297,7 @@ impl SlotTable {
     pub fn release(&self, cpu: usize, index: u32) {
         if let Some(slot) = self.get(index) {
             slot.state.fetch_and(!LIVE, Ordering::Release);
+            // LAB 5: BEGIN queue the slot on this CPU's list for reuse; a CPU that holds more than it needs gives its oldest batch to the shared list
             let mut mine = self.free[cpu % self.free.len()].lock();
             mine.push_back(index);
             if mine.len() > CPU_KEEP {
@@ -292,6 +305,10 @@ impl SlotTable {
                 drop(mine);
                 self.shared.lock().push(batch);
             }
+            // LAB 5: STUB
+            // // Until you queue them, freed slots are never used again.
+            // let _ = (cpu, CPU_KEEP, BATCH);
+            // LAB 5: END
         }
     }
 

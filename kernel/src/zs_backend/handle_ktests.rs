@@ -162,6 +162,43 @@ fn the_copy_path_copies_in_and_back_only_as_the_mode_says() {
     }
 }
 
+/// A freed slot waits behind the slots freed after it (first in, first out) before it is
+/// used again, with a new generation; until then every new object gets another slot.
+fn a_freed_slot_waits_behind_the_quarantine_before_it_lives_again() {
+    use zsmalloc::slots::QUARANTINE;
+    let p = pool(MapPath::Window);
+    let mut seen = Vec::new();
+    let again = loop {
+        let h = p.malloc(200).unwrap();
+        p.free(h).unwrap();
+        if seen
+            .iter()
+            .any(|s: &Handle| s.slot_index() == h.slot_index())
+        {
+            break h;
+        }
+        seen.push(h);
+        assert!(
+            seen.len() <= 4 * QUARANTINE,
+            "no slot came back after {} frees",
+            seen.len()
+        );
+    };
+    assert_eq!(
+        seen.len(),
+        QUARANTINE + 1,
+        "a freed slot is reused after exactly {QUARANTINE} others were freed behind it"
+    );
+    assert_eq!(
+        again.slot_index(),
+        seen[0].slot_index(),
+        "the oldest freed slot comes back first"
+    );
+    assert_ne!(again, seen[0], "with a new generation");
+    assert_eq!(p.free(seen[0]), Err(Error::StaleHandle(seen[0])));
+    p.check_invariants().unwrap();
+}
+
 crate::ktests! {
     // Lab 5: handles and mapping (docs/labs/lab5-handles.md); the copy path over every class
     // is in ktests.rs.
@@ -169,5 +206,6 @@ crate::ktests! {
     a_forged_handle_is_refused_and_changes_nothing { lab: 5, points: 15 },
     a_stale_handle_is_refused_after_its_slot_is_reused { lab: 5, points: 15 },
     readers_share_an_object_and_a_writer_has_it_alone { lab: 5, points: 15 },
-    the_copy_path_copies_in_and_back_only_as_the_mode_says { lab: 5, points: 20 },
+    the_copy_path_copies_in_and_back_only_as_the_mode_says { lab: 5, points: 15 },
+    a_freed_slot_waits_behind_the_quarantine_before_it_lives_again { lab: 5, points: 15 },
 }

@@ -575,7 +575,7 @@ crate::ktests! {
     // Lab 4: zspages (docs/labs/lab4-zspages.md); its other tests are in zspage_ktests.rs.
     every_class_at_every_offset_through_the_window { lab: 4, points: 20 },
     // Lab 5: handles and mapping; its other tests are in handle_ktests.rs.
-    every_class_at_every_offset_through_the_copy_path { lab: 5, points: 20 },
+    every_class_at_every_offset_through_the_copy_path { lab: 5, points: 10 },
     out_of_memory_at_the_kth_frame_fails_cleanly_for_every_k,
     bad_inputs_are_refused,
     per_cpu_state_is_sized_by_the_cpus_present { cpus: 4 },

@@ -46,16 +46,13 @@ impl<B: Backend> Pool<B> {
         let (p, slot) = self.slot_of(handle)?;
         let _pool = self.pool_wide();
         let _migrate = self.read_migrate();
+        // LAB 5: BEGIN in one atomic update of the slot's state (Slot::update), check the handle against it and count this access: readers share an object, a writer has it alone; refuse a conflict with ObjectBusy
         let st = slot.update(|st| {
             Self::check_state(handle, &p, st)?;
-            // LAB 5: BEGIN does this access conflict with the object's current mappings?
             let conflict = match mode {
                 MapMode::ReadOnly => st.maps >= WRITE_MAPPED - 1,
                 MapMode::WriteOnly | MapMode::ReadWrite => st.maps != 0,
             };
-            // LAB 5: STUB
-            // let conflict = false;
-            // LAB 5: END
             if conflict {
                 return Err(Error::ObjectBusy(handle));
             }
@@ -66,6 +63,12 @@ impl<B: Backend> Pool<B> {
             };
             Ok(SlotState { maps, ..st })
         })?;
+        // LAB 5: STUB
+        // // Until you count accesses, nothing ever conflicts.
+        // let st = slot.state();
+        // Self::check_state(handle, &p, st)?;
+        // let _: (MapMode, u16, Option<SlotState>) = (mode, WRITE_MAPPED, None);
+        // LAB 5: END
         let (pfn, idx) = handle::decode_obj(slot.obj());
         let first = zsdesc::first_page(self.backend.desc(pfn));
         zsdesc::zspage_read_lock(self.backend.desc(first));
@@ -83,6 +86,7 @@ impl<B: Backend> Pool<B> {
     /// its zspage, alive until then), then the slot's count.
     fn unpin(&self, r: &Resolved) {
         zsdesc::zspage_read_unlock(self.backend.desc(r.first));
+        // LAB 5: BEGIN the access ends: the slot stops counting it
         let slot = self
             .slots
             .get(r.slot)
@@ -95,6 +99,9 @@ impl<B: Backend> Pool<B> {
             };
             Ok::<_, ()>(SlotState { maps, ..st })
         });
+        // LAB 5: STUB
+        // let _ = r.slot;
+        // LAB 5: END
     }
 
     /// Where an object's bytes are: (page, offset of the first user byte, second page if the
