@@ -532,6 +532,7 @@ impl ClassState {
         slots: &SlotTable,
         max_sources: usize,
     ) -> (usize, u64, bool) {
+        // LAB 6: BEGIN compact the class while a zspage could be freed (and at most max_sources sources): choose where objects go and which zspage they leave, so that compaction frees pages and never moves a mapped object; drain one into the other
         let (mut pages_freed, mut moved) = (0, 0);
         let mut sources = 0;
         while self.freeable_zspages() > 0 {
@@ -539,7 +540,6 @@ impl ClassState {
                 return (pages_freed, moved, true);
             }
             sources += 1;
-            // LAB 6: BEGIN choose where objects go and which zspage they leave, so that compaction frees pages and never moves a mapped object
             let dst = self.partly_used(false).next();
             let src = dst.and_then(|dst| {
                 self.partly_used(true).find(|&id| {
@@ -547,10 +547,6 @@ impl ClassState {
                         && zsdesc::zspage_try_write_lock(b.desc(self.zspages[id as usize].first))
                 })
             });
-            // LAB 6: STUB
-            // // Until you choose, there is nothing to compact.
-            // let (dst, src): (Option<u32>, Option<u32>) = (None, None);
-            // LAB 6: END
             let (Some(dst), Some(src)) = (dst, src) else {
                 break;
             };
@@ -559,6 +555,11 @@ impl ClassState {
             moved += n;
         }
         (pages_freed, moved, false)
+        // LAB 6: STUB
+        // // Until you compact, nothing moves.
+        // let _ = (b, slots, max_sources, Self::drain_into::<B>, zsdesc::zspage_try_write_lock);
+        // (0, 0, false)
+        // LAB 6: END
     }
 
     /// Moves objects of zspage `src` (its lock held for writing, which this releases) into
@@ -571,6 +572,7 @@ impl ClassState {
         src: u32,
         dst: u32,
     ) -> (usize, u64) {
+        // LAB 6: BEGIN move src's objects into dst, one by one, until src is empty or dst full; then both zspages' groups, src's lock released, and src freed if empty; return (pages freed, objects moved)
         let src_first = self.zspages[src as usize].first;
         let (src_objs, dst_objs) = (
             self.zspages[src as usize].objs,
@@ -597,6 +599,12 @@ impl ClassState {
             0
         };
         (freed, moved)
+        // LAB 6: STUB
+        // // Until you drain, nothing moves; the source's lock is released.
+        // let _ = (slots, dst, Self::move_object::<B>);
+        // zsdesc::zspage_write_unlock(b.desc(self.zspages[src as usize].first));
+        // (0, 0)
+        // LAB 6: END
     }
 
     /// A zspage whose live objects would fit a shorter zspage of the class: (its id, the
@@ -761,22 +769,9 @@ impl ClassState {
             .filter(|z| z.live)
             .ok_or(Error::NotOurPage(pfn))?;
         // Where the page sits in the chain (and which page links to it).
-        let (mut prev, mut cur, mut page_no) = (None, Some(z.first), 0);
-        while let Some(p) = cur {
-            if p == pfn {
-                break;
-            }
-            prev = Some(p);
-            cur = if self.layout.huge {
-                None
-            } else {
-                zsdesc::next(b.desc(p))
-            };
-            page_no += 1;
-        }
-        if cur != Some(pfn) {
-            return Err(Error::NotOurPage(pfn));
-        }
+        let (prev, page_no) = self
+            .chain_position(b, z.first, pfn)
+            .ok_or(Error::NotOurPage(pfn))?;
         let first = z.first;
         if !zsdesc::zspage_try_write_lock(b.desc(first)) {
             return Err(Error::ZspageBusy(pfn));
@@ -819,6 +814,7 @@ impl ClassState {
             }
         }
         let first_obj = zsdesc::first_obj_offset(new_d);
+        // LAB 6: BEGIN put the new frame in the old one's place in the chain; when it is the first page, every page of the zspage learns its new first page
         match prev {
             None => self.zspages[id as usize].first = new,
             Some(p) => zsdesc::set_next(b.desc(p), new),
@@ -831,6 +827,10 @@ impl ClassState {
                 cur = zsdesc::next(b.desc(p));
             }
         }
+        // LAB 6: STUB
+        // // Until you relink the chain, it still names the old frame.
+        // let _ = (prev, zsdesc::set_first_page);
+        // LAB 6: END
         let objs = self.zspages[id as usize].objs;
         self.repoint_objects_in(b, slots, new, (page_no, objs), first_obj as usize);
         zsdesc::zspage_write_unlock(b.desc(self.zspages[id as usize].first));
@@ -845,21 +845,41 @@ impl ClassState {
 
     /// True if `pfn` is a page of live zspage `id`.
     pub fn holds_page<B: Backend>(&self, b: &B, id: u32, pfn: Pfn) -> bool {
-        let Some(z) = self.zspages.get(id as usize).filter(|z| z.live) else {
-            return false;
-        };
-        let mut cur = Some(z.first);
+        self.zspages
+            .get(id as usize)
+            .filter(|z| z.live)
+            .is_some_and(|z| self.chain_position(b, z.first, pfn).is_some())
+    }
+
+    /// Where `pfn` sits in the chain of pages that starts at `first`: the page that links to
+    /// it (`None` for the first) and its number in the chain; `None` if the chain does not
+    /// hold it.
+    fn chain_position<B: Backend>(
+        &self,
+        b: &B,
+        first: Pfn,
+        pfn: Pfn,
+    ) -> Option<(Option<Pfn>, usize)> {
+        // LAB 6: BEGIN walk the chain from first to find pfn: the page that links to it (None for the first) and its number; None if the chain does not hold it
+        let (mut prev, mut cur, mut page_no) = (None, Some(first), 0);
         while let Some(p) = cur {
             if p == pfn {
-                return true;
+                return Some((prev, page_no));
             }
+            prev = Some(p);
             cur = if self.layout.huge {
                 None
             } else {
                 zsdesc::next(b.desc(p))
             };
+            page_no += 1;
         }
-        false
+        None
+        // LAB 6: STUB
+        // // Until you walk the chain, no zspage holds any page.
+        // let _ = (b, first, pfn);
+        // None
+        // LAB 6: END
     }
 
     /// Walks a zspage's freelist (for checks): the free object indices.

@@ -145,11 +145,40 @@ fn handles_stay_valid_when_their_pages_migrate() {
     assert_eq!(p.total_pages(), 0);
 }
 
+/// Migrating the first page of a zspage moves what the first page holds (the zspage lock,
+/// where every other page finds the zspage's start): the zspage keeps working, its objects
+/// keep their bytes, and its other page migrates after it.
+fn migrating_a_zspage_s_first_page_moves_its_start_for_every_page() {
+    let p = pool();
+    let size = 1632 - HANDLE_SIZE;
+    let live = fill(&p, 5, size);
+    let first = p.location(live[0].0).unwrap().pfn;
+    let second = p.location(live[3].0).unwrap().pfn;
+    let new_first = p.migrate_page(first).unwrap();
+    for (k, (h, _)) in live.iter().enumerate() {
+        let at = p.location(*h).unwrap();
+        let want = if k < 3 { new_first } else { second };
+        assert_eq!(at.pfn, want, "object {k} after the first page moved");
+    }
+    check_all(&p, &live, "after moving the first page");
+    let new_second = p.migrate_page(second).unwrap();
+    assert_eq!(p.location(live[2].0).unwrap().second_page, Some(new_second));
+    check_all(&p, &live, "after moving the other page too");
+    // The moved zspage still takes new objects and gives them back.
+    let more = fill(&p, 3, size);
+    check_all(&p, &more, "new objects");
+    for (h, _) in live.into_iter().chain(more) {
+        p.free(h).unwrap();
+    }
+    assert_eq!(p.total_pages(), 0);
+}
+
 crate::ktests! {
     // Lab 6: compaction and migration (docs/labs/lab6-compaction.md); the full-scale tests
     // are in ktests.rs.
     fullness_groups_follow_the_in_use_ratio { lab: 6, points: 15 },
-    compaction_moves_the_sparsest_zspage_into_the_fullest { lab: 6, points: 20 },
+    compaction_moves_the_sparsest_zspage_into_the_fullest { lab: 6, points: 15 },
     a_mapped_object_keeps_its_zspage_from_moving { lab: 6, points: 15 },
-    handles_stay_valid_when_their_pages_migrate { lab: 6, points: 20 },
+    handles_stay_valid_when_their_pages_migrate { lab: 6, points: 15 },
+    migrating_a_zspage_s_first_page_moves_its_start_for_every_page { lab: 6, points: 10 },
 }
