@@ -7,13 +7,15 @@
 //!   ([`classroom`]); and the tree a trusted grading builds;
 //! * [`submission`]: a student tree's region bodies, the only part of it trusted grading
 //!   reads; [`similarity`]: how alike two submissions are;
-//! * [`tables`]: the kernel's test tables read from the source;
+//! * [`tables`]: the kernel's test tables read from the source; [`figures`]: the handouts'
+//!   figures, drawn from the code;
 //! * `grade` and `trusted` (feature `grader`): `cargo grade` boots the test kernel and scores
 //!   a lab's tests; `cargo grade --submission DIR`, in the instructor's tree, is the grade of
 //!   record.
 
 pub mod classroom;
 pub mod export;
+pub mod figures;
 #[cfg(feature = "grader")]
 pub mod grade;
 pub mod leaks;

@@ -548,6 +548,45 @@ fn this_trees_markers_are_well_formed_and_every_lab_has_a_handout_and_regions() 
     }
 }
 
+#[test]
+fn the_handouts_figures_are_drawn_from_the_code_as_it_is_now() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut drawn = 0;
+    for lab in labs::LABS {
+        let text = std::fs::read_to_string(root.join(lab.handout)).unwrap();
+        assert_eq!(
+            labs::figures::redraw(&text),
+            text,
+            "{}: a figure is stale or unclosed; run `cargo lab figures`",
+            lab.handout
+        );
+        for (name, line, body) in labs::figures::blocks(&text) {
+            let figure = labs::figures::draw(&name)
+                .unwrap_or_else(|| panic!("{}:{line}: no figure named {name}", lab.handout));
+            assert_eq!(body, labs::figures::fenced(&figure).trim_end());
+            drawn += 1;
+        }
+    }
+    assert!(
+        drawn >= labs::figures::NAMES.len(),
+        "every figure is in a handout"
+    );
+    // A figure follows the code: the zspage of 1632-byte slots has two pages, and the
+    // figure says so because the class table does.
+    let zspage = labs::figures::draw("zspage-layout").unwrap();
+    assert!(zspage.contains("2 pages, 5 objects"), "{zspage}");
+    assert!(
+        zspage.contains("page 1: first_obj_offset = 800"),
+        "{zspage}"
+    );
+    assert!(
+        labs::figures::draw("handle-bits")
+            .unwrap()
+            .contains("generation (20)")
+    );
+    assert_eq!(labs::figures::draw("no-such-figure"), None);
+}
+
 /// Every `ktests!` entry of the kernel's sources, read from the text.
 fn declared_tests(root: &Path, sources: &[export::SourceFile]) -> Vec<(PathBuf, TableEntry)> {
     let mut out = Vec::new();

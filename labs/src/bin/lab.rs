@@ -15,7 +15,8 @@ usage: cargo lab export N DIR   write the student tree for lab N into DIR (new o
                                 and solution lines, and look for solution lines in each
                                 lab's student tree (the leak check)
        cargo lab fill N DIR     write this tree's solution of lab N into the lab N regions
-                                of the student tree DIR (what full marks look like; staff)";
+                                of the student tree DIR (what full marks look like; staff)
+       cargo lab figures        redraw the handouts' figures from the code (docs/labs/)";
 
 fn usage_error(msg: &str) -> ExitCode {
     eprintln!("cargo lab: error: {msg}\n{USAGE}");
@@ -70,6 +71,7 @@ fn main() -> ExitCode {
             }
         }
         ["check"] => check(&root),
+        ["figures"] => figures(&root),
         ["fill", n, dir] => {
             let Some(lab) = lab_number(n) else {
                 return usage_error(&format!("`{n}` is not a lab number"));
@@ -157,4 +159,26 @@ fn fill(root: &Path, lab: u8, dir: &Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Redraws every figure of the handouts from the code.
+fn figures(root: &Path) -> ExitCode {
+    let mut changed = 0;
+    for lab in labs::LABS {
+        let path = root.join(lab.handout);
+        let result = std::fs::read_to_string(&path).and_then(|text| {
+            let redrawn = labs::figures::redraw(&text);
+            if redrawn != text {
+                changed += 1;
+                std::fs::write(&path, redrawn)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            eprintln!("cargo lab: error: {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    println!("cargo lab: {changed} handout(s) redrawn");
+    ExitCode::SUCCESS
 }
