@@ -59,13 +59,19 @@ fn a_stale_handle_is_refused_after_its_slot_is_reused() {
     let old = p.malloc(200).unwrap();
     p.free(old).unwrap();
     // A freed slot waits behind others before it is reused: allocate and free until it
-    // comes back.
+    // comes back (well within four quarantines, or slots are never reused).
+    let mut tries = 0;
     let new = loop {
         let h = p.malloc(200).unwrap();
         if h.slot_index() == old.slot_index() {
             break h;
         }
         p.free(h).unwrap();
+        tries += 1;
+        assert!(
+            tries <= 4 * zsmalloc::slots::QUARANTINE,
+            "the freed slot never came back ({tries} objects later): are freed slots reused?"
+        );
     };
     assert_ne!(new, old, "a slot's new life has a new generation");
     let bytes = pattern(5, 200);
