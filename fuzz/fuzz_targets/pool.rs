@@ -52,7 +52,11 @@ fuzz_target!(|data: &[u8]| {
         },
         auto_compact: match input.byte() % 3 {
             0 => AutoCompact::Never,
-            _ => AutoCompact::WhenFreeable {
+            1 => AutoCompact::WhenFreeable {
+                pages: (input.byte() % 5) as u16,
+                share: input.byte() % 9,
+            },
+            _ => AutoCompact::Deferred {
                 pages: (input.byte() % 5) as u16,
                 share: input.byte() % 9,
             },
@@ -114,7 +118,14 @@ fuzz_target!(|data: &[u8]| {
                 live[i].2 = seed;
             }
             5 => {
-                pool.compact();
+                // An explicit compaction, or (odd byte) a pause that drains deferred
+                // compaction within a budget of pages.
+                let b = input.byte();
+                if b % 2 == 0 {
+                    pool.compact();
+                } else {
+                    pool.compact_pending(b as usize / 2);
+                }
             }
             6 => {
                 let pages = pool.pages();

@@ -95,6 +95,12 @@ pub unsafe trait Backend {
     /// Reports something worth a user's attention (a pool dropped with live objects).
     fn report(&self, message: fmt::Arguments);
 
+    /// A cycle counter (the time-stamp counter, on the kernel), read only while a pool's
+    /// phase profile is on (`Pool::set_profiling`); 0, the default, counts nothing.
+    fn cycles(&self) -> u64 {
+        0
+    }
+
     /// The token of the movable-page operations registered for this pool's pages (stored in
     /// each page's descriptor with the movable flag, so the machine's page migration can find
     /// the pool); 0, the default, leaves pages unmarked.

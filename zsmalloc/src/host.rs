@@ -75,6 +75,8 @@ pub struct HostBackend {
     window_busy: Box<[AtomicBool]>,
     reports: Mutex<Vec<String>>,
     movable_ops: core::sync::atomic::AtomicU64,
+    /// The "cycle counter": one tick per read, so a phase profile counts clock reads.
+    ticks: core::sync::atomic::AtomicU64,
 }
 
 // SAFETY: frame bytes are only reached through raw pointers handed to the pool, which
@@ -118,6 +120,7 @@ impl HostBackend {
             window_busy: (0..cpus.max(1)).map(|_| AtomicBool::new(false)).collect(),
             reports: Mutex::new(Vec::new()),
             movable_ops: core::sync::atomic::AtomicU64::new(0),
+            ticks: core::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -400,6 +403,10 @@ unsafe impl Backend for HostBackend {
 
     fn movable_ops(&self) -> u64 {
         self.movable_ops.load(Ordering::Relaxed)
+    }
+
+    fn cycles(&self) -> u64 {
+        self.ticks.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     fn report(&self, message: fmt::Arguments) {

@@ -49,6 +49,8 @@ pub struct ClassView<'a> {
     table: &'a ClassTable,
     free_slots: &'a [AtomicU64],
     demand: &'a [AtomicU64],
+    /// Bit `pos` set while class `pos` has a free slot (a hint kept by the pool), if given.
+    room: Option<&'a [AtomicU64]>,
 }
 
 impl<'a> ClassView<'a> {
@@ -65,6 +67,16 @@ impl<'a> ClassView<'a> {
             table,
             free_slots,
             demand,
+            room: None,
+        }
+    }
+
+    /// The same view, with a bitmap of the classes that have room (bit `pos` of word
+    /// `pos / 64`) for [`ClassView::next_with_room`] to search instead of every class.
+    pub(crate) fn with_room_map(self, room: &'a [AtomicU64]) -> ClassView<'a> {
+        ClassView {
+            room: Some(room),
+            ..self
         }
     }
 
@@ -111,6 +123,25 @@ impl<'a> ClassView<'a> {
         self.free_slots[pos].load(Ordering::Relaxed)
     }
 
+    /// The first class at or after position `from` with a free slot now (a hint, as
+    /// [`ClassView::free_slots`]).
+    pub fn next_with_room(&self, from: usize) -> Option<usize> {
+        let Some(room) = self.room else {
+            return (from..self.classes()).find(|&pos| self.free_slots(pos) > 0);
+        };
+        let mut word = from / 64;
+        // The bits of the first word below `from` are masked off.
+        let mut bits = room.get(word)?.load(Ordering::Relaxed) & (!0u64 << (from % 64));
+        loop {
+            if bits != 0 {
+                let pos = word * 64 + bits.trailing_zeros() as usize;
+                return (pos < self.classes()).then_some(pos);
+            }
+            word += 1;
+            bits = room.get(word)?.load(Ordering::Relaxed);
+        }
+    }
+
     /// Live objects whose own class is `pos`, wherever they were placed (a hint, as
     /// [`ClassView::free_slots`]; counted only under a rule other than Linux's).
     pub fn demand(&self, pos: usize) -> u64 {
@@ -153,16 +184,18 @@ pub fn fitted(size: usize, view: &ClassView) -> usize {
     if view.free_slots(own) > 0 || view.demand(own) >= view.objs_per_zspage(own) as u64 {
         return own;
     }
-    for pos in own + 1..view.classes() {
-        let slot = view.slot_size(pos);
-        if view.is_huge(pos) || (slot - view.needed(size, pos)) * FITTED_WASTE_DIVISOR > slot {
-            break;
+    // Slots grow with the position: the first larger class with room fits closest, and if
+    // it is too loose (or huge) so is every later one.
+    match view.next_with_room(own + 1) {
+        Some(pos)
+            if !view.is_huge(pos)
+                && (view.slot_size(pos) - view.needed(size, pos)) * FITTED_WASTE_DIVISOR
+                    <= view.slot_size(pos) =>
+        {
+            pos
         }
-        if view.free_slots(pos) > 0 {
-            return pos;
-        }
+        _ => own,
     }
-    own
     // LAB 7: STUB
     // let _ = (size, view);
     // todo!("lab 7: choose a class for a new object (zsmalloc/src/placement.rs, fitted)")

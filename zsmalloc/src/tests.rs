@@ -1821,6 +1821,109 @@ fn frees_compact_a_class_by_themselves_once_it_could_give_back_four_pages() {
     assert!(auto > 0 && moved > 0, "auto {auto}, moved {moved}");
 }
 
+/// Fills a pool with 3,000 objects of 700 bytes (each written), frees two in three, and
+/// returns the objects kept with their bytes.
+fn fill_and_free_two_in_three(p: &Pool<HostBackend>) -> Vec<(Handle, u8)> {
+    let hs: Vec<Handle> = (0..3000).map(|_| p.malloc(700).unwrap()).collect();
+    let mut kept = Vec::new();
+    for (i, h) in hs.into_iter().enumerate() {
+        if i % 3 == 0 {
+            p.write(h, &[(i % 251) as u8; 700]).unwrap();
+            kept.push((h, (i % 251) as u8));
+        } else {
+            p.free(h).unwrap();
+        }
+    }
+    kept
+}
+
+fn assert_intact(p: &Pool<HostBackend>, kept: &[(Handle, u8)]) {
+    for &(h, b) in kept {
+        let mut buf = [0u8; 700];
+        p.read(h, &mut buf).unwrap();
+        assert!(buf.iter().all(|&x| x == b), "object {h:?}");
+    }
+    p.check_invariants().unwrap();
+}
+
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "pure logic over the model's unsafe paths: natively only"
+)]
+fn deferred_compaction_moves_nothing_on_free_and_gives_the_slack_back_when_drained() {
+    let deferred = crate::Policy::ZSOS.config();
+    assert!(matches!(
+        deferred.auto_compact,
+        crate::AutoCompact::Deferred { .. }
+    ));
+    let on_free = PoolConfig {
+        auto_compact: crate::AutoCompact::WhenFreeable { pages: 1, share: 8 },
+        ..deferred
+    };
+    let p = Pool::new("deferred", HostBackend::new(FRAMES, 6), deferred);
+    let kept = fill_and_free_two_in_three(&p);
+    assert_eq!((p.bytes_moved(), p.pages_auto_compacted()), (0, 0));
+    assert!(p.compaction_pending());
+    let busy = p.total_pages();
+    // A budget: about one page, and the rest stays queued.
+    let first = p.compact_pending(1);
+    assert!(first >= 1 && p.compaction_pending(), "{first}");
+    let rest = p.compact_pending(usize::MAX);
+    assert!(!p.compaction_pending());
+    assert_eq!(p.total_pages(), busy - first - rest);
+    assert_eq!(p.pages_auto_compacted(), first + rest);
+    assert_intact(&p, &kept);
+    // Drained, it holds no more than compacting on every free did, having moved less.
+    let q = Pool::new("on-free", HostBackend::new(FRAMES, 6), on_free);
+    let kept_q = fill_and_free_two_in_three(&q);
+    assert_intact(&q, &kept_q);
+    assert!(
+        p.total_pages() <= q.total_pages(),
+        "deferred {} pages, on free {}",
+        p.total_pages(),
+        q.total_pages()
+    );
+    assert!(
+        p.bytes_moved() < q.bytes_moved(),
+        "deferred moved {} bytes, on free {}",
+        p.bytes_moved(),
+        q.bytes_moved()
+    );
+    // Nothing left to do: an explicit compaction frees nothing more.
+    assert_eq!(p.compact(), 0);
+}
+
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "pure logic over the model's unsafe paths: natively only"
+)]
+fn out_of_frames_a_malloc_drains_the_whole_queue_before_it_fails() {
+    let p = Pool::new(
+        "drain",
+        HostBackend::new(FRAMES, 10),
+        crate::Policy::ZSOS.config(),
+    );
+    let kept = fill_and_free_two_in_three(&p);
+    let busy = p.total_pages();
+    p.backend().fail_from(0);
+    // Growing a class of 3,000-byte objects first reclaims only as many pages as its zspage
+    // has; when the frames still do not come, the whole queue is drained before it fails.
+    assert_eq!(p.malloc(3000), Err(Error::OutOfMemory));
+    assert!(!p.compaction_pending(), "the queue was drained");
+    let zspage = p.classes().classes[p.classes().class_for(3000)].pages_per_zspage;
+    assert!(
+        p.pages_auto_compacted() > 4 * zspage,
+        "{} pages given back",
+        p.pages_auto_compacted()
+    );
+    assert_eq!(p.total_pages(), busy - p.pages_auto_compacted());
+    p.backend().stop_failing();
+    assert_intact(&p, &kept);
+    p.malloc(3000).unwrap();
+}
+
 #[test]
 #[cfg_attr(
     miri,

@@ -13,6 +13,9 @@
 //! # ...        a comment (also after an operation); blank lines are ignored
 //! ```
 //!
+//! A report (`s` and the end) is a pause: compaction the pool deferred
+//! (`AutoCompact::Deferred`, zsos's policy) runs first, as it would when the system idles.
+//!
 //! A malformed line, an unknown or duplicate ID, an invalid size, or a refusal by the pool
 //! stops the replay with the line number and the reason. Nothing already done is undone.
 
@@ -240,16 +243,20 @@ pub fn replay<B: Backend>(
                     freed,
                 ));
             }
-            Op::Stats => report(&snapshot(
-                line,
-                's',
-                objects.len(),
-                live_bytes,
-                pages_compacted,
-                0,
-            )),
+            Op::Stats => {
+                pool.compact_pending(usize::MAX);
+                report(&snapshot(
+                    line,
+                    's',
+                    objects.len(),
+                    live_bytes,
+                    pages_compacted,
+                    0,
+                ))
+            }
         }
     }
+    pool.compact_pending(usize::MAX);
     report(&snapshot(
         totals.lines,
         '$',

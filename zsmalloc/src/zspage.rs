@@ -473,7 +473,12 @@ impl ClassState {
     /// in zspages). While the class has zspages shorter than its length, counted in the
     /// smallest zspage there may be (an upper bound: compaction stops when no zspage empties).
     pub fn freeable_zspages(&self) -> u64 {
-        (self.objs_allocated - self.objs_inuse) / self.smallest_capacity() as u64
+        let free = self.objs_allocated - self.objs_inuse;
+        if self.short_zspages == 0 && free < self.layout.objs_per_zspage as u64 {
+            // The common case on a free, without a division.
+            return 0;
+        }
+        free / self.smallest_capacity() as u64
     }
 
     /// Objects the smallest live zspage of the class may hold: the class's own count unless
@@ -579,12 +584,18 @@ impl ClassState {
             self.zspages[dst as usize].objs,
         );
         let mut moved = 0;
+        // The source's pages are walked once, in step with its objects (not a walk of the
+        // chain from its start for each object).
+        let (mut pfn, mut page_end) = (src_first, PAGE_SIZE);
         for idx in 0..src_objs {
             if self.zspages[dst as usize].inuse == dst_objs || self.zspages[src as usize].inuse == 0
             {
                 break;
             }
-            let (pfn, _) = self.locate(b, src_first, idx);
+            while idx as usize * self.layout.size >= page_end {
+                pfn = zsdesc::next(b.desc(pfn)).expect("the chain holds every object");
+                page_end += PAGE_SIZE;
+            }
             let Some(slot) = self.header_slot(b, pfn, idx) else {
                 continue;
             };

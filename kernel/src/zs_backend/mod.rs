@@ -298,6 +298,10 @@ unsafe impl Backend for KernelBackend {
         crate::percpu::possible()
     }
 
+    fn cycles(&self) -> u64 {
+        crate::arch::tsc::now()
+    }
+
     fn report(&self, message: fmt::Arguments) {
         crate::println!("{message}");
     }

@@ -4,7 +4,8 @@
 use core::sync::atomic::Ordering;
 
 use super::lock_order::ClassGuard;
-use super::{Error, Pool};
+use super::profile::{Phase, Stopwatch};
+use super::{AutoCompact, Error, Pool};
 use crate::backend::Backend;
 use crate::class::MAX_ALLOC_SIZE;
 use crate::handle::{self, Handle, HandleParts};
@@ -20,6 +21,7 @@ impl<B: Backend> Pool<B> {
         if size == 0 || size > MAX_ALLOC_SIZE {
             return Err(Error::InvalidSize(size));
         }
+        let mut watch = self.stopwatch(false);
         let own = self.table.class_for(size);
         let view = self.class_view();
         let chosen = self.placement.choose(size, &view);
@@ -30,14 +32,15 @@ impl<B: Backend> Pool<B> {
             self.placement,
             view.slot_size(chosen.min(view.classes() - 1)),
         );
+        watch.lap(Phase::Place);
         let _pool = self.pool_wide();
         // A class other than the own one only while it still has room: the free-slot hint
         // may be stale by the time the class is locked, and a borrowed class must never grow.
         let (pos, slot, generation, mut class, id) =
-            match self.reserve_in(chosen, size, chosen == own)? {
+            match self.reserve_in(chosen, size, chosen == own, &mut watch)? {
                 Some(found) => found,
                 None => self
-                    .reserve_in(own, size, true)?
+                    .reserve_in(own, size, true, &mut watch)?
                     .expect("the own class may allocate a zspage"),
             };
         let obj = class.obj_malloc(&self.backend, id, slot);
@@ -45,11 +48,14 @@ impl<B: Backend> Pool<B> {
             .get(slot)
             .expect("a reserved slot exists")
             .set_obj(obj);
+        watch.lap(Phase::ObjectTake);
         class.fix_group(id);
         self.note_free_slots(pos, &class);
+        watch.lap(Phase::Fullness);
         drop(class);
-        self.note_demand(size, 1);
+        self.note_demand(own, 1);
         self.slots.publish(slot);
+        watch.lap(Phase::Publish);
         Ok(Handle::new(HandleParts {
             tag: self.tag,
             class: pos as u8,
@@ -68,13 +74,16 @@ impl<B: Backend> Pool<B> {
         pos: usize,
         size: usize,
         may_grow: bool,
+        watch: &mut Stopwatch<'_, B>,
     ) -> Result<Option<(usize, u32, u32, ClassGuard<'_>, u32)>, Error> {
         let cpu = self.backend.cpu_index();
         let (slot, generation) = self
             .slots
             .reserve(cpu, pos as u8, size as u16)
             .ok_or(Error::OutOfMemory)?;
+        watch.lap(Phase::SlotReserve);
         let mut class = self.lock_class(pos);
+        watch.lap(Phase::ClassLock);
         let id = loop {
             if let Some(id) = class.find_zspage() {
                 break id;
@@ -89,7 +98,15 @@ impl<B: Backend> Pool<B> {
             // time the lock is back, the frames go back and the room is used.
             let pages = self.growth.pages_for(&class);
             drop(class);
-            let frames = ZsPageFrames::alloc(&self.backend, pages);
+            let mut frames = ZsPageFrames::alloc(&self.backend, pages);
+            if frames.is_none() && self.pool_lock.is_none() && self.compaction_pending() {
+                // Out of frames: the slack frees queued is given back first (with no lock
+                // held: compaction takes the migrate lock first; not under the pool-wide
+                // lock, which malloc holds and compaction takes), then once more.
+                self.compact_pending(usize::MAX);
+                watch.lap(Phase::Reclaim);
+                frames = ZsPageFrames::alloc(&self.backend, pages);
+            }
             class = self.lock_class(pos);
             let Some(frames) = frames else {
                 if let Some(id) = class.find_zspage() {
@@ -101,7 +118,9 @@ impl<B: Backend> Pool<B> {
             };
             if class.find_zspage().is_none() {
                 self.pages_allocated.fetch_add(pages, Ordering::Relaxed);
-                break class.install_zspage(&self.backend, frames);
+                let id = class.install_zspage(&self.backend, frames);
+                watch.lap(Phase::Grow);
+                break id;
             }
         };
         Ok(Some((pos, slot, generation, class, id)))
@@ -154,11 +173,14 @@ impl<B: Backend> Pool<B> {
     /// Frees an object (Linux: `zs_free`): the migrate lock for reading, then the class lock,
     /// then the migrate lock is dropped. A zspage left empty is freed at once.
     pub fn free(&self, handle: Handle) -> Result<(), Error> {
+        let mut watch = self.stopwatch(true);
         let (p, slot) = self.slot_of(handle)?;
+        watch.lap(Phase::HandleCheck);
         let _pool = self.pool_wide();
         let migrate = self.read_migrate();
         let mut class = self.lock_class(p.class as usize);
         drop(migrate);
+        watch.lap(Phase::FreeLocks);
         let freed = slot.update(|st| {
             Self::check_state(handle, &p, st)?;
             if st.maps != 0 {
@@ -166,22 +188,32 @@ impl<B: Backend> Pool<B> {
             }
             Ok(SlotState { live: false, ..st })
         })?;
-        self.note_demand(freed.size as usize, -1);
+        if self.placement != crate::Placement::Linux {
+            self.note_demand(self.table.class_for(freed.size as usize), -1);
+        }
+        watch.lap(Phase::HandleCheck);
         let (pfn, idx) = handle::decode_obj(slot.obj());
         let owner = zsdesc::owner(self.backend.desc(pfn))
             .expect("a live object's page belongs to a zspage");
         class.obj_free(&self.backend, owner.id, pfn, idx);
+        watch.lap(Phase::ObjectReturn);
         if class.fix_group(owner.id) == crate::zspage::GROUP_EMPTY {
+            watch.lap(Phase::Fullness);
             let freed = class.free_zspage(&self.backend, owner.id);
             self.pages_allocated.fetch_sub(freed, Ordering::Relaxed);
+            watch.lap(Phase::ZspageRelease);
         }
         self.note_free_slots(p.class as usize, &class);
         let compact = self.auto_compact.due(&class);
+        watch.lap(Phase::Fullness);
         drop(class);
         self.slots.release(self.backend.cpu_index(), p.slot);
-        if compact {
+        watch.lap(Phase::SlotRelease);
+        if compact && matches!(self.auto_compact, AutoCompact::Deferred { .. }) {
+            self.queue_compaction(p.class as usize);
+        } else if compact {
             // The class lock is dropped first: compaction takes the migrate lock before it.
-            let (mut done, more) = self.compact_step(p.class as usize);
+            let (mut done, more) = self.compact_step(p.class as usize, 1);
             if !more {
                 done = done.and(self.shrink_all(p.class as usize));
             }
@@ -189,6 +221,7 @@ impl<B: Backend> Pool<B> {
                 .fetch_add(done.pages, Ordering::Relaxed);
             self.bytes_auto_moved
                 .fetch_add(done.bytes, Ordering::Relaxed);
+            watch.lap(Phase::Compaction);
         }
         Ok(())
     }

@@ -118,6 +118,18 @@ impl<B: Backend> Pool<B> {
             {
                 return Err(format!("class {pos}: counters disagree with its zspages"));
             }
+            let free = c.objs_allocated - c.objs_inuse;
+            let published = self.free_slots[pos].load(core::sync::atomic::Ordering::Relaxed);
+            let room_bit = self.room[pos / 64].load(core::sync::atomic::Ordering::Relaxed)
+                & (1u64 << (pos % 64))
+                != 0;
+            if published != free
+                || (self.placement != crate::Placement::Linux && room_bit != (free > 0))
+            {
+                return Err(format!(
+                    "class {pos}: {free} free slots, {published} published for placement (room bit {room_bit})"
+                ));
+            }
             let mut live_slots = 0;
             for &(i, obj) in live {
                 live_slots += 1;

@@ -11,6 +11,10 @@ use crate::growth::Growth;
 use crate::zsdesc;
 use crate::zspage::{ClassState, ZsPageFrames};
 
+/// Source zspages a step of [`Pool::compact_pending`] empties under one hold of the locks
+/// (the owner pauses for it; `compact`, like Linux's, lets others in after each zspage).
+const PENDING_SOURCES_PER_STEP: usize = 4;
+
 /// What a compaction step or shrink did: pages given back (net) and object bytes moved.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Moved {
@@ -36,21 +40,73 @@ impl<B: Backend> Pool<B> {
     /// before the next (as Linux's compaction lets go when others wait), so maps, frees and
     /// allocations get in between. Returns pages freed.
     pub fn compact(&self) -> usize {
-        let mut freed = 0;
-        for pos in (0..self.classes.len()).rev() {
-            loop {
-                if self.lock_class(pos).freeable_zspages() == 0 {
-                    break;
-                }
-                let (done, more) = self.compact_step(pos);
-                freed += done.pages;
-                if !more {
-                    break;
-                }
-            }
-            freed += self.shrink_all(pos).pages;
+        // Every class is compacted now: the queue of deferred compaction is done with too.
+        for w in &self.pending {
+            w.store(0, Ordering::Relaxed);
         }
-        freed
+        (0..self.classes.len())
+            .rev()
+            .map(|pos| self.compact_class(pos, usize::MAX, 1).0.pages)
+            .sum()
+    }
+
+    /// Compacts class `pos` step by step (each emptying up to `sources` source zspages under
+    /// the locks) until no zspage can be emptied or shrunk (a shrink can make room for more
+    /// steps), or about `max_pages` pages were given back. Returns what was done and whether
+    /// the class was left with more to do.
+    fn compact_class(&self, pos: usize, max_pages: usize, sources: usize) -> (Moved, bool) {
+        let mut done = Moved::default();
+        loop {
+            // A class with nothing to free costs no write lock of the migrate lock.
+            let mut more = self.lock_class(pos).freeable_zspages() > 0;
+            while more {
+                if done.pages >= max_pages {
+                    return (done, true);
+                }
+                let step;
+                (step, more) = self.compact_step(pos, sources);
+                done = done.and(step);
+            }
+            let shrunk = self.shrink_all(pos);
+            done = done.and(shrunk);
+            if shrunk.pages == 0 {
+                return (done, false);
+            }
+        }
+    }
+
+    /// Drains the queue of classes that frees marked for compaction under
+    /// [`AutoCompact::Deferred`](super::AutoCompact::Deferred), largest class first: each is
+    /// compacted as [`Pool::compact`] would, until about `max_pages` pages are given back (a
+    /// class left half done goes back on the queue). The pool's owner calls this when idle,
+    /// with `usize::MAX` or a budget; a malloc that finds no frames calls it. Counted as
+    /// automatic compaction. Returns pages given back.
+    pub fn compact_pending(&self, max_pages: usize) -> usize {
+        let mut done = Moved::default();
+        // Classes left with work go back on the queue at the end (not at once: the loop
+        // would take them again).
+        let mut requeue = [0u64; 4];
+        while done.pages < max_pages {
+            let Some(pos) = self.take_queued() else {
+                break;
+            };
+            let (step, more) =
+                self.compact_class(pos, max_pages - done.pages, PENDING_SOURCES_PER_STEP);
+            done = done.and(step);
+            if more {
+                requeue[pos / 64] |= 1u64 << (pos % 64);
+            }
+        }
+        for (word, bits) in self.pending.iter().zip(requeue) {
+            if bits != 0 {
+                word.fetch_or(bits, Ordering::Relaxed);
+            }
+        }
+        self.pages_auto_compacted
+            .fetch_add(done.pages, Ordering::Relaxed);
+        self.bytes_auto_moved
+            .fetch_add(done.bytes, Ordering::Relaxed);
+        done.pages
     }
 
     /// Counts what a compaction step or a shrink of class `pos` did: objects and bytes moved,
@@ -93,14 +149,14 @@ impl<B: Backend> Pool<B> {
         }
     }
 
-    /// One step of compaction of class `pos`: empties at most one source zspage under the
-    /// migrate lock held for writing and the class lock. Returns (pages freed, whether more
-    /// could be done).
-    pub(super) fn compact_step(&self, pos: usize) -> (Moved, bool) {
+    /// One step of compaction of class `pos`: empties at most `sources` source zspages under
+    /// the migrate lock held for writing and the class lock. Returns (pages freed, whether
+    /// more could be done).
+    pub(super) fn compact_step(&self, pos: usize, sources: usize) -> (Moved, bool) {
         let _pool = self.pool_wide();
         let _migrate = self.write_migrate();
         let mut class = self.lock_class(pos);
-        let (pages, moved, more) = class.compact(&self.backend, &self.slots, 1);
+        let (pages, moved, more) = class.compact(&self.backend, &self.slots, sources);
         (self.count_moves(&class, moved, pages), more)
     }
 

@@ -25,6 +25,7 @@ mod invariants;
 mod lock_order;
 mod mapping;
 mod migration;
+pub mod profile;
 mod writer_first;
 
 use ::alloc::boxed::Box;
@@ -49,6 +50,7 @@ pub use error::Error;
 use lock_order::LockOrder;
 use mapping::CopyBuf;
 pub use mapping::{Mapping, ReadGuard};
+use profile::PhaseCounters;
 use writer_first::WriterFirst;
 
 /// Where the search for a free pool tag starts: tags go round, so a dropped pool's tag
@@ -92,9 +94,14 @@ pub struct Pool<B: Backend> {
     growth: Growth,
     /// Whether frees compact.
     auto_compact: AutoCompact,
+    /// Classes queued for compaction by frees under [`AutoCompact::Deferred`] (bit `pos`).
+    pending: [AtomicU64; 4],
     /// Free slots per class, stored under the class lock whenever they change, read without
     /// it by the placement rule (a hint).
     free_slots: Vec<AtomicU64>,
+    /// Bit `pos` set while class `pos` has free slots (kept with `free_slots`, for a
+    /// placement rule other than Linux's, which never asks).
+    room: [AtomicU64; 4],
     /// Live objects per own class (the class Linux would put them in), wherever they were
     /// placed; counted only under a placement rule other than Linux's, which never asks.
     demand: Vec<AtomicU64>,
@@ -117,6 +124,8 @@ pub struct Pool<B: Backend> {
     pages_auto_compacted: AtomicUsize,
     /// Bytes moved by automatic compaction (also counted in `bytes_moved`).
     bytes_auto_moved: AtomicU64,
+    /// Cycles per phase of malloc and free, while profiling is on.
+    phases: PhaseCounters,
 }
 
 /// Where an object is.
@@ -170,7 +179,9 @@ impl<B: Backend> Pool<B> {
             placement: config.placement,
             growth: config.growth,
             auto_compact: config.auto_compact,
+            pending: [const { AtomicU64::new(0) }; 4],
             free_slots,
+            room: [const { AtomicU64::new(0) }; 4],
             demand,
             slots,
             tag,
@@ -185,6 +196,7 @@ impl<B: Backend> Pool<B> {
             bytes_moved: AtomicU64::new(0),
             pages_auto_compacted: AtomicUsize::new(0),
             bytes_auto_moved: AtomicU64::new(0),
+            phases: PhaseCounters::new(),
         }
     }
 
@@ -231,19 +243,60 @@ impl<B: Backend> Pool<B> {
 
     /// What the placement rule sees: the classes and their free slots now.
     pub fn class_view(&self) -> ClassView<'_> {
-        ClassView::new(&self.table, &self.free_slots, &self.demand)
+        ClassView::new(&self.table, &self.free_slots, &self.demand).with_room_map(&self.room)
+    }
+
+    /// Queues class `pos` for deferred compaction (a no-op if it is queued already).
+    fn queue_compaction(&self, pos: usize) {
+        let (word, bit) = (&self.pending[pos / 64], 1u64 << (pos % 64));
+        if word.load(Ordering::Relaxed) & bit == 0 {
+            word.fetch_or(bit, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes the largest queued class off the queue, if any.
+    fn take_queued(&self) -> Option<usize> {
+        for w in (0..self.pending.len()).rev() {
+            let mut bits = self.pending[w].load(Ordering::Relaxed);
+            while bits != 0 {
+                let bit = 63 - bits.leading_zeros() as usize;
+                let was = self.pending[w].fetch_and(!(1u64 << bit), Ordering::Relaxed);
+                if was & (1u64 << bit) != 0 {
+                    return Some(w * 64 + bit);
+                }
+                bits = was & !(1u64 << bit);
+            }
+        }
+        None
+    }
+
+    /// Whether frees have queued classes for compaction that [`Pool::compact_pending`] has
+    /// not drained yet.
+    pub fn compaction_pending(&self) -> bool {
+        self.pending.iter().any(|w| w.load(Ordering::Relaxed) != 0)
     }
 
     /// Publishes class `pos`'s free slots for the placement rule (under the class lock).
     fn note_free_slots(&self, pos: usize, class: &ClassState) {
-        self.free_slots[pos].store(class.objs_allocated - class.objs_inuse, Ordering::Relaxed);
+        let now = class.objs_allocated - class.objs_inuse;
+        // Only this class's lock holder writes its figure: a load and a store suffice.
+        let was = self.free_slots[pos].load(Ordering::Relaxed);
+        self.free_slots[pos].store(now, Ordering::Relaxed);
+        if self.placement != Placement::Linux && (was > 0) != (now > 0) {
+            let bit = 1u64 << (pos % 64);
+            if now > 0 {
+                self.room[pos / 64].fetch_or(bit, Ordering::Relaxed);
+            } else {
+                self.room[pos / 64].fetch_and(!bit, Ordering::Relaxed);
+            }
+        }
     }
 
-    /// Counts a live object of `size` bytes in or out of its own class's demand (`delta` is
-    /// 1 or -1), for a placement rule that asks.
-    fn note_demand(&self, size: usize, delta: i64) {
+    /// Counts a live object in or out of the demand of its own class, at position `own`
+    /// (`delta` is 1 or -1), for a placement rule that asks.
+    fn note_demand(&self, own: usize, delta: i64) {
         if self.placement != Placement::Linux {
-            let counter = &self.demand[self.table.class_for(size)];
+            let counter = &self.demand[own];
             if delta > 0 {
                 counter.fetch_add(1, Ordering::Relaxed);
             } else {

@@ -18,6 +18,7 @@ use alloc::vec::Vec;
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
+use zsmalloc::pool::profile::{Phase, PhaseProfile};
 use zsmalloc::trace::{self, Op};
 use zsmalloc::zbud::{Zbud, ZbudHandle};
 use zsmalloc::{Handle, Pool, PoolConfig};
@@ -55,15 +56,19 @@ trait Store {
     fn compact(&mut self) -> bool {
         false
     }
+    /// The workload pauses: work an allocator deferred may run (zsmalloc's queued
+    /// compaction under `AutoCompact::Deferred`).
+    fn idle(&mut self) {}
 }
 
 struct ZsStore {
     pool: Pool<KernelBackend>,
     live: BTreeMap<u64, Handle>,
-    /// Cycles spent in malloc and in free (an automatic compaction included), and how many
-    /// of each: `[malloc, free]`.
-    cycles: [u64; 2],
-    ops: [u64; 2],
+    /// Cycles spent in malloc, in free (an automatic compaction included) and in compaction
+    /// asked for: `[malloc, free, compact]`.
+    cycles: [u64; 3],
+    /// Cycles of each malloc and each free, in order: `[malloc, free]` (for medians).
+    samples: [Vec<u32>; 2],
 }
 
 impl ZsStore {
@@ -71,9 +76,34 @@ impl ZsStore {
         ZsStore {
             pool: Pool::new("density", KernelBackend::new(), config),
             live: BTreeMap::new(),
-            cycles: [0; 2],
-            ops: [0; 2],
+            cycles: [0; 3],
+            samples: [Vec::new(), Vec::new()],
         }
+    }
+
+    /// Counts one timed operation (`op` 0: malloc, 1: free).
+    fn count(&mut self, op: usize, cycles: u64) {
+        self.cycles[op] += cycles;
+        self.samples[op].push(cycles.min(u32::MAX as u64) as u32);
+    }
+
+    /// Median cycles of one malloc (`op` 0) or free (1).
+    fn median(&self, op: usize) -> f64 {
+        let mut v = self.samples[op].clone();
+        v.sort_unstable();
+        v.get(v.len() / 2).copied().unwrap_or(0) as f64
+    }
+
+    /// The run's cost: every cycle of the workload (malloc, free, automatic and asked-for
+    /// compaction), the median malloc, the median free, and the cycles of compaction run at
+    /// the pauses and when asked.
+    fn cost(&self) -> [f64; 4] {
+        [
+            self.cycles.iter().sum::<u64>() as f64,
+            self.median(0),
+            self.median(1),
+            self.cycles[2] as f64,
+        ]
     }
 }
 
@@ -81,8 +111,7 @@ impl Store for ZsStore {
     fn alloc(&mut self, id: u64, size: usize) {
         let t0 = tsc::start();
         let h = self.pool.malloc(size);
-        self.cycles[0] += tsc::stop().saturating_sub(t0);
-        self.ops[0] += 1;
+        self.count(0, tsc::stop().saturating_sub(t0));
         let h = h.expect("zsmalloc: out of memory in the density bench");
         self.live.insert(id, h);
     }
@@ -90,8 +119,7 @@ impl Store for ZsStore {
         let h = self.live.remove(&id).expect("a live id");
         let t0 = tsc::start();
         let r = self.pool.free(h);
-        self.cycles[1] += tsc::stop().saturating_sub(t0);
-        self.ops[1] += 1;
+        self.count(1, tsc::stop().saturating_sub(t0));
         r.expect("zsmalloc free");
     }
     fn frames(&self) -> u64 {
@@ -101,8 +129,15 @@ impl Store for ZsStore {
         Some(zsdesc_bytes(self.pool.total_pages() as u64))
     }
     fn compact(&mut self) -> bool {
+        let t0 = tsc::start();
         self.pool.compact();
+        self.cycles[2] += tsc::stop().saturating_sub(t0);
         true
+    }
+    fn idle(&mut self) {
+        let t0 = tsc::start();
+        self.pool.compact_pending(usize::MAX);
+        self.cycles[2] += tsc::stop().saturating_sub(t0);
     }
 }
 
@@ -176,6 +211,8 @@ impl Store for HeapStore {
 #[derive(Clone, Copy)]
 struct Point {
     frames: u64,
+    /// Frames just before the pause at the point (what the store held while busy).
+    busy_frames: u64,
     density: f64,
     /// Live bytes at the point.
     bytes: u64,
@@ -183,10 +220,14 @@ struct Point {
     desc_bytes: Option<u64>,
 }
 
-fn point(store: &dyn Store, live_bytes: u64) -> Point {
+/// The store at a point of the workload: it pauses (see [`Store::idle`]), then is measured.
+fn point(store: &mut dyn Store, live_bytes: u64) -> Point {
+    let busy_frames = store.frames();
+    store.idle();
     let frames = store.frames();
     Point {
         frames,
+        busy_frames,
         density: live_bytes as f64 / (frames.max(1) * PAGE as u64) as f64,
         bytes: live_bytes,
         desc_bytes: store.desc_bytes(),
@@ -420,18 +461,40 @@ pub fn figures(policy: zsmalloc::Policy) {
 }
 
 /// The policies compared side by side: zsos's (the default), Linux's rule at chains 4, 8 and
-/// 16, and the fitted placement alone at chain 4.
-const POLICIES: [&str; 5] = [
+/// 16, the fitted placement alone at chain 4, and zsos's policy compacting on the free itself
+/// (its rule before compaction was deferred; see [`policy_config`]).
+const POLICIES: [&str; 6] = [
     "zsos",
     "linux-chain=4",
     "linux",
     "linux-chain=16",
     "fitted-chain=4",
+    "zsos-on-free",
 ];
-/// Positions in [`POLICIES`]: zsos's, Linux's chain 8 (the cost reference), and Linux's three.
+/// Positions in [`POLICIES`]: zsos's, Linux's chain 8 (the cost reference), Linux's three,
+/// zsos's compacting on free.
 const ZSOS: usize = 0;
 const LINUX_8: usize = 2;
 const LINUX_CHAINS: core::ops::Range<usize> = 1..4;
+const ZSOS_ON_FREE: usize = 5;
+/// The policies whose cost is measured in rounds, the reference last.
+const COSTED: [usize; 3] = [ZSOS, ZSOS_ON_FREE, LINUX_8];
+/// Rounds of the cost measurement per workload (the median ratio is shown).
+const COST_ROUNDS: usize = 5;
+
+/// A compared policy's pool configuration.
+fn policy_config(name: &str) -> PoolConfig {
+    if name == "zsos-on-free" {
+        return zsmalloc::Policy {
+            auto_compact: zsmalloc::AutoCompact::WhenFreeable { pages: 1, share: 8 },
+            ..zsmalloc::Policy::ZSOS
+        }
+        .config();
+    }
+    zsmalloc::Policy::parse(name)
+        .expect("a known policy")
+        .config()
+}
 
 /// The trace families of `zsmalloc::families` as workloads (their own frees included).
 fn family_workloads() -> Vec<(&'static str, Vec<Step>)> {
@@ -452,56 +515,131 @@ fn family_workloads() -> Vec<(&'static str, Vec<Step>)> {
         .collect()
 }
 
+/// What one workload gave: pages per policy at each point, zsos's pages just before each
+/// pause, cost rounds, compaction's work, and the phase profiles.
+struct WorkloadFigures {
+    name: &'static str,
+    /// Per policy of [`POLICIES`]: frames after fill, after freeing half, after compaction.
+    pages: Vec<[u64; 3]>,
+    /// zsos's frames just before the pauses at fill and half (deferred compaction not run yet).
+    zsos_busy: [u64; 2],
+    /// Per round, per policy of [`COSTED`]: whole workload, median malloc, median free,
+    /// compaction at the pauses and when asked (see [`ZsStore::cost`]).
+    rounds: Vec<[[f64; 4]; COSTED.len()]>,
+    /// Per policy of [`COSTED`]: bytes compaction moved, of which automatic, pages automatic
+    /// compaction gave back.
+    moved: [(u64, u64, usize); COSTED.len()],
+    /// zsos's and Linux chain 8's phase profiles.
+    profiles: [PhaseProfile; 2],
+}
+
+impl WorkloadFigures {
+    /// The median over rounds of `COSTED[k]`'s figure `i`.
+    fn median(&self, k: usize, i: usize) -> f64 {
+        let mut r: Vec<f64> = self.rounds.iter().map(|c| c[k][i]).collect();
+        r.sort_by(f64::total_cmp);
+        r[r.len() / 2]
+    }
+
+    /// The median over rounds of `COSTED[k]`'s figure `i` over the reference's.
+    fn ratio(&self, k: usize, i: usize) -> f64 {
+        let reference = COSTED.len() - 1;
+        let mut r: Vec<f64> = self
+            .rounds
+            .iter()
+            .map(|c| c[k][i] / c[reference][i].max(1.0))
+            .collect();
+        r.sort_by(f64::total_cmp);
+        r[r.len() / 2]
+    }
+}
+
+/// Runs one workload under every policy (pages; the first cost round), then the other cost
+/// rounds alternating the order, then the profiled runs.
+fn run_policies(name: &'static str, steps: &[Step]) -> WorkloadFigures {
+    // A pass nobody times first: the emulator maps guest memory on first touch, and the
+    // first policy to run would pay for it.
+    measure(&mut ZsStore::new(PoolConfig::default()), steps);
+    let mut pages = Vec::new();
+    let mut zsos_busy = [0; 2];
+    let mut first = [[0f64; 4]; COSTED.len()];
+    let mut moved = [(0, 0, 0); COSTED.len()];
+    for (k, policy) in POLICIES.iter().enumerate() {
+        let mut zs = ZsStore::new(policy_config(policy));
+        let (fill, half, compacted) = measure(&mut zs, steps);
+        let compacted = compacted.expect("zsmalloc compacts");
+        pages.push([fill.frames, half.frames, compacted.frames]);
+        if k == ZSOS {
+            zsos_busy = [fill.busy_frames, half.busy_frames];
+        }
+        if let Some(j) = COSTED.iter().position(|&c| c == k) {
+            first[j] = zs.cost();
+            moved[j] = (
+                zs.pool.bytes_moved(),
+                zs.pool.bytes_auto_moved(),
+                zs.pool.pages_auto_compacted(),
+            );
+        }
+    }
+    let mut rounds = alloc::vec![first];
+    for round in 1..COST_ROUNDS {
+        let mut this_round = [[0f64; 4]; COSTED.len()];
+        let mut order: Vec<usize> = (0..COSTED.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for j in order {
+            let mut zs = ZsStore::new(policy_config(POLICIES[COSTED[j]]));
+            measure(&mut zs, steps);
+            this_round[j] = zs.cost();
+        }
+        rounds.push(this_round);
+    }
+    // The phase profile: one more run of each with the clock read between phases.
+    let profiles = [ZSOS, LINUX_8].map(|k| {
+        let mut zs = ZsStore::new(policy_config(POLICIES[k]));
+        zs.pool.set_profiling(true);
+        measure(&mut zs, steps);
+        zs.pool.phase_profile()
+    });
+    WorkloadFigures {
+        name,
+        pages,
+        zsos_busy,
+        rounds,
+        moved,
+        profiles,
+    }
+}
+
 /// Pages per policy at each point of every workload, beside zbud and the bound
-/// ⌈live bytes / 4096⌉, with issue 14's targets for zsos's policy marked: no more pages than
-/// the best Linux chain, never more than zbud; then per workload the bytes zsos's automatic
-/// compaction moved beside the pages it gave back, and its malloc+free cycles against Linux's
-/// (chain 8) in the same run.
+/// ⌈live bytes / 4096⌉ (zsos's also just before the pause, before its deferred compaction
+/// ran); then the cost of zsos's policy against Linux's (chain 8) in the same run: the whole
+/// workload and the median malloc and free, with the bytes compaction moved; then where
+/// malloc and free spend their cycles, phase by phase.
 pub fn policy_figures() {
-    println!("  pages by policy (after fill / after half freed / after compaction)");
     println!(
-        "    {:<12} {:<10} {:>7} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7}  {:<8} {:<8}",
+        "  pages by policy (after fill / after half freed / after compaction; zsos busy: before the pause at the point)"
+    );
+    println!(
+        "    {:<12} {:<10} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7}",
         "workload",
         "point",
         "zsos",
+        "busy",
+        "on-free",
         "linux-4",
         "linux-8",
         "linux-16",
         "fitted-4",
         "zbud",
         "bound",
-        "<=linux",
-        "<=zbud"
     );
-    let (mut misses_linux, mut misses_zbud, mut points) = (0, 0, 0);
-    let mut costs = Vec::new();
+    let (mut best_linux_points, mut zbud_points, mut on_free_points, mut points) = (0, 0, 0, 0);
+    let mut all = Vec::new();
     let mut halved = Vec::new();
     for (name, steps) in workloads().into_iter().chain(family_workloads()) {
-        let mut cols: Vec<[u64; 3]> = Vec::new();
-        // A pass nobody times first: the emulator maps guest memory on first touch, and the
-        // first policy to run would pay for it.
-        measure(&mut ZsStore::new(PoolConfig::default()), &steps);
-        // Per policy: cycles per malloc, per free, per operation.
-        let mut cycles_per_op = [[0f64; 3]; POLICIES.len()];
-        let mut auto = (0, 0);
-        for (k, policy) in POLICIES.iter().enumerate() {
-            let config = zsmalloc::Policy::parse(policy)
-                .expect("a known policy")
-                .config();
-            let mut zs = ZsStore::new(config);
-            let (fill, half, compacted) = measure(&mut zs, &steps);
-            let compacted = compacted.expect("zsmalloc compacts");
-            cols.push([fill.frames, half.frames, compacted.frames]);
-            let per = |c: u64, n: u64| c as f64 / n.max(1) as f64;
-            cycles_per_op[k] = [
-                per(zs.cycles[0], zs.ops[0]),
-                per(zs.cycles[1], zs.ops[1]),
-                per(zs.cycles[0] + zs.cycles[1], zs.ops[0] + zs.ops[1]),
-            ];
-            if k == ZSOS {
-                auto = (zs.pool.bytes_auto_moved(), zs.pool.pages_auto_compacted());
-            }
-        }
+        let w = run_policies(name, &steps);
         let mut zbud = ZbudStore {
             zbud: Zbud::new(KernelBackend::new()),
             live: BTreeMap::new(),
@@ -510,82 +648,184 @@ pub fn policy_figures() {
         // Live bytes after fill, after freeing half, and (the same) after compaction.
         let bytes = [zf.bytes, zh.bytes, zh.bytes];
         for (i, point) in ["fill", "half", "compacted"].into_iter().enumerate() {
-            let best_linux = cols[LINUX_CHAINS]
-                .iter()
-                .map(|c| c[i])
-                .min()
-                .expect("three");
+            let col = |k: usize| w.pages[k][i];
+            let best_linux = LINUX_CHAINS.map(col).min().expect("three");
             let zbud_pages = if i == 0 { zf.frames } else { zh.frames };
             let bound = bytes[i].div_ceil(PAGE as u64);
-            let zsos = cols[ZSOS][i];
-            let (ok_linux, ok_zbud) = (zsos <= best_linux, zsos <= zbud_pages);
+            let zsos = col(ZSOS);
             points += 1;
-            misses_linux += usize::from(!ok_linux);
-            misses_zbud += usize::from(!ok_zbud);
+            best_linux_points += usize::from(zsos <= best_linux);
+            zbud_points += usize::from(zsos <= zbud_pages);
+            on_free_points += usize::from(zsos <= col(ZSOS_ON_FREE));
             if i == 2 {
-                // Halve Linux's best distance to the bound after compaction?
                 halved.push((
                     name,
                     best_linux.saturating_sub(bound),
                     zsos.saturating_sub(bound),
                 ));
             }
+            let busy = w.zsos_busy.get(i).map_or("".into(), |b| b.to_string());
             println!(
-                "    {:<12} {:<10} {:>7} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7}  {:<8} {:<8}",
+                "    {:<12} {:<10} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7}",
                 name,
                 point,
-                cols[0][i],
-                cols[1][i],
-                cols[2][i],
-                cols[3][i],
-                cols[4][i],
+                zsos,
+                busy,
+                col(ZSOS_ON_FREE),
+                col(1),
+                col(2),
+                col(3),
+                col(4),
                 zbud_pages,
                 bound,
-                met(ok_linux),
-                met(ok_zbud)
             );
-            for (policy, c) in POLICIES.iter().zip(&cols) {
+            for (policy, c) in POLICIES.iter().zip(&w.pages) {
                 println!(
                     "BENCH name=pages.{name}.{policy}.{point} value={} unit=frames",
                     c[i]
                 );
             }
+            if let Some(b) = w.zsos_busy.get(i) {
+                println!("BENCH name=pages.{name}.zsos-busy.{point} value={b} unit=frames");
+            }
         }
-        let ratio = |i: usize| cycles_per_op[ZSOS][i] / cycles_per_op[LINUX_8][i].max(1.0);
-        costs.push((name, auto, [ratio(0), ratio(1), ratio(2)]));
+        all.push(w);
     }
     println!(
-        "    zsos needs no more pages than the best Linux chain at {} of {points} points (missed {misses_linux}), no more than zbud at {} (missed {misses_zbud})",
-        points - misses_linux,
-        points - misses_zbud
+        "    zsos's pages at {points} points: no more than the best Linux chain at {best_linux_points}, than zbud at {zbud_points}, than zsos compacting on free at {on_free_points}"
     );
-    println!("  after compaction, pages above the bound: best Linux chain / zsos (target: half)");
+    println!("  after compaction, pages above the bound: best Linux chain / zsos");
     for (name, linux, zsos) in &halved {
-        println!(
-            "    {name:<12} {linux:>6} / {zsos:<6} {}",
-            met(zsos * 2 <= *linux)
-        );
+        println!("    {name:<12} {linux:>6} / {zsos:<6}");
     }
+    cost_figures(&all);
+    phase_figures(&all);
+}
+
+/// The cost table of [`policy_figures`].
+fn cost_figures(all: &[WorkloadFigures]) {
     println!(
-        "  zsos: bytes its automatic compaction moved, pages it gave back; malloc+free cycles / Linux chain 8's (target <= 1.10)"
+        "  cost / Linux chain 8's, medians of {COST_ROUNDS} rounds: the whole workload (malloc, free, all compaction), the median malloc, the median free"
     );
-    let mut ratios: Vec<f64> = Vec::new();
-    for (name, (bytes, pages), [malloc, free, ratio]) in &costs {
+    println!(
+        "    {:<12} {:>21}   {:>21}   {:>29}",
+        "", "zsos", "zsos compacting on free", "KiB moved (zsos: auto)"
+    );
+    println!(
+        "    {:<12} {:>6} {:>7} {:>6}   {:>6} {:>7} {:>6}   {:>13} {:>7} {:>7}",
+        "workload",
+        "whole",
+        "malloc",
+        "free",
+        "whole",
+        "malloc",
+        "free",
+        "zsos",
+        "on-free",
+        "linux"
+    );
+    let mut wholes: Vec<f64> = Vec::new();
+    for w in all {
+        let name = w.name;
+        let r = |k: usize, i: usize| w.ratio(k, i);
+        let [zsos, on_free, linux] = w.moved;
         println!(
-            "    {name:<12} {:>8} KiB moved {pages:>6} pages   cycles ratio malloc {malloc:.2} free {free:.2} both {ratio:.2} {}",
-            bytes / 1024,
-            met(*ratio <= 1.10)
+            "    {name:<12} {:>6.2} {:>7.2} {:>6.2}   {:>6.2} {:>7.2} {:>6.2}   {:>13} {:>7} {:>7}",
+            r(0, 0),
+            r(0, 1),
+            r(0, 2),
+            r(1, 0),
+            r(1, 1),
+            r(1, 2),
+            alloc::format!("{} ({})", zsos.0 / 1024, zsos.1 / 1024),
+            on_free.0 / 1024,
+            linux.0 / 1024,
         );
+        for (k, label) in [(0, "zsos"), (1, "zsos-on-free")] {
+            for (i, what) in ["whole", "malloc", "free"].into_iter().enumerate() {
+                println!(
+                    "BENCH name=policy.{label}.{name}.{what}_ratio value={:.3} unit=ratio",
+                    r(k, i)
+                );
+            }
+        }
+        for (label, m) in [("zsos", zsos), ("zsos-on-free", on_free), ("linux", linux)] {
+            println!(
+                "BENCH name=policy.{label}.{name}.moved value={} unit=KiB",
+                m.0 / 1024
+            );
+        }
         println!(
-            "BENCH name=policy.zsos.{name}.moved value={} unit=KiB",
-            bytes / 1024
+            "BENCH name=policy.zsos.{name}.auto_pages value={} unit=frames",
+            zsos.2
         );
-        println!("BENCH name=policy.zsos.{name}.auto_pages value={pages} unit=frames");
-        println!("BENCH name=policy.zsos.{name}.cycles_ratio value={ratio:.3} unit=ratio");
-        ratios.push(*ratio);
+        wholes.push(r(0, 0));
     }
-    ratios.sort_by(f64::total_cmp);
-    println!("    median cycles ratio {:.2}", ratios[ratios.len() / 2]);
+    wholes.sort_by(f64::total_cmp);
+    println!(
+        "    zsos: median whole-workload ratio {:.2}, highest {:.2}",
+        wholes[wholes.len() / 2],
+        wholes[wholes.len() - 1]
+    );
+    println!(
+        "  the whole workload in millions of cycles (medians), and of it compaction at the pauses and when asked"
+    );
+    println!(
+        "    {:<12} {:>8} {:>8} {:>8}   {:>10} {:>10}",
+        "workload", "zsos", "on-free", "linux", "zsos comp", "linux comp"
+    );
+    for w in all {
+        let m = |k: usize, i: usize| w.median(k, i) / 1e6;
+        println!(
+            "    {:<12} {:>8.1} {:>8.1} {:>8.1}   {:>10.1} {:>10.1}",
+            w.name,
+            m(0, 0),
+            m(1, 0),
+            m(2, 0),
+            m(0, 3),
+            m(2, 3)
+        );
+        for (k, label) in [(0, "zsos"), (1, "zsos-on-free"), (2, "linux")] {
+            println!(
+                "BENCH name=policy.{label}.{}.whole value={:.0} unit=cycles",
+                w.name,
+                w.median(k, 0)
+            );
+        }
+    }
+}
+
+/// The phase table of [`policy_figures`].
+fn phase_figures(all: &[WorkloadFigures]) {
+    println!(
+        "  cycles per call by phase, zsos / Linux chain 8 (one profiled run: malloc phases per malloc, free phases per free, fullness per both)"
+    );
+    crate::print!("    {:<15}", "phase");
+    for w in all {
+        crate::print!(" {:>13}", w.name);
+    }
+    println!();
+    let mut figures = Vec::new();
+    for phase in Phase::ALL {
+        crate::print!("    {:<15}", phase.name());
+        for w in all {
+            let [zsos, linux] = &w.profiles;
+            let cell = alloc::format!("{:.0}/{:.0}", zsos.per_call(phase), linux.per_call(phase));
+            crate::print!(" {cell:>13}");
+            for (policy, p) in [("zsos", zsos), ("linux", linux)] {
+                figures.push(alloc::format!(
+                    "BENCH name=phase.{policy}.{}.{} value={:.1} unit=cycles",
+                    w.name,
+                    phase.name(),
+                    p.per_call(phase)
+                ));
+            }
+        }
+        println!();
+    }
+    for line in figures {
+        println!("{line}");
+    }
 }
 
 fn met(ok: bool) -> &'static str {
