@@ -493,10 +493,16 @@ fn pages_at_points(placement: Placement, text: &str) -> Vec<usize> {
 }
 
 fn fitted_beats_linux_on_trace_families_it_has_not_seen() {
+    // Three draws of the unseen families, and a bound the reference rule meets with room:
+    // its geometric mean over one draw ranged 0.70-0.96 (300 seeds on the host; above the
+    // former bound of 0.92 for about 3 in 100 runs), over three draws a median of 0.84
+    // and 0.923 at worst (300 triples). Linux's own rule scores 1.0, so 0.95 still fails a
+    // rule no better.
     let seed = crate::ktest::seed();
-    println!("  unseen traces from seed {seed} (pages: fitted / linux)");
+    println!("  unseen traces from seed {seed} and two more (pages: fitted / linux)");
     let mut ratios = Vec::new();
-    for (name, text) in unseen_traces(seed) {
+    let draws = [seed, seed ^ 0x5bd1_e995, seed.rotate_left(17)];
+    for (name, text) in draws.into_iter().flat_map(unseen_traces) {
         let fitted = pages_at_points(Placement::Fitted, &text);
         let linux = pages_at_points(Placement::Linux, &text);
         println!(
@@ -514,8 +520,8 @@ fn fitted_beats_linux_on_trace_families_it_has_not_seen() {
     let mean = super::placement_ktests::geometric_mean(&ratios);
     println!("  geometric mean of fitted / linux: {mean:.3}");
     assert!(
-        mean <= 0.92,
-        "geometric mean {mean:.3} of fitted / linux over the unseen families (at most 0.92)"
+        mean <= 0.95,
+        "geometric mean {mean:.3} of fitted / linux over the unseen families (at most 0.95)"
     );
 }
 
