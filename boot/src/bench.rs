@@ -347,6 +347,11 @@ fn map_per_class_chart(figures: &[Figure], path: &Path) -> io::Result<bool> {
             RGBColor(214, 39, 40),
             line("span_copy"),
         ),
+        (
+            "spanning, lazy window (zsos)",
+            RGBColor(148, 103, 189),
+            line("span_lazy_window"),
+        ),
     ];
     if lines.iter().all(|l| l.2.is_empty()) {
         return Ok(false);
@@ -459,10 +464,15 @@ mod tests {
         ] {
             figures.push(fig(&format!("density.{w}.{a}.{p}"), v, "ratio"));
         }
-        for (size, single, win, copy) in [
-            (48.0, 900.0, 2100.0, 1450.0),
-            (1632.0, 916.0, 2100.0, 3657.0),
+        for (size, single, win, copy, lazy) in [
+            (48.0, 900.0, 2100.0, 1450.0, 1300.0),
+            (1632.0, 916.0, 2100.0, 3657.0, 1350.0),
         ] {
+            figures.push(fig(
+                &format!("zs.class.{size}.map_unmap.span_lazy_window"),
+                lazy,
+                "cycles",
+            ));
             figures.push(fig(
                 &format!("zs.class.{size}.map_unmap.single"),
                 single,
@@ -497,6 +507,7 @@ mod tests {
         }
         let per_class = std::fs::read_to_string(dir.join("map-per-class.svg")).unwrap();
         assert!(per_class.contains("spanning, copy path"));
+        assert!(per_class.contains("spanning, lazy window (zsos)"));
         figures.push(fig("zs.scale.1000.malloc_free", 1664.0, "cycles"));
         figures.push(fig("zs.scale.1000000.malloc_free", 5281.0, "cycles"));
         figures.push(fig("zs.scale.1000.random_page_read", 10.0, "cycles"));

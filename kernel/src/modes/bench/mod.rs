@@ -74,7 +74,7 @@ const SECTIONS: &[(&str, &str)] = &[
     ("memmap", "the memmap's build time for this boot's memory"),
     (
         "scaling",
-        "ops/s on 1, 2, 4 CPUs: per-class locking (Linux 6.11) against one pool-wide lock",
+        "ops/s on 1, 2, 4 CPUs: per-class locking (Linux 6.11) against one pool-wide lock, and zsos's policy",
     ),
 ];
 
