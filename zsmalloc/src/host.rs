@@ -466,3 +466,18 @@ impl crate::model::RangeEmptier<HostBackend> for HostRanges {
         result
     }
 }
+
+#[cfg(any(test, feature = "testkit"))]
+impl crate::model::FailInjection for HostBackend {
+    fn fail_from(&self, k: u64) {
+        HostBackend::fail_from(self, k);
+    }
+
+    fn stop_failing(&self) {
+        HostBackend::stop_failing(self);
+    }
+
+    fn frames_held(&self) -> u64 {
+        self.frames_in_use() as u64
+    }
+}

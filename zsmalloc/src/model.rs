@@ -483,3 +483,78 @@ pub fn migrate_every_page<B: Backend>(
     }
     result
 }
+
+/// A backend whose frame allocations a test can make fail (test support).
+pub trait FailInjection {
+    /// From now on the `k`-th frame allocation (0: the next) and all later ones fail.
+    fn fail_from(&self, k: u64);
+    /// Allocations succeed again.
+    fn stop_failing(&self);
+    /// Frames handed out and not given back.
+    fn frames_held(&self) -> u64;
+}
+
+/// Out of memory at the `k`-th frame: `before` objects are written, then the backend fails
+/// from its `k`-th frame allocation on while `during` more mallocs of sizes across every class
+/// are tried. Each malloc either succeeds or says [`Error::OutOfMemory`]; the pool's
+/// invariants hold after every `check_every`-th step and the last; at least one malloc was
+/// refused; no frame leaks; every object written, before or during, reads back whole; and
+/// once the backend recovers, a 3,000-byte malloc works. The pool is left with
+/// its objects (the caller drops it).
+pub fn out_of_memory_at_k<B: Backend + FailInjection>(
+    pool: &Pool<B>,
+    k: u64,
+    before: u64,
+    during: u64,
+    check_every: u64,
+) -> Result<(), String> {
+    let mut live: Vec<(Handle, Vec<u8>)> = Vec::new();
+    for i in 0..before {
+        let size = 200 + (i as usize * 397) % 3800;
+        let h = pool.malloc(size).map_err(|e| format!("k={k}: fill: {e}"))?;
+        let bytes = pattern(i, size);
+        write_object(pool, h, &bytes, i).map_err(|e| format!("k={k}: fill: {e}"))?;
+        live.push((h, bytes));
+    }
+    pool.backend().fail_from(k);
+    let mut refused = 0;
+    for i in 0..during {
+        let size = 16 + (i as usize * 733) % 4080;
+        match pool.malloc(size) {
+            Ok(h) => {
+                let bytes = pattern(i + 1000, size);
+                write_object(pool, h, &bytes, i).map_err(|e| format!("k={k} step {i}: {e}"))?;
+                live.push((h, bytes));
+            }
+            Err(Error::OutOfMemory) => refused += 1,
+            Err(e) => {
+                return Err(format!(
+                    "k={k} step {i}: malloc said {e}, not out of memory"
+                ));
+            }
+        }
+        if i % check_every == check_every - 1 || i + 1 == during {
+            pool.check_invariants()
+                .map_err(|e| format!("k={k} step {i}: {e}"))?;
+        }
+    }
+    if refused == 0 {
+        return Err(format!("k={k}: the injected failure never surfaced"));
+    }
+    let held = pool.backend().frames_held();
+    if held != pool.total_pages() as u64 {
+        return Err(format!(
+            "k={k}: frames leaked: {held} held, the pool has {} pages",
+            pool.total_pages()
+        ));
+    }
+    for (i, (h, bytes)) in live.iter().enumerate() {
+        if read_object(pool, *h, i as u64).map_err(|e| format!("k={k}: read: {e}"))? != *bytes {
+            return Err(format!("k={k}: object {i} ({} bytes) damaged", bytes.len()));
+        }
+    }
+    pool.backend().stop_failing();
+    pool.malloc(3000)
+        .map_err(|e| format!("k={k}: allocation does not work again: {e}"))?;
+    Ok(())
+}

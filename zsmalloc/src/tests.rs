@@ -253,54 +253,19 @@ fn allocation_fills_the_fullest_zspage_first() {
     p.free(h).unwrap();
 }
 
+/// Out of memory at every k-th frame (the body is shared with the kernel's test on real
+/// frames: `model::out_of_memory_at_k`).
 #[test]
 fn out_of_memory_at_the_kth_frame_fails_cleanly_for_every_k() {
-    let ks = if cfg!(miri) { 0..2 } else { 0..40 };
+    let (ks, before, during, check_every) = if cfg!(miri) {
+        (0..2, 4, 12, 4)
+    } else {
+        (0..40, 20, 400, 1)
+    };
     for k in ks {
         let p = pool(MapPath::Window, 8);
-        let mut live: Vec<(Handle, Vec<u8>)> = Vec::new();
-        for i in 0..if cfg!(miri) { 4u64 } else { 20 } {
-            let size = 200 + (i as usize * 397) % 3800;
-            let h = p.malloc(size).unwrap();
-            let bytes = pattern(i, size);
-            p.write(h, &bytes).unwrap();
-            live.push((h, bytes));
-        }
-        p.backend().fail_from(k);
-        let mut refused = false;
-        for i in 0..if cfg!(miri) { 12u64 } else { 400 } {
-            let size = 16 + (i as usize * 733) % 4080;
-            match p.malloc(size) {
-                Ok(h) => {
-                    let bytes = pattern(i + 1000, size);
-                    p.write(h, &bytes).unwrap();
-                    live.push((h, bytes));
-                }
-                Err(e) => {
-                    assert_eq!(e, Error::OutOfMemory, "k={k}");
-                    refused = true;
-                }
-            }
-            // Under Miri (slow) every fourth step and the last; natively every step.
-            if !cfg!(miri) || i % 4 == 3 {
-                p.check_invariants()
-                    .unwrap_or_else(|e| panic!("k={k} step {i}: {e}"));
-            }
-        }
-        assert!(refused, "k={k}: the injected failure never surfaced");
-        assert_eq!(
-            p.backend().frames_in_use(),
-            p.total_pages(),
-            "k={k}: frames leaked"
-        );
-        for (i, (h, bytes)) in live.iter().enumerate() {
-            check_object(&p, *h, bytes, i as u64, &k);
-        }
-        p.backend().stop_failing();
-        assert!(
-            p.malloc(3000).is_ok(),
-            "k={k}: allocation works again after the failure"
-        );
+        model::out_of_memory_at_k(&p, k, before, during, check_every)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
@@ -919,6 +884,61 @@ fn model_random_operations_under_the_pool_wide_lock() {
         .unwrap_or_else(|e| panic!("pool-wide: {e}"));
     assert!(report.mallocs > 0 && report.frees > 0, "{report:?}");
     assert_eq!(p.backend().frames_in_use(), 0);
+}
+
+/// The pool-wide lock with automatic compaction: a free that triggers compaction lets the
+/// pool lock go first (compaction takes it), so neither kind of automatic compaction
+/// deadlocks, and both give pages back. Run on a thread with a deadline, so a deadlock fails
+/// the test instead of hanging it.
+#[test]
+fn the_pool_wide_lock_with_automatic_compaction_compacts_and_never_deadlocks() {
+    for auto_compact in [
+        crate::AutoCompact::WhenFreeable { pages: 1, share: 8 },
+        crate::AutoCompact::ZSOS,
+    ] {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let p = Pool::new(
+                "pool-wide-auto",
+                HostBackend::new(FRAMES, 9),
+                PoolConfig {
+                    locking: crate::Locking::PoolWide,
+                    auto_compact,
+                    ..PoolConfig::default()
+                },
+            );
+            let n = if cfg!(miri) { 60 } else { 3000 };
+            let handles: Vec<Handle> = (0..n).map(|_| p.malloc(200).unwrap()).collect();
+            let peak = p.stats().total_pages;
+            // Every third object stays: the frees leave sparse zspages to empty.
+            let mut kept = Vec::new();
+            for (i, h) in handles.into_iter().enumerate() {
+                if i % 3 == 0 {
+                    kept.push(h);
+                } else {
+                    p.free(h).unwrap();
+                }
+            }
+            let by_frees = p.pages_auto_compacted();
+            let queued = p.compact_pending(usize::MAX);
+            p.check_invariants().unwrap();
+            for h in kept {
+                p.free(h).unwrap();
+            }
+            tx.send((peak, by_frees, queued)).unwrap();
+        });
+        let (peak, by_frees, queued) = rx
+            .recv_timeout(std::time::Duration::from_secs(if cfg!(miri) {
+                600
+            } else {
+                30
+            }))
+            .unwrap_or_else(|_| panic!("{auto_compact:?} under the pool-wide lock deadlocked"));
+        assert!(
+            by_frees + queued > 0,
+            "{auto_compact:?}: nothing compacted ({peak} pages at the peak)"
+        );
+    }
 }
 
 #[test]

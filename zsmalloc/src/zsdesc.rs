@@ -79,6 +79,25 @@ impl ZsDesc {
             refcount: AtomicU32::new(1),
         }
     }
+
+    /// Makes the descriptor what [`ZsDesc::new`] gives, field by field through its atomics:
+    /// for memory that is reused as a descriptor while a stale reader may still load from it
+    /// (a plain write of a whole `ZsDesc` would race with those loads). The caller publishes
+    /// the descriptor afterwards with a release store.
+    pub fn reset(&self) {
+        let fresh = ZsDesc::new();
+        self.first
+            .store(fresh.first.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.zspage_lock.store(0, Ordering::Relaxed);
+        self.movable_ops.store(0, Ordering::Relaxed);
+        self.next
+            .store(fresh.next.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.zspage.store(0, Ordering::Relaxed);
+        self.first_obj_offset.store(0, Ordering::Relaxed);
+        self.refcount
+            .store(fresh.refcount.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.flags.store(0, Ordering::Relaxed);
+    }
 }
 
 impl Default for ZsDesc {
@@ -275,4 +294,35 @@ pub(crate) fn move_zspage_lock(from: &ZsDesc, to: &ZsDesc) {
 /// Mappings currently holding the zspage lock (first page's descriptor), for checks.
 pub(crate) fn zspage_readers(first: &ZsDesc) -> u64 {
     first.zspage_lock.load(Ordering::Relaxed) & !ZSPAGE_WRITER
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(d: &ZsDesc) -> [u64; 8] {
+        [
+            d.flags.load(Ordering::Relaxed),
+            d.first.load(Ordering::Relaxed),
+            d.zspage_lock.load(Ordering::Relaxed),
+            d.movable_ops.load(Ordering::Relaxed),
+            d.next.load(Ordering::Relaxed),
+            d.zspage.load(Ordering::Relaxed),
+            d.first_obj_offset.load(Ordering::Relaxed).into(),
+            d.refcount.load(Ordering::Relaxed).into(),
+        ]
+    }
+
+    /// Memory reused as a descriptor, whatever it held, reads as a fresh one after `reset`.
+    #[test]
+    fn a_reset_descriptor_reads_as_a_fresh_one_whatever_it_held() {
+        let d = ZsDesc::new();
+        init_page(&d, ZsPageRef { class: 7, id: 9 }, 1234, true, 88, 0x5000);
+        d.flags.fetch_or(PG_LOCKED | 1 << 40, Ordering::Relaxed);
+        d.refcount.store(3, Ordering::Relaxed);
+        d.zspage_lock.store(17, Ordering::Relaxed);
+        assert_ne!(fields(&d), fields(&ZsDesc::new()));
+        d.reset();
+        assert_eq!(fields(&d), fields(&ZsDesc::new()));
+    }
 }

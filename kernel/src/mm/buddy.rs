@@ -479,7 +479,10 @@ unsafe impl x86_64::structures::paging::FrameAllocator<x86_64::structures::pagin
 {
     fn allocate_frame(&mut self) -> Option<x86_64::structures::paging::PhysFrame> {
         let (pfn, _) = FrameBlock::alloc_frame().ok()?.into_raw();
-        memmap::get().desc(pfn)?.set(flags::PAGE_TABLE);
+        memmap::get()
+            .desc(pfn)?
+            .set(flags::PAGE_TABLE)
+            .expect("a frame fresh from the buddy allocator is a plain allocated one");
         Some(x86_64::structures::paging::PhysFrame::containing_address(
             x86_64::PhysAddr::new(pfn * memmap::FRAME_SIZE),
         ))

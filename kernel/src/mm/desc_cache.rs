@@ -8,7 +8,9 @@
 //!   the kernel's life (type-stable memory, as Linux's `SLAB_TYPESAFE_BY_RCU` caches), so a
 //!   stale pointer read through a memmap word still reaches atomics of some descriptor, never
 //!   unmapped or foreign memory.
-//! * Free slots are chained through their first word, under one lock.
+//! * Free slots are chained through their second word, under one lock; a free slot's first
+//!   word reads 0, so a stale reader of an owner descriptor's flags (the first word of every
+//!   one, `memmap::OwnerHeader`) sees no flags rather than a list link.
 
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -53,7 +55,7 @@ impl DescCache {
     /// A cache of slots of `slot` bytes (rounded up to 8, the alignment every slot gets).
     pub const fn new(slot: usize) -> DescCache {
         let slot = (slot as u64).next_multiple_of(8);
-        assert!(slot >= 8 && slot <= FRAME_SIZE);
+        assert!(slot >= 16 && slot <= FRAME_SIZE);
         DescCache {
             slot,
             inner: Mutex::new(Inner {
@@ -89,6 +91,7 @@ impl DescCache {
             }
             let at = inner.free;
             inner.free = Self::link(at).load(Ordering::Relaxed);
+            Self::link(at).store(0, Ordering::Relaxed);
             inner.in_use += 1;
             NonNull::new(at as *mut u8)
         })
@@ -103,17 +106,23 @@ impl DescCache {
         x86_64::instructions::interrupts::without_interrupts(|| {
             let mut inner = self.inner.lock();
             let at = slot.as_ptr() as u64;
+            Self::first_word(at).store(0, Ordering::Release);
             Self::link(at).store(inner.free, Ordering::Relaxed);
             inner.free = at;
             inner.in_use -= 1;
         })
     }
 
-    /// The first word of the slot at `at`, which chains free slots.
+    /// The second word of the slot at `at`, which chains free slots.
     fn link(at: u64) -> &'static AtomicU64 {
-        // SAFETY: `at` is an 8-byte aligned slot of a frame the cache owns for good, in the
-        // direct map; while the slot is free only the cache (under its lock) writes it, and a
-        // stale reader of a descriptor there only ever loads atomics.
+        Self::first_word(at + 8)
+    }
+
+    /// The word at `at`, inside a slot.
+    fn first_word(at: u64) -> &'static AtomicU64 {
+        // SAFETY: `at` is an 8-byte aligned word inside a slot of a frame the cache owns for
+        // good, in the direct map; while the slot is free only the cache (under its lock)
+        // writes it, and a stale reader of a descriptor there only ever loads atomics.
         unsafe { &*(at as *const AtomicU64) }
     }
 
@@ -174,10 +183,20 @@ mod ktests {
                 slot_bytes: 56
             }
         );
-        for s in slots {
+        for &s in &slots {
+            // Stand-in for a live owner descriptor's flags.
+            DescCache::first_word(s.as_ptr() as u64).store(u64::MAX, Ordering::Relaxed);
+        }
+        for &s in &slots {
             // SAFETY: from this cache, freed once, never used.
             unsafe { cache.free(s) };
         }
+        assert!(
+            slots
+                .iter()
+                .all(|s| DescCache::first_word(s.as_ptr() as u64).load(Ordering::Relaxed) == 0),
+            "a free slot's first word (an owner's flags) reads 0, not a list link"
+        );
         assert_eq!(cache.stats().in_use, 0);
         let again: Vec<NonNull<u8>> = (0..n).map(|_| cache.alloc().unwrap()).collect();
         assert!(again.iter().all(|s| addrs.contains(&(s.as_ptr() as u64))));

@@ -92,7 +92,8 @@ pub(super) fn map_frames_at(at: u64, bytes: u64) -> Result<(), &'static str> {
         let frame = FrameBlock::alloc_frame().map_err(|_| "out of physical frames")?;
         let (pfn, _) = frame.into_raw();
         if let Some(d) = memmap::get().desc(pfn) {
-            d.set(flags::HEAP);
+            d.set(flags::HEAP)
+                .expect("a frame fresh from the buddy allocator is a plain allocated one");
         }
         if super::paging::map_page(page, pfn, rw).is_err() {
             let _ = super::buddy::free_raw(pfn, 0);

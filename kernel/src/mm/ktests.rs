@@ -157,6 +157,56 @@ fn bad_frees_are_refused_and_change_nothing() {
     );
 }
 
+/// Giving a frame an owner's mark (heap, page table, a zsdesc) is refused on a free block's
+/// head, which would lose its order, and on a zsmalloc page, which would lose its zsdesc; the
+/// frame is left as it was.
+fn marking_a_free_or_zsmalloc_frame_is_refused_and_changes_nothing() {
+    let mm = memmap::get();
+    let (pfn, _) = FrameBlock::alloc_frame().expect("a frame").into_raw();
+    buddy::free_raw(pfn, 0).expect("freed");
+    let (head, order) =
+        buddy::with(|b| b.free_block_containing(pfn)).expect("the frame is free again");
+    let d = mm.desc(head).unwrap();
+    let before = buddy::stats();
+    for mark in [flags::HEAP, flags::PAGE_TABLE, flags::RESERVED] {
+        let refused = d.set(mark).expect_err("a free block's head is not marked");
+        assert_eq!(refused.pfn, head);
+        assert_eq!(d.free_order(), Some(order), "the block keeps its order");
+    }
+    if mm.layout() == memmap::Layout::Memdesc {
+        let slot = crate::zs_backend::ZSDESCS.alloc().expect("a zsdesc slot");
+        // SAFETY: a slot of the kernel's zsdesc cache, attached to nothing; the attach is
+        // refused (checked), so nothing dereferences it, and it goes back just below.
+        let refused = unsafe { d.attach_zsdesc(slot.as_ptr() as u64) };
+        assert!(refused.is_err(), "a zsdesc attached to a free block's head");
+        assert_eq!(d.free_order(), Some(order), "the block keeps its order");
+        // SAFETY: from the cache, never attached, given back once.
+        unsafe { crate::zs_backend::ZSDESCS.free(slot) };
+    }
+    assert_eq!(
+        buddy::stats(),
+        before,
+        "a refused mark changed the allocator"
+    );
+
+    if mm.layout() == memmap::Layout::Memdesc {
+        use zsmalloc::Backend;
+        let backend = crate::zs_backend::KernelBackend::new();
+        let page = backend.alloc_page().expect("a zsmalloc page");
+        let d = mm.desc(page).unwrap();
+        let zsdesc = d.zsdesc_addr().expect("a zsmalloc page has its zsdesc");
+        assert!(d.set(flags::HEAP).is_err(), "a zsmalloc page marked heap");
+        let other = crate::zs_backend::ZSDESCS.alloc().expect("a zsdesc slot");
+        // SAFETY: as above: refused, then given back.
+        assert!(unsafe { d.attach_zsdesc(other.as_ptr() as u64) }.is_err());
+        // SAFETY: from the cache, never attached, given back once.
+        unsafe { crate::zs_backend::ZSDESCS.free(other) };
+        assert_eq!(d.zsdesc_addr(), Some(zsdesc), "the page keeps its zsdesc");
+        // SAFETY: the page came from this backend and nothing uses it.
+        unsafe { backend.free_page(page) };
+    }
+}
+
 /// Takes every free block of order 0 and 1, then allocates one frame: that allocation must
 /// split a block of order 2 or more, leaving exactly one new free block at each order below
 /// it (and the frames it did not hand out still free).
@@ -695,6 +745,7 @@ crate::ktests! {
     isolating_a_range_holds_back_its_free_frames_and_splits_blocks_at_its_edges { lab: 1, points: 15 },
     frames_freed_into_an_isolated_range_are_held_back_until_the_isolation_ends { lab: 1, points: 10 },
     an_emptied_range_is_taken_whole_as_one_aligned_block { lab: 1, points: 10 },
+    marking_a_free_or_zsmalloc_frame_is_refused_and_changes_nothing,
     heap_grows_beyond_its_initial_size,
     heap_refuses_impossible_allocations_cleanly_and_keeps_working,
     // Lab 2: the per-CPU PTE window (docs/labs/lab2-window.md).

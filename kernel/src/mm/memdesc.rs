@@ -86,12 +86,19 @@ pub fn zsmalloc(addr: u64) -> u64 {
     addr | Tag::Zsmalloc as u64
 }
 
-/// Reads a word. Relaxed: the lock that orders a frame's state is its owner's.
+/// Reads a word. Acquire (a plain load on x86): if the word names an owner descriptor, the
+/// descriptor's fields are seen as they were when [`publish`] stored the word.
 pub fn load(w: &Word) -> u64 {
-    w.load(Ordering::Relaxed)
+    w.load(Ordering::Acquire)
 }
 
-/// Writes a word.
+/// Writes a word. Relaxed: the lock that orders a frame's state is its owner's.
 pub fn store(w: &Word, v: u64) {
     w.store(v, Ordering::Relaxed)
+}
+
+/// Writes a word that names a descriptor initialised just before (release; a plain store on
+/// x86), so that a reader that loads the word sees the descriptor's fields.
+pub fn publish(w: &Word, v: u64) {
+    w.store(v, Ordering::Release)
 }

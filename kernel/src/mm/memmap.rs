@@ -391,6 +391,25 @@ impl Memmap {
     }
 }
 
+/// Refusal to give a frame an owner's mark: the frame is not a plain allocated frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotAllocated {
+    /// The frame.
+    pub pfn: u64,
+    /// What it is instead.
+    pub is: &'static str,
+}
+
+impl core::fmt::Display for NotAllocated {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "frame {:#x} is {}, not a plain allocated frame",
+            self.pfn, self.is
+        )
+    }
+}
+
 /// Where a frame's descriptor is.
 #[derive(Clone, Copy)]
 enum At {
@@ -467,9 +486,18 @@ impl FrameDesc {
 
     /// Marks an allocated frame as what its user made it: [`flags::RESERVED`],
     /// [`flags::PAGE_TABLE`] or [`flags::HEAP`] (one of them).
-    pub fn set(&self, bits: u64) {
+    ///
+    /// Refused, changing nothing, if the frame is free or a zsmalloc page: marking it would
+    /// lose the buddy allocator's order or the page's zsdesc.
+    pub fn set(&self, bits: u64) -> Result<(), NotAllocated> {
         match self.at {
             At::Wide(d) => {
+                if self.has(flags::BUDDY) {
+                    return Err(NotAllocated {
+                        pfn: self.pfn,
+                        is: "a free block's head",
+                    });
+                }
                 d.flags.fetch_or(bits, Ordering::Relaxed);
             }
             At::Memdesc(w, _) => {
@@ -479,9 +507,24 @@ impl FrameDesc {
                     flags::HEAP => memdesc::Tag::Heap,
                     _ => panic!("a memdesc word has no flag bits {bits:#x}"),
                 };
-                memdesc::store(w, memdesc::plain(tag));
+                match memdesc::tag(memdesc::load(w)) {
+                    memdesc::Tag::Free => {
+                        return Err(NotAllocated {
+                            pfn: self.pfn,
+                            is: "a free block's head",
+                        });
+                    }
+                    memdesc::Tag::Zsmalloc => {
+                        return Err(NotAllocated {
+                            pfn: self.pfn,
+                            is: "a zsmalloc page",
+                        });
+                    }
+                    _ => memdesc::store(w, memdesc::plain(tag)),
+                }
             }
         }
+        Ok(())
     }
 
     /// The movable-operations token of a frame marked movable by its owner.
@@ -513,17 +556,45 @@ impl FrameDesc {
     }
 
     /// Memdesc layout: makes an allocated frame a zsmalloc page whose zsdesc is at `addr`
-    /// (or, for a page that migrated, the zsdesc it had before).
-    pub fn attach_zsdesc(&self, addr: u64) {
+    /// (or, for a page that migrated, the zsdesc it had before). Refused, changing nothing,
+    /// unless the frame is the first frame of an allocated block with no owner descriptor (a
+    /// free block's head would lose its order, a zsmalloc page its zsdesc).
+    ///
+    /// # Safety
+    /// `addr` is a zsdesc slot of the kernel's descriptor cache, initialised (every field
+    /// written through its atomics) before this call, and attached to no other frame: from
+    /// here on [`FrameDesc::flags`], [`FrameDesc::movable_token`] and `zsdesc_of_frame`
+    /// dereference it, until [`FrameDesc::detach_zsdesc`].
+    pub unsafe fn attach_zsdesc(&self, addr: u64) -> Result<(), NotAllocated> {
         let At::Memdesc(w, _) = self.at else {
             panic!("zsdescs are attached only in the memdesc layout");
         };
-        memdesc::store(w, memdesc::zsmalloc(addr));
+        let is = match memdesc::tag(memdesc::load(w)) {
+            memdesc::Tag::Allocated => None,
+            memdesc::Tag::Free => Some("a free block's head"),
+            memdesc::Tag::Zsmalloc => Some("a zsmalloc page"),
+            memdesc::Tag::Tail => Some("inside a block"),
+            memdesc::Tag::Isolated => Some("held back from a range"),
+            memdesc::Tag::Reserved => Some("reserved"),
+            memdesc::Tag::PageTable => Some("a page table"),
+            memdesc::Tag::Heap => Some("the heap's"),
+        };
+        if let Some(is) = is {
+            return Err(NotAllocated { pfn: self.pfn, is });
+        }
+        // Release: a CPU that reads the word (acquire) sees the descriptor's fields as they
+        // were written before it.
+        memdesc::publish(w, memdesc::zsmalloc(addr));
+        Ok(())
     }
 
     /// Memdesc layout: turns a zsmalloc page back into a plain allocated frame; returns the
-    /// zsdesc address it held.
-    pub fn detach_zsdesc(&self) -> Option<u64> {
+    /// zsdesc address it held (`None`, and nothing changes, if it held none).
+    ///
+    /// # Safety
+    /// The caller takes the descriptor over: it gives it back to the cache or attaches it to
+    /// another frame (dropping the address leaks it for good).
+    pub unsafe fn detach_zsdesc(&self) -> Option<u64> {
         let addr = self.zsdesc_addr()?;
         if let At::Memdesc(w, _) = self.at {
             memdesc::store(w, memdesc::plain(memdesc::Tag::Allocated));

@@ -147,43 +147,10 @@ fn every_class_at_every_offset_through_the_copy_path() {
 }
 
 fn out_of_memory_at_the_kth_frame_fails_cleanly_for_every_k() {
+    // The body is the host test's (`model::out_of_memory_at_k`), here on real frames.
     for k in 0..24 {
         let p = pool(MapPath::Window);
-        let mut live: Vec<(Handle, Vec<u8>)> = Vec::new();
-        for i in 0..12u64 {
-            let size = 300 + (i as usize * 397) % 3700;
-            let h = p.malloc(size).unwrap();
-            let bytes = pattern(i, size);
-            p.write(h, &bytes).unwrap();
-            live.push((h, bytes));
-        }
-        p.backend().fail_from(k);
-        let mut refused = 0;
-        for i in 0..200u64 {
-            let size = 16 + (i as usize * 733) % 4080;
-            match p.malloc(size) {
-                Ok(h) => {
-                    let bytes = pattern(i + 1000, size);
-                    model::write_object(&p, h, &bytes, i).unwrap();
-                    live.push((h, bytes));
-                }
-                Err(e) => {
-                    assert_eq!(e, Error::OutOfMemory, "k={k}");
-                    refused += 1;
-                }
-            }
-        }
-        assert!(refused > 0, "k={k}: the injected failure never surfaced");
-        p.check_invariants()
-            .unwrap_or_else(|e| panic!("k={k}: {e}"));
-        for (i, (h, bytes)) in live.iter().enumerate() {
-            let got = model::read_object(&p, *h, i as u64).unwrap();
-            assert!(got == *bytes, "k={k}: object {i} damaged");
-        }
-        let held = p.backend().frames_held();
-        assert_eq!(held, p.total_pages() as u64, "k={k}: frames leaked");
-        p.backend().stop_failing();
-        assert!(p.malloc(3000).is_ok(), "k={k}: allocation works again");
+        model::out_of_memory_at_k(&p, k, 12, 200, 200).unwrap_or_else(|e| panic!("{e}"));
         drop_returning_frames(p);
     }
 }

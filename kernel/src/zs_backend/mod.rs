@@ -73,10 +73,9 @@ pub fn zsdesc_of_frame(d: FrameDesc) -> Option<&'static ZsDesc> {
 /// Memdesc memmap: detaches the zsdesc a frame's word names, if any, and gives it back to
 /// [`ZSDESCS`]. The frame is leaving zsmalloc, or about to take another page's zsdesc.
 fn release_zsdesc(d: FrameDesc) {
-    if let Some(slot) = d
-        .detach_zsdesc()
-        .and_then(|addr| core::ptr::NonNull::new(addr as *mut u8))
-    {
+    // SAFETY: the descriptor is given back to the cache just below.
+    let detached = unsafe { d.detach_zsdesc() };
+    if let Some(slot) = detached.and_then(|addr| core::ptr::NonNull::new(addr as *mut u8)) {
         // SAFETY: a zsmalloc word only ever names a slot of ZSDESCS, attached when its page
         // was allocated (or moved to it); the word no longer names it, and the page it
         // described is going away or has another zsdesc now, so nothing uses it as one.
@@ -139,6 +138,21 @@ impl KernelBackend {
     #[cfg(feature = "ktest")]
     pub fn stop_failing(&self) {
         self.fail_from.store(u64::MAX, Ordering::Relaxed);
+    }
+}
+
+#[cfg(feature = "ktest")]
+impl zsmalloc::model::FailInjection for KernelBackend {
+    fn fail_from(&self, k: u64) {
+        KernelBackend::fail_from(self, k);
+    }
+
+    fn stop_failing(&self) {
+        KernelBackend::stop_failing(self);
+    }
+
+    fn frames_held(&self) -> u64 {
+        KernelBackend::frames_held(self)
     }
 }
 
@@ -218,10 +232,15 @@ unsafe impl Backend for KernelBackend {
             if d.wide().is_none() {
                 // Memdesc: the page's zsdesc, from the cache; without one, no page.
                 let slot = ZSDESCS.alloc()?.cast::<ZsDesc>();
-                // SAFETY: a fresh, 8-byte aligned slot of at least ZsDesc::SIZE bytes that
-                // nothing else uses.
-                unsafe { slot.write(ZsDesc::new()) };
-                d.attach_zsdesc(slot.as_ptr() as u64);
+                // SAFETY: an 8-byte aligned slot of at least ZsDesc::SIZE bytes of the cache's
+                // type-stable memory, which nothing else owns; a ZsDesc is atomics only, valid
+                // for any bytes, and a stale reader of the slot's old life only loads them.
+                let desc = unsafe { slot.as_ref() };
+                desc.reset();
+                // SAFETY: the slot is a zsdesc of the cache, initialised just above, attached
+                // to no frame; the frame is fresh from the buddy allocator.
+                unsafe { d.attach_zsdesc(slot.as_ptr() as u64) }
+                    .expect("a frame fresh from the buddy allocator is a plain allocated one");
             }
             Some(frame.into_raw().0)
         })?;
@@ -259,13 +278,19 @@ unsafe impl Backend for KernelBackend {
         let (Some(old_d), Some(new_d)) = (mm.desc(old), mm.desc(new)) else {
             return false;
         };
-        let Some(addr) = old_d.detach_zsdesc() else {
+        if old_d.zsdesc_addr().is_none() {
             // Wide memmap: every frame has its descriptor; zsmalloc copies the fields.
             return false;
-        };
+        }
         // The new frame may have come from alloc_page with a zsdesc of its own.
         release_zsdesc(new_d);
-        new_d.attach_zsdesc(addr);
+        // SAFETY: the descriptor is attached to the new frame just below.
+        let addr = unsafe { old_d.detach_zsdesc() }.expect("checked just above");
+        // SAFETY: a zsdesc of the cache, initialised when its page was allocated, detached
+        // from the old frame just above; the new frame is zsmalloc's, allocated, and its own
+        // zsdesc was released.
+        unsafe { new_d.attach_zsdesc(addr) }
+            .unwrap_or_else(|e| panic!("moving a zsdesc to its page's new frame: {e}"));
         true
     }
 

@@ -176,7 +176,7 @@ impl<B: Backend> Pool<B> {
         let mut watch = self.stopwatch(true);
         let (p, slot) = self.slot_of(handle)?;
         watch.lap(Phase::HandleCheck);
-        let _pool = self.pool_wide();
+        let pool = self.pool_wide();
         let migrate = self.read_migrate();
         let mut class = self.lock_class(p.class as usize);
         drop(migrate);
@@ -208,6 +208,8 @@ impl<B: Backend> Pool<B> {
         watch.lap(Phase::Fullness);
         drop(class);
         self.slots.release(self.backend.cpu_index(), p.slot);
+        // Compaction takes the pool-wide lock itself (under `Locking::PoolWide`).
+        drop(pool);
         watch.lap(Phase::SlotRelease);
         if compact && matches!(self.auto_compact, AutoCompact::Deferred { .. }) {
             self.queue_compaction(p.class as usize);

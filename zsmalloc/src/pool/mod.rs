@@ -63,14 +63,25 @@ static TAGS_IN_USE: [AtomicU64; (MAX_TAG as usize + 1).div_ceil(64)] =
 
 /// A tag no live pool has.
 fn take_tag() -> u16 {
-    for _ in 0..MAX_TAG {
-        let tag = NEXT_TAG.fetch_add(1, Ordering::Relaxed) % MAX_TAG + 1;
+    take_tag_from(&NEXT_TAG, &TAGS_IN_USE)
+        .unwrap_or_else(|| panic!("zsmalloc: {MAX_TAG} pools are alive: no pool tag is left"))
+}
+
+/// Claims the first tag not in `in_use`, searching every tag once from where `next` says (a
+/// position in `0..MAX_TAG`); `None` only if all `MAX_TAG` tags are taken.
+fn take_tag_from(next: &AtomicU16, in_use: &[AtomicU64]) -> Option<u16> {
+    let start = next.load(Ordering::Relaxed) % MAX_TAG;
+    for i in 0..MAX_TAG {
+        // Tags are 1..=MAX_TAG; positions wrap at MAX_TAG exactly, so each is tried once.
+        let tag = (start + i) % MAX_TAG + 1;
         let bit = 1u64 << (tag % 64);
-        if TAGS_IN_USE[tag as usize / 64].fetch_or(bit, Ordering::AcqRel) & bit == 0 {
-            return tag;
+        if in_use[tag as usize / 64].fetch_or(bit, Ordering::AcqRel) & bit == 0 {
+            // The next search starts after it (a race here only changes where it starts).
+            next.store(tag % MAX_TAG, Ordering::Relaxed);
+            return Some(tag);
         }
     }
-    panic!("zsmalloc: {MAX_TAG} pools are alive: no pool tag is left for another");
+    None
 }
 
 /// Gives a dropped pool's tag back.
@@ -398,5 +409,53 @@ impl<B: Backend> Drop for Pool<B> {
             ));
         }
         give_back_tag(self.tag);
+    }
+}
+
+#[cfg(test)]
+mod tag_tests {
+    use super::*;
+
+    fn bitmap() -> [AtomicU64; (MAX_TAG as usize + 1).div_ceil(64)] {
+        [const { AtomicU64::new(0) }; (MAX_TAG as usize + 1).div_ceil(64)]
+    }
+
+    /// With every tag but one taken, the search finds that one from wherever it starts
+    /// (including where a 16-bit counter would have wrapped), and with all taken says so.
+    #[test]
+    fn the_only_free_tag_is_found_from_every_start() {
+        for free in [1, 2, 16, 17, 100, 4000, MAX_TAG] {
+            for start in [0, 1, 15, 16, 2047, MAX_TAG - 1, u16::MAX - 5, u16::MAX] {
+                let in_use = bitmap();
+                for tag in 1..=MAX_TAG {
+                    if tag != free {
+                        in_use[tag as usize / 64].fetch_or(1 << (tag % 64), Ordering::Relaxed);
+                    }
+                }
+                let next = AtomicU16::new(start);
+                assert_eq!(
+                    take_tag_from(&next, &in_use),
+                    Some(free),
+                    "free tag {free}, search from {start}"
+                );
+                assert_eq!(take_tag_from(&next, &in_use), None, "all taken now");
+            }
+        }
+    }
+
+    /// Tags go round: a tag given back is handed out again only after the others.
+    #[test]
+    fn tags_go_round_before_one_comes_back() {
+        let (in_use, next) = (bitmap(), AtomicU16::new(0));
+        let first = take_tag_from(&next, &in_use).unwrap();
+        in_use[first as usize / 64].fetch_and(!(1 << (first % 64)), Ordering::Relaxed);
+        let mut seen = Vec::new();
+        for _ in 1..MAX_TAG {
+            let tag = take_tag_from(&next, &in_use).unwrap();
+            seen.push(tag);
+            in_use[tag as usize / 64].fetch_and(!(1 << (tag % 64)), Ordering::Relaxed);
+        }
+        assert!(!seen.contains(&first), "the given-back tag came back early");
+        assert_eq!(take_tag_from(&next, &in_use), Some(first));
     }
 }
