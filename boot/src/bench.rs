@@ -42,6 +42,42 @@ pub fn parse_line(line: &str) -> Option<Figure> {
     })
 }
 
+/// A goal a figure is judged against. The kernel prints figures only; the runner writes each
+/// judged figure's target and whether it was met into the bench file (`docs/benchmarks.md`
+/// lists them and where each comes from).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Target {
+    /// The figure is at most this.
+    AtMost(f64),
+    /// The figure is at least this.
+    AtLeast(f64),
+}
+
+impl Target {
+    /// Whether `value` meets the target.
+    pub fn met_by(self, value: f64) -> bool {
+        match self {
+            Target::AtMost(t) => value <= t,
+            Target::AtLeast(t) => value >= t,
+        }
+    }
+}
+
+/// The figures with targets.
+pub const TARGETS: &[(&str, Target)] = &[
+    ("density.lz4-pages.zsmalloc.fill", Target::AtLeast(0.90)),
+    ("ratio.frames.lz4-pages.zsmalloc/zbud", Target::AtMost(0.60)),
+    ("ratio.span_window/single.median", Target::AtMost(3.0)),
+    ("ratio.span_lazy_window/single.median", Target::AtMost(1.5)),
+    ("ratio.span_per_class/single.median", Target::AtMost(1.5)),
+    ("ratio.zs.scale.1000000/1000", Target::AtMost(1.2)),
+];
+
+/// The target of the figure called `name`, if it has one.
+pub fn target_of(name: &str) -> Option<Target> {
+    TARGETS.iter().find(|(n, _)| *n == name).map(|&(_, t)| t)
+}
+
 /// What a bench file records besides the figures.
 #[derive(Debug, Clone)]
 pub struct RunInfo {
@@ -76,7 +112,9 @@ pub fn json_string(out: &mut String, s: &str) {
 }
 
 /// The bench file: `{"zsos_bench": 1, "started", "command", "machine", "kernel_success",
-/// "figures": [{"name", "value", "unit"}, ...]}`, figures in the order the kernel printed them.
+/// "figures": [{"name", "value", "unit"}, ...]}`, figures in the order the kernel printed them;
+/// a figure with a target (see [`TARGETS`]) also has `"target": {"at_most"|"at_least": T}` and
+/// `"met": true|false`.
 pub fn to_json(info: &RunInfo, figures: &[Figure]) -> String {
     let mut out = String::from("{\n  \"zsos_bench\": 1,\n  \"started\": ");
     json_string(&mut out, &info.started);
@@ -105,6 +143,17 @@ pub fn to_json(info: &RunInfo, figures: &[Figure]) -> String {
         json_string(&mut out, &f.name);
         let _ = write!(out, ", \"value\": {}, \"unit\": ", f.value);
         json_string(&mut out, &f.unit);
+        if let Some(t) = target_of(&f.name) {
+            let (bound, at) = match t {
+                Target::AtMost(t) => ("at_most", t),
+                Target::AtLeast(t) => ("at_least", t),
+            };
+            let _ = write!(
+                out,
+                ", \"target\": {{\"{bound}\": {at}}}, \"met\": {}",
+                t.met_by(f.value)
+            );
+        }
         out.push('}');
     }
     out.push_str(if figures.is_empty() {
@@ -443,6 +492,34 @@ mod tests {
              {\"name\": \"ratio.c/d\", \"value\": 0.5, \"unit\": \"ratio\"}\n  ]\n}\n"
         );
         assert!(to_json(&info, &[]).ends_with("\"figures\": []\n}\n"));
+    }
+
+    #[test]
+    fn figures_with_targets_say_their_target_and_whether_it_was_met() {
+        let info = RunInfo {
+            started: utc_timestamp(0),
+            command: vec!["bench".into()],
+            firmware: "uefi".into(),
+            cpus: 2,
+            memory: "512M".into(),
+            kernel_success: true,
+        };
+        let json = to_json(
+            &info,
+            &[
+                fig("ratio.zs.scale.1000000/1000", 3.17, "ratio"),
+                fig("density.lz4-pages.zsmalloc.fill", 0.964, "ratio"),
+                fig("ratio.span_window/single.median", 3.0, "ratio"),
+            ],
+        );
+        assert!(json.contains(
+            "\"value\": 3.17, \"unit\": \"ratio\", \"target\": {\"at_most\": 1.2}, \"met\": false}"
+        ));
+        assert!(json.contains("\"target\": {\"at_least\": 0.9}, \"met\": true}"));
+        assert!(
+            json.contains("\"target\": {\"at_most\": 3}, \"met\": true}"),
+            "{json}"
+        );
     }
 
     #[test]

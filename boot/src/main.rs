@@ -98,6 +98,16 @@ fn take_bench_options(opts: &mut Options) -> Result<(), String> {
     Ok(())
 }
 
+/// `soak ...`: its arguments are checked here, before any boot, by the kernel's own parser.
+fn check_soak_args(opts: &Options) -> Result<(), String> {
+    match opts.kernel_args.split_first() {
+        Some((mode, rest)) if mode == "soak" => {
+            zsmalloc::soak_args::SoakArgs::parse(rest.iter().map(String::as_str)).map(|_| ())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// `replay [--policy P] FILE`: the file is read here and travels as the ramdisk's payload;
 /// the kernel gets `replay NAME --policy P` (NAME only labels its output). A bad policy
 /// is refused here, before any boot.
@@ -192,7 +202,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    if let Err(msg) = load_replay_file(&mut opts).and_then(|()| take_bench_options(&mut opts)) {
+    if let Err(msg) = load_replay_file(&mut opts)
+        .and_then(|()| take_bench_options(&mut opts))
+        .and_then(|()| check_soak_args(&opts))
+    {
         eprintln!("zsos: error: {msg}");
         return ExitCode::from(EXIT_USAGE);
     }

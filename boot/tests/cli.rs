@@ -151,6 +151,25 @@ fn replay_without_a_readable_file_is_a_usage_error_without_booting() {
 }
 
 #[test]
+fn soak_with_bad_arguments_is_a_usage_error_without_booting() {
+    for (args, needle) in [
+        (&["soak", "-5"][..], "soak: unexpected '-5'"),
+        (&["soak", "0"], "'0' is not a count of operations"),
+        (&["soak", "5", "--seed"], "--seed needs a number"),
+        (&["soak", "--policy", "zbud"], "unknown policy 'zbud'"),
+    ] {
+        let out = boot_cmd(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains(boot::KERNEL_BANNER),
+            "{args:?}: the kernel booted"
+        );
+    }
+}
+
+#[test]
 fn replay_refuses_too_little_memory_for_its_trace_without_booting() {
     // 3 MiB of trace: the bootloader needs about three times that besides the kernel's 64M.
     let path = std::env::temp_dir().join(format!("zsos-big-{}.trace", std::process::id()));

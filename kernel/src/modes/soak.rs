@@ -8,28 +8,14 @@ use crate::println;
 
 /// Runs the mode.
 pub fn run(rest: &[&str]) -> ExitCode {
-    let (mut ops, mut seed) = (1_000_000u64, 0x50a4u64);
-    let mut policy = zsmalloc::Policy::default();
-    let mut it = rest.iter();
-    while let Some(&arg) = it.next() {
-        let parsed = match arg {
-            "--seed" => it.next().and_then(|s| s.parse().ok()).map(|s| seed = s),
-            "--policy" => it
-                .next()
-                .and_then(|p| zsmalloc::Policy::parse(p).ok())
-                .map(|p| policy = p),
-            n => n
-                .replace('_', "")
-                .parse()
-                .ok()
-                .filter(|&n| n > 0)
-                .map(|n| ops = n),
+    let zsmalloc::soak_args::SoakArgs { ops, seed, policy } =
+        match zsmalloc::soak_args::SoakArgs::parse(rest.iter().copied()) {
+            Ok(args) => args,
+            Err(e) => {
+                println!("zsos: error: {e}");
+                return ExitCode::Failure;
+            }
         };
-        if parsed.is_none() {
-            println!("zsos: error: usage: soak [OPERATIONS] [--seed N] [--policy P] (got '{arg}')");
-            return ExitCode::Failure;
-        }
-    }
     println!(
         "zsos: soak: {ops} operations on {} CPU(s), seed {seed}, policy {}",
         crate::arch::smp::cpus_up(),
