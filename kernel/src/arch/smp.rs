@@ -12,6 +12,7 @@
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use spin::Once;
+use volatile::{VolatilePtr, map_field};
 use x86_64::registers::control::{Cr0, Cr3, Cr4};
 
 use crate::arch::cpu_local::MAX_CPUS;
@@ -123,30 +124,54 @@ static LAST_UP: AtomicU64 = AtomicU64::new(0);
 /// Where the local APIC's registers are mapped.
 static LAPIC: AtomicU64 = AtomicU64::new(0);
 
-const LAPIC_SVR: usize = 0xf0;
-const LAPIC_ICR_LOW: usize = 0x300;
-const LAPIC_ICR_HIGH: usize = 0x310;
-
-fn lapic_write(reg: usize, value: u32) {
-    let base = LAPIC.load(Ordering::Relaxed);
-    // SAFETY: `base` maps the local APIC's 4 KiB register page uncached (the promise of
-    // `use_local_apic`); `reg` is a register offset inside it; APIC registers are written with
-    // 32-bit stores.
-    unsafe { core::ptr::write_volatile((base as usize + reg) as *mut u32, value) };
+/// The local APIC registers zsos uses, at their offsets in the APIC's 4 KiB register page
+/// (each a 32-bit register at a 16-byte-aligned offset; the pads are registers left alone).
+#[repr(C)]
+struct LapicRegs {
+    _below_eoi: [u32; 0xb0 / 4],
+    /// End of interrupt (write 0).
+    eoi: u32,
+    _below_svr: [u32; (0xf0 - 0xb4) / 4],
+    /// Spurious-interrupt vector register (bit 8: software enable).
+    svr: u32,
+    _below_icr: [u32; (0x300 - 0xf4) / 4],
+    /// Interrupt command, low half (writing it sends the IPI; bit 12: still pending).
+    icr_low: u32,
+    _between_icr: [u32; (0x310 - 0x304) / 4],
+    /// Interrupt command, high half (destination APIC id in bits 24-31).
+    icr_high: u32,
 }
 
-fn lapic_read(reg: usize) -> u32 {
-    let base = LAPIC.load(Ordering::Relaxed);
-    // SAFETY: as for `lapic_write`.
-    unsafe { core::ptr::read_volatile((base as usize + reg) as *const u32) }
+const _: () = {
+    assert!(core::mem::offset_of!(LapicRegs, eoi) == 0xb0);
+    assert!(core::mem::offset_of!(LapicRegs, svr) == 0xf0);
+    assert!(core::mem::offset_of!(LapicRegs, icr_low) == 0x300);
+    assert!(core::mem::offset_of!(LapicRegs, icr_high) == 0x310);
+};
+
+/// This CPU's local APIC registers (every CPU sees its own APIC at the same address).
+fn lapic() -> VolatilePtr<'static, LapicRegs> {
+    let base = core::ptr::NonNull::new(LAPIC.load(Ordering::Relaxed) as *mut LapicRegs)
+        .expect("the local APIC is used only after use_local_apic");
+    // SAFETY: `base` maps the local APIC's 4 KiB register page uncached and writable for good
+    // (the promise of `use_local_apic`); `LapicRegs` lies inside it and names only 32-bit
+    // registers, which volatile 32-bit loads and stores are the way to access.
+    unsafe { VolatilePtr::new(base) }
+}
+
+/// Software-enables this CPU's local APIC, with the spurious vector 0xff.
+fn enable_local_apic() {
+    let regs = lapic();
+    map_field!(regs.svr).update(|v| v | 0x100 | SPURIOUS_VECTOR as u32);
 }
 
 /// Sends an IPI (`icr_low` command) to the CPU with APIC id `apic_id` and waits until the
 /// APIC has delivered it.
 fn send_ipi(apic_id: u32, icr_low: u32) {
-    lapic_write(LAPIC_ICR_HIGH, apic_id << 24);
-    lapic_write(LAPIC_ICR_LOW, icr_low);
-    while lapic_read(LAPIC_ICR_LOW) & (1 << 12) != 0 {
+    let regs = lapic();
+    map_field!(regs.icr_high).write(apic_id << 24);
+    map_field!(regs.icr_low).write(icr_low);
+    while map_field!(regs.icr_low).read() & (1 << 12) != 0 {
         core::hint::spin_loop();
     }
 }
@@ -171,7 +196,7 @@ pub fn local_apic_base() -> u64 {
 /// `virt` maps the 4 KiB page at [`local_apic_base`], uncached and writable, for good.
 pub unsafe fn use_local_apic(virt: u64) {
     LAPIC.store(virt, Ordering::SeqCst);
-    lapic_write(LAPIC_SVR, lapic_read(LAPIC_SVR) | 0x1ff);
+    enable_local_apic();
 }
 
 /// Whether the trampoline can load the kernel's page tables: it loads CR3 while still in
@@ -296,7 +321,7 @@ extern "C" fn ap_main(index: u64) -> ! {
         setup(index as usize);
     }
     // Software-enable this CPU's local APIC, or it ignores the wake-up IPI.
-    lapic_write(LAPIC_SVR, lapic_read(LAPIC_SVR) | 0x1ff);
+    enable_local_apic();
     LAST_UP.store(index, Ordering::SeqCst);
     CPUS_UP.fetch_add(1, Ordering::SeqCst);
     wait_for_work(index as usize)
@@ -306,11 +331,11 @@ extern "C" fn ap_main(index: u64) -> ! {
 pub const WAKE_VECTOR: u8 = 0xf0;
 /// Vector the local APIC uses for spurious interrupts.
 pub const SPURIOUS_VECTOR: u8 = 0xff;
-const LAPIC_EOI: usize = 0xb0;
 
 /// Tells this CPU's local APIC that the interrupt being handled is done.
 pub fn end_of_interrupt() {
-    lapic_write(LAPIC_EOI, 0);
+    let regs = lapic();
+    map_field!(regs.eoi).write(0);
 }
 
 /// Work for every CPU: what `run_on_all_cpus` publishes.
@@ -359,8 +384,9 @@ pub fn run_on_all_cpus(f: &(dyn Fn(usize) + Sync)) {
     WORK_GEN.fetch_add(1, Ordering::AcqRel);
     if aps > 0 {
         // Fixed delivery, assert, to all CPUs but this one.
-        lapic_write(LAPIC_ICR_HIGH, 0);
-        lapic_write(LAPIC_ICR_LOW, 0x000c_4000 | WAKE_VECTOR as u32);
+        let regs = lapic();
+        map_field!(regs.icr_high).write(0);
+        map_field!(regs.icr_low).write(0x000c_4000 | WAKE_VECTOR as u32);
     }
     f(crate::arch::cpu_local::index());
     while WORK_DONE.load(Ordering::Acquire) < aps {

@@ -209,11 +209,12 @@ impl Window {
     /// by the MMU, so no Rust reference into it is ever made. Only on this window's CPU, with
     /// interrupts off and the window held (`in_use`).
     fn store_entry(&self, i: usize, value: u64) {
-        let entry = self.ptes[i].load(Ordering::Relaxed).cast::<u64>();
+        let entry = core::ptr::NonNull::new(self.ptes[i].load(Ordering::Relaxed).cast::<u64>())
+            .expect("the window's entries are built before it is used");
         // SAFETY: `entry` is this window's prebuilt leaf entry (8-aligned, in a page table
         // that lives as long as the kernel); only this CPU ever writes it, with interrupts
         // off and the window held, so no other write can interleave.
-        unsafe { entry.write_volatile(value) };
+        unsafe { volatile::VolatilePtr::new(entry) }.write(value);
     }
 
     /// Removes the window's two mappings: clears both leaf entries and, unless `flush` is

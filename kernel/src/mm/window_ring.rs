@@ -129,11 +129,14 @@ impl WindowRing {
     /// this ring's CPU, with interrupts off and the ring held.
     fn store_entry(&self, n: usize, value: u64) {
         debug_assert!(n < 512);
-        let entry = self.entries.load(Ordering::Relaxed).cast::<u64>();
+        let entries = self.entries.load(Ordering::Relaxed).cast::<u64>();
         // SAFETY: the ring's 512 entries are one page table that lives as long as the kernel
-        // (built by `prebuild_leaf_entry` for this CPU's 2 MiB-aligned block); `n` < 512; only
-        // this CPU writes them, with interrupts off and the ring held.
-        unsafe { entry.add(n).write_volatile(value) };
+        // (built by `prebuild_leaf_entry` for this CPU's 2 MiB-aligned block); `n` < 512, so
+        // the entry is inside it, and not null; only this CPU writes them, with interrupts off
+        // and the ring held.
+        let entry = unsafe { core::ptr::NonNull::new_unchecked(entries.add(n)) };
+        // SAFETY: as above: an 8-aligned entry of a live page table that only this CPU writes.
+        unsafe { volatile::VolatilePtr::new(entry) }.write(value);
     }
 
     fn unmap(&self, slot: usize) {
