@@ -95,6 +95,11 @@ pub unsafe trait Backend {
     /// Reports something worth a user's attention (a pool dropped with live objects).
     fn report(&self, message: fmt::Arguments);
 
+    /// Called with the pool's migrate lock just taken for reading (a map, a read, a write, a
+    /// free). Does nothing by default; a test backend may stretch the hold, so that readers
+    /// on several CPUs overlap and the lock's fairness to compaction (a writer) shows.
+    fn holding_migrate_read(&self) {}
+
     /// A cycle counter (the time-stamp counter, on the kernel), read only while a pool's
     /// phase profile is on (`Pool::set_profiling`); 0, the default, counts nothing.
     fn cycles(&self) -> u64 {

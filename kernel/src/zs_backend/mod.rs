@@ -100,6 +100,13 @@ pub struct KernelBackend {
     fail_from: AtomicU64,
     held: AtomicU64,
     movable_ops: AtomicU64,
+    /// At most how many cycles a hold of the migrate lock for reading waits for the next
+    /// read to begin (tests of fairness; 0: no wait).
+    #[cfg(feature = "ktest")]
+    read_hold_cycles: AtomicU64,
+    /// Holds of the migrate lock for reading begun so far (while they are stretched).
+    #[cfg(feature = "ktest")]
+    reads_begun: AtomicU64,
 }
 
 impl KernelBackend {
@@ -112,12 +119,26 @@ impl KernelBackend {
             fail_from: AtomicU64::new(u64::MAX),
             held: AtomicU64::new(0),
             movable_ops: AtomicU64::new(0),
+            #[cfg(feature = "ktest")]
+            read_hold_cycles: AtomicU64::new(0),
+            #[cfg(feature = "ktest")]
+            reads_begun: AtomicU64::new(0),
         }
     }
 
     /// Frames handed to zsmalloc and not yet given back.
     pub fn frames_held(&self) -> u64 {
         self.held.load(Ordering::Relaxed)
+    }
+
+    /// From now on every hold of the pool's migrate lock for reading lasts until another read
+    /// has begun, or `cycles` at most (0: as long as the operation needs). Readers on several
+    /// CPUs then hand the lock on without a moment in which no reader holds it, as under a
+    /// heavy load: a lock that lets new readers in before a waiting writer never lets the
+    /// writer in.
+    #[cfg(feature = "ktest")]
+    pub fn stretch_reads(&self, cycles: u64) {
+        self.read_hold_cycles.store(cycles, Ordering::Relaxed);
     }
 
     /// From now on, the `k`-th frame allocation (0 = the next) and all later ones fail.
@@ -308,6 +329,20 @@ unsafe impl Backend for KernelBackend {
         let cpu = percpu::current();
         let mapping = cpu.ring.map(first, second, access(writable)).ok()?;
         Some(KernelPair::new(PairOn::Ring(mapping)))
+    }
+
+    #[cfg(feature = "ktest")]
+    fn holding_migrate_read(&self) {
+        let cycles = self.read_hold_cycles.load(Ordering::Relaxed);
+        if cycles != 0 {
+            let me = self.reads_begun.fetch_add(1, Ordering::SeqCst);
+            let until = crate::arch::tsc::start() + cycles;
+            while self.reads_begun.load(Ordering::SeqCst) == me + 1
+                && crate::arch::tsc::start() < until
+            {
+                core::hint::spin_loop();
+            }
+        }
     }
 
     fn pin_cpu(&self) -> (usize, InterruptsOff) {

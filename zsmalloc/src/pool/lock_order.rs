@@ -114,10 +114,9 @@ impl<B: Backend> Pool<B> {
     /// The migrate lock for reading: handles resolve to stable locations while it is held.
     pub(crate) fn read_migrate(&self) -> Ordered<'_, spin::RwLockReadGuard<'_, ()>> {
         let held = self.order.enter(&self.backend, Level::Migrate);
-        Ordered {
-            guard: self.migrate.read(),
-            _held: held,
-        }
+        let guard = self.migrate.read();
+        self.backend.holding_migrate_read();
+        Ordered { guard, _held: held }
     }
 
     /// The migrate lock for writing: objects may move while it is held.
