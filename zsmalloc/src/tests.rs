@@ -356,8 +356,11 @@ fn stats_table_counts_objects_and_pages() {
     assert_eq!(p.stats().objects(), 0);
 }
 
+/// After freeing 50% and 90% at random, compaction leaves exactly the pages the survivors
+/// need (an oracle computed from their classes alone, `model::pages_after_perfect_compaction`),
+/// under Linux's policy and zsos's (zspages of several lengths).
 #[test]
-fn compaction_frees_the_perfect_repacking_bound_after_freeing_50_and_90_percent() {
+fn compaction_leaves_the_pages_a_perfect_repacking_needs_after_freeing_50_and_90_percent() {
     // Under Miri (slow), few objects, all in the 2048-byte class (two per one-page zspage), so
     // that freeing still leaves zspages to empty.
     let (n, sizes) = if cfg!(miri) {
@@ -365,24 +368,30 @@ fn compaction_frees_the_perfect_repacking_bound_after_freeing_50_and_90_percent(
     } else {
         (3000, 1..=MAX_ALLOC_SIZE)
     };
-    for percent in [50, 90] {
-        let p = Pool::new(
-            "compact",
-            HostBackend::new(FRAMES, percent as u64),
-            PoolConfig::default(),
-        );
-        let case = model::compaction_case(&p, 0xc0ffee + percent as u64, n, sizes.clone(), percent)
-            .unwrap();
-        std::println!("freed {percent}%: {case:?}");
-        assert!(case.bound > 0, "the case must leave something to compact");
-        assert_eq!(
-            case.freed as u64, case.bound,
-            "{percent}%: compaction freed {} of {}",
-            case.freed, case.bound
-        );
-        assert_eq!(p.pages_compacted(), case.freed);
-        assert_eq!(p.total_pages(), 0, "every survivor was freed at the end");
-        assert_eq!(p.backend().frames_in_use(), 0, "frames leaked");
+    for policy in [crate::Policy::LINUX, crate::Policy::ZSOS] {
+        for percent in [50, 90] {
+            let p = Pool::new(
+                "compact",
+                HostBackend::new(FRAMES, percent as u64),
+                policy.config(),
+            );
+            let case =
+                model::compaction_case(&p, 0xc0ffee + percent as u64, n, sizes.clone(), percent)
+                    .unwrap();
+            let name = policy.name();
+            std::println!("{name}, freed {percent}%: {case:?}");
+            assert!(case.bound > 0, "the case must leave something to compact");
+            assert_eq!(
+                case.pages_before - case.freed,
+                case.oracle_pages,
+                "{name}, {percent}%: compaction left {} pages of {}",
+                case.pages_before - case.freed,
+                case.pages_before
+            );
+            assert_eq!(p.pages_compacted(), case.freed);
+            assert_eq!(p.total_pages(), 0, "every survivor was freed at the end");
+            assert_eq!(p.backend().frames_in_use(), 0, "frames leaked");
+        }
     }
 }
 
@@ -1410,6 +1419,67 @@ fn compaction_reaches_an_oracle_computed_from_the_live_objects_alone() {
         );
         assert_eq!(p.backend().frames_in_use(), oracle, "the backend agrees");
         for (h, _) in live {
+            p.free(h).unwrap();
+        }
+    }
+}
+
+/// zsos's policy (objects placed in classes other than their own, zspages of several
+/// lengths): after compaction each class holds its live objects in the fewest pages any
+/// choice of zspage lengths could, counted from the objects' classes before compaction.
+#[test]
+fn compaction_under_zsos_policy_reaches_the_fewest_pages_for_its_objects() {
+    let n = if cfg!(miri) { 16 } else { 4000 };
+    for (seed, keep_percent) in [(1u64, 50u64), (2, 10), (3, 75), (4, 30)] {
+        let p = Pool::new(
+            "oracle-zsos",
+            HostBackend::new(FRAMES, seed),
+            crate::Policy::ZSOS.config(),
+        );
+        assert_ne!(p.classes().classes.len(), 0);
+        let mut rng = crate::seeded::Rng::new(seed);
+        let mut live: Vec<Handle> = (0..n)
+            .map(|_| {
+                let size = 1 + rng.below(MAX_ALLOC_SIZE as u64) as usize;
+                p.malloc(size).unwrap()
+            })
+            .collect();
+        rng.shuffle(&mut live);
+        for h in live.split_off(live.len() * keep_percent as usize / 100) {
+            p.free(h).unwrap();
+        }
+        let table = p.classes();
+        let mut per_pos = vec![0usize; table.classes.len()];
+        for &h in &live {
+            per_pos[table.alias[p.location(h).unwrap().class_index] as usize] += 1;
+        }
+        // Classes with zspages shorter than the class's length (several lengths in a class).
+        let mixed = p
+            .stats()
+            .classes
+            .iter()
+            .filter(|c| c.groups.iter().sum::<u64>() * c.pages_per_zspage as u64 > c.pages_used)
+            .count();
+        p.compact();
+        let oracle: usize = per_pos
+            .iter()
+            .zip(&table.classes)
+            .map(|(&k, c)| model::fewest_pages(c, k, p.growth()))
+            .sum();
+        std::println!(
+            "seed {seed}, {keep_percent}% kept: {} pages after compaction, oracle {oracle}; {mixed} classes had short zspages",
+            p.total_pages()
+        );
+        assert!(
+            mixed > 0,
+            "seed {seed}: no class had zspages of several lengths"
+        );
+        assert_eq!(
+            p.total_pages(),
+            oracle,
+            "seed {seed}, {keep_percent}% kept: pages after compaction against the oracle"
+        );
+        for h in live {
             p.free(h).unwrap();
         }
     }

@@ -37,6 +37,15 @@ pub fn fullness_group(inuse: u32, objs: u32) -> usize {
     }
 }
 
+/// A repacking of some of a class's zspages into fewer pages ([`ClassState::mergeable`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergePlan {
+    /// The zspages to empty.
+    pub sources: Vec<u32>,
+    /// The lengths of the new zspages that take their objects, longest first.
+    pub lengths: Vec<usize>,
+}
+
 /// One zspage's metadata (Linux: `struct zspage`).
 #[derive(Debug, Clone)]
 pub struct ZsPage {
@@ -616,6 +625,121 @@ impl ClassState {
         // zsdesc::zspage_write_unlock(b.desc(self.zspages[src as usize].first));
         // (0, 0)
         // LAB 6: END
+    }
+
+    /// The lengths of the zspages, fewest pages in all, that hold `objs` objects of this
+    /// (normal) class: an unbounded knapsack over the lengths the class may chain.
+    pub fn fewest_lengths(&self, objs: usize) -> Vec<usize> {
+        let lengths: Vec<(usize, usize)> = (1..=self.layout.pages_per_zspage)
+            .map(|p| (p, self.capacity(p)))
+            .filter(|&(_, n)| n > 0)
+            .collect();
+        // fewest[k]: the fewest pages holding at least k objects, and the last length used.
+        let mut fewest = Vec::with_capacity(objs + 1);
+        fewest.push((0usize, 0usize));
+        for k in 1..=objs {
+            let best = lengths
+                .iter()
+                .map(|&(pages, n)| (pages + fewest[k.saturating_sub(n)].0, pages))
+                .min()
+                .expect("a normal class has a length that holds an object");
+            fewest.push(best);
+        }
+        let (mut out, mut k) = (Vec::new(), objs);
+        while k > 0 {
+            let pages = fewest[k].1;
+            out.push(pages);
+            k = k.saturating_sub(self.capacity(pages));
+        }
+        out.sort_unstable_by(|a, b| b.cmp(a));
+        out
+    }
+
+    /// A repacking that would hold the class's objects in fewer pages (zsos's growth rule
+    /// leaves zspages of several lengths): every zspage that is shorter than the class's
+    /// length or partly used (a full zspage of the class's length is already its densest) is
+    /// emptied into new zspages of the lengths [`ClassState::fewest_lengths`] gives. `None`
+    /// unless at least two zspages would go and a page would be saved.
+    pub fn mergeable(&self) -> Option<MergePlan> {
+        if self.layout.huge {
+            return None;
+        }
+        let full = self.layout.pages_per_zspage as u32;
+        let mut sources = Vec::new();
+        let (mut objs, mut pages) = (0usize, 0usize);
+        for (id, z) in self.zspages.iter().enumerate() {
+            if z.live && z.inuse > 0 && (z.pages < full || z.inuse < z.objs) {
+                sources.push(id as u32);
+                objs += z.inuse as usize;
+                pages += z.pages as usize;
+            }
+        }
+        if sources.len() < 2 {
+            return None;
+        }
+        let lengths = self.fewest_lengths(objs);
+        (lengths.iter().sum::<usize>() < pages).then_some(MergePlan { sources, lengths })
+    }
+
+    /// Carries out `plan` (from [`ClassState::mergeable`], checked again here) with `frames`
+    /// for its new zspages, one per length in order; the caller holds the migrate lock for
+    /// writing. Nothing happens (the frames go back) if the plan no longer holds or a source
+    /// has a mapped object. Returns (pages freed, pages added, objects moved).
+    pub fn merge<B: Backend>(
+        &mut self,
+        b: &B,
+        slots: &SlotTable,
+        plan: &MergePlan,
+        frames: Vec<ZsPageFrames<'_, B>>,
+    ) -> (usize, usize, u64) {
+        let fits = frames.len() == plan.lengths.len()
+            && frames.iter().zip(&plan.lengths).all(|(f, &l)| f.count == l);
+        if !fits || self.mergeable().as_ref() != Some(plan) {
+            return (0, 0, 0);
+        }
+        // No map can begin (the migrate lock is held for writing): a source that can be
+        // locked now stays unmapped until it is drained.
+        for &id in &plan.sources {
+            let first = b.desc(self.zspages[id as usize].first);
+            if !zsdesc::zspage_try_write_lock(first) {
+                return (0, 0, 0);
+            }
+            zsdesc::zspage_write_unlock(first);
+        }
+        let added: usize = plan.lengths.iter().sum();
+        let dsts: Vec<u32> = frames
+            .into_iter()
+            .map(|f| self.install_zspage(b, f))
+            .collect();
+        let (mut freed, mut moved, mut d) = (0, 0, 0);
+        'sources: for &src in &plan.sources {
+            loop {
+                let first = self.zspages[src as usize].first;
+                let locked = zsdesc::zspage_try_write_lock(b.desc(first));
+                debug_assert!(locked, "no map begins under the migrate lock");
+                let (f, m) = self.drain_into(b, slots, src, dsts[d]);
+                (freed, moved) = (freed + f, moved + m);
+                if f > 0 {
+                    break;
+                }
+                let dst = &self.zspages[dsts[d] as usize];
+                if dst.inuse < dst.objs {
+                    // The source kept objects though the destination has room: nothing more
+                    // moves (a drain that moves nothing).
+                    break 'sources;
+                }
+                d += 1;
+                if d == dsts.len() {
+                    break 'sources;
+                }
+            }
+        }
+        for &dst in &dsts {
+            if self.zspages[dst as usize].inuse == 0 {
+                freed += self.free_zspage(b, dst);
+            }
+        }
+        (freed, added, moved)
     }
 
     /// A zspage whose live objects would fit a shorter zspage of the class: (its id, the

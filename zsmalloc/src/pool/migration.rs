@@ -67,7 +67,7 @@ impl<B: Backend> Pool<B> {
                 (step, more) = self.compact_step(pos, sources);
                 done = done.and(step);
             }
-            let shrunk = self.shrink_all(pos);
+            let shrunk = self.shrink_all(pos).and(self.merge_all(pos));
             done = done.and(shrunk);
             if shrunk.pages == 0 {
                 return (done, false);
@@ -147,6 +147,36 @@ impl<B: Backend> Pool<B> {
             }
             done = done.and(self.count_moves(&class, moved, old_pages - pages));
         }
+    }
+
+    /// Under a growth rule that makes zspages of several lengths, repacks the class's short
+    /// and partly used zspages into the fewest pages that hold their objects, if that saves a
+    /// page (see `ClassState::mergeable`). Returns pages freed, net.
+    pub(super) fn merge_all(&self, pos: usize) -> Moved {
+        if self.growth == Growth::Fixed {
+            return Moved::default();
+        }
+        let Some(plan) = self.lock_class(pos).mergeable() else {
+            return Moved::default();
+        };
+        // The frames are taken before the locks, as for a new zspage.
+        let mut frames = Vec::with_capacity(plan.lengths.len());
+        for &pages in &plan.lengths {
+            match ZsPageFrames::alloc(&self.backend, pages) {
+                Some(f) => frames.push(f),
+                None => return Moved::default(),
+            }
+        }
+        let _pool = self.pool_wide();
+        let _migrate = self.write_migrate();
+        let mut class = self.lock_class(pos);
+        let (freed, added, moved) = class.merge(&self.backend, &self.slots, &plan, frames);
+        if freed < added {
+            // Only if a drain moved nothing (the new zspages that stayed are the pool's).
+            self.pages_allocated
+                .fetch_add(added - freed, Ordering::Relaxed);
+        }
+        self.count_moves(&class, moved, freed.saturating_sub(added))
     }
 
     /// One step of compaction of class `pos`: empties at most `sources` source zspages under
