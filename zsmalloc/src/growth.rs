@@ -68,3 +68,128 @@ impl Growth {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::class::{ClassTable, DEFAULT_MAX_CHAIN};
+
+    /// The rule as `Growth::Proportional` states it, computed apart: Linux's least-waste
+    /// length for `min_chain` (powers of two: one page) is always allowed, a longer one only
+    /// while its zspage holds at most `live / divisor` objects; of the allowed lengths the one
+    /// whose end wastes the smallest share of its bytes wins, compared as exact fractions, the
+    /// longest of equals.
+    fn rule_apart(size: usize, full: usize, live: u64, divisor: u8, min_chain: u8) -> usize {
+        let least_waste = |chain: usize| {
+            if size.is_power_of_two() {
+                1
+            } else {
+                (1..=chain)
+                    .min_by_key(|&p| (p * PAGE_SIZE % size, p))
+                    .unwrap()
+            }
+        };
+        let always = least_waste(min_chain.max(1) as usize);
+        let most = live / divisor.max(1) as u64;
+        let mut best: Option<(usize, usize)> = None;
+        for pages in 1..=full {
+            let objs = pages * PAGE_SIZE / size;
+            if objs == 0 || (pages > always && objs as u64 > most) {
+                continue;
+            }
+            let waste = pages * PAGE_SIZE - objs * size;
+            // waste / pages <= best_waste / best_pages, as integers.
+            if best.is_none_or(|(bp, bw)| waste * bp <= bw * pages) {
+                best = Some((pages, waste));
+            }
+        }
+        best.map_or(1, |(p, _)| p)
+    }
+
+    fn class_of(size: usize) -> ClassState {
+        let table = ClassTable::new(DEFAULT_MAX_CHAIN);
+        let pos = table.class_for(size - crate::class::HANDLE_SIZE);
+        let layout = table.classes[pos].clone();
+        assert_eq!(layout.size, size, "a class of exactly {size} bytes");
+        ClassState::new(layout, pos as u8)
+    }
+
+    /// Lengths worked out by hand for chosen classes and populations under zsos's rule.
+    #[test]
+    fn zsos_rule_gives_the_lengths_worked_out_by_hand() {
+        for (size, live, want) in [
+            // 3504 bytes: Linux's chain 8 length is 6 pages (7 objects), chain 4's is 1 (1
+            // object, 592 bytes wasted). 5 live: 5 pages hold 5 (6 pages' 7 are too many);
+            // 9 live: 6 pages.
+            (3504, 0, 1),
+            (3504, 5, 5),
+            (3504, 9, 6),
+            // 1280 bytes: 1 page holds 3 (256 wasted, 6.25 %), 3 pages 9 (768, 6.25 %: equal,
+            // the longer wins), 5 pages 16 (none wasted). 5 live: 2 pages' 6 are too many.
+            (1280, 5, 1),
+            (1280, 9, 3),
+            (1280, 16, 5),
+            // 3264 bytes: chain 4's length is 4 pages (5 objects): allowed with 1 live.
+            (3264, 1, 4),
+        ] {
+            let mut class = class_of(size);
+            class.objs_inuse = live;
+            assert_eq!(
+                Growth::ZSOS.pages_for(&class),
+                want,
+                "{size}-byte class with {live} live"
+            );
+        }
+        // The divisor: 18 live over 2 allow 9 per zspage, as 9 live over 1 do.
+        let mut class = class_of(1280);
+        class.objs_inuse = 18;
+        let halves = Growth::Proportional {
+            divisor: 2,
+            min_chain: 4,
+        };
+        assert_eq!(halves.pages_for(&class), 3);
+        class.objs_inuse = 17;
+        assert_eq!(
+            halves.pages_for(&class),
+            2,
+            "17 / 2 = 8 allow 2 pages' 6 (512 wasted, 6.25 % as 1 page's: the longer) not 3's 9"
+        );
+    }
+
+    /// Every class, populations 0..300, divisors 1..4 and chains 1..8: the rule computed apart.
+    #[test]
+    #[cfg_attr(miri, ignore = "pure arithmetic, no unsafe code: natively only")]
+    fn proportional_growth_follows_its_rule_for_every_class_and_population() {
+        let table = ClassTable::new(DEFAULT_MAX_CHAIN);
+        for (pos, layout) in table.classes.iter().enumerate() {
+            let mut class = ClassState::new(layout.clone(), pos as u8);
+            for divisor in 1..=4u8 {
+                for min_chain in 1..=8u8 {
+                    let growth = Growth::Proportional { divisor, min_chain };
+                    for live in 0..300 {
+                        class.objs_inuse = live;
+                        let want = if layout.huge {
+                            layout.pages_per_zspage
+                        } else {
+                            rule_apart(
+                                layout.size,
+                                layout.pages_per_zspage,
+                                live,
+                                divisor,
+                                min_chain,
+                            )
+                        };
+                        assert_eq!(
+                            growth.pages_for(&class),
+                            want,
+                            "class {} ({} bytes), {live} live, {growth:?}",
+                            layout.index,
+                            layout.size
+                        );
+                    }
+                }
+            }
+            assert_eq!(Growth::Fixed.pages_for(&class), layout.pages_per_zspage);
+        }
+    }
+}
