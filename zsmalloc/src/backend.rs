@@ -3,6 +3,7 @@
 //! PTE window; the crate's tests implement it on the host heap.
 
 use core::fmt;
+use core::ops::Range;
 
 use crate::zsdesc::ZsDesc;
 
@@ -25,9 +26,9 @@ pub trait PairMapping {
 ///   holds the frame, and `desc(pfn)` is that frame's descriptor, stable at that address
 ///   until the frame leaves the pool (or, after `move_desc(pfn, new)` answered `true`, from
 ///   then on `desc(new)`);
-/// * `map_pair(a, b)` and `map_pair_lazy(a, b)` return a mapping whose `ptr()` shows frame
-///   `a` then frame `b` as 8192 contiguous bytes (writable if asked) until dropped, or `None`
-///   if this CPU's mapping resource is in use; after a lazy mapping is dropped its addresses
+/// * `map_pair(a, b, object, ..)` and `map_pair_lazy(..)` return a mapping whose `ptr()` starts
+///   8192 contiguous bytes showing frame `a` then frame `b`, at least at the offsets `object`
+///   (writable if asked), until dropped, or `None` if this CPU's mapping resource is in use; after a lazy mapping is dropped its addresses
 ///   are never handed out again while a stale translation of them may survive;
 /// * `pin_cpu` returns the current CPU's index (below `possible_cpus()`) and a guard that
 ///   keeps the caller on that CPU, with nothing else on it using the pool's per-CPU state,
@@ -70,14 +71,30 @@ pub unsafe trait Backend {
     /// The frame's bytes (the direct map, on the kernel).
     fn page_ptr(&self, pfn: Pfn) -> *mut u8;
 
-    /// Maps `first` and `second` contiguously; `None` if this CPU's window is busy.
-    fn map_pair(&self, first: Pfn, second: Pfn, writable: bool) -> Option<Self::PairMap<'_>>;
+    /// Maps `first` and `second` contiguously; `None` if this CPU's window is busy. `object`
+    /// is where, in the 8192 bytes, the object the mapping is for lies: the only bytes the
+    /// pool reads or writes through it (a machine maps the frames whole; a backend that
+    /// emulates the window copies just these, so that objects of other CPUs in the same
+    /// pages are never touched).
+    fn map_pair(
+        &self,
+        first: Pfn,
+        second: Pfn,
+        object: Range<usize>,
+        writable: bool,
+    ) -> Option<Self::PairMap<'_>>;
     /// As [`Backend::map_pair`] (same promises), but the machine may defer invalidating the
     /// translation after the mapping is dropped, as long as nothing reaches the frames
     /// through the mapping's addresses afterwards (`MapPath::LazyWindow`). The default maps as
     /// `map_pair` does.
-    fn map_pair_lazy(&self, first: Pfn, second: Pfn, writable: bool) -> Option<Self::PairMap<'_>> {
-        self.map_pair(first, second, writable)
+    fn map_pair_lazy(
+        &self,
+        first: Pfn,
+        second: Pfn,
+        object: Range<usize>,
+        writable: bool,
+    ) -> Option<Self::PairMap<'_>> {
+        self.map_pair(first, second, object, writable)
     }
 
     /// The current CPU's index and a guard that keeps the caller on it.

@@ -227,14 +227,16 @@ impl Drop for HostBackend {
     }
 }
 
-/// The emulated window: a copy of both frames, written back (only the bytes that changed)
-/// when dropped.
+/// The emulated window: a copy of the mapped object's bytes, at their offsets in a two-page
+/// buffer, written back when dropped if writable. Only the object's bytes are read and
+/// written, so threads mapping other objects in the same pages never race with it.
 pub struct HostPair<'a> {
     backend: &'a HostBackend,
     cpu: usize,
     pfns: [Pfn; 2],
     writable: bool,
-    snapshot: Box<[u8; 2 * PAGE_SIZE]>,
+    /// The object's bytes, as offsets into the two pages.
+    object: core::ops::Range<usize>,
     /// A raw heap pointer, not a `Box`: moving a `Box` asserts uniqueness (Miri's Stacked
     /// Borrows), which would invalidate the pointer the pool holds into the view.
     view: *mut [u8; 2 * PAGE_SIZE],
@@ -246,37 +248,31 @@ impl PairMapping for HostPair<'_> {
     }
 }
 
+impl HostPair<'_> {
+    /// The parts of the object in each frame: (frame, offset in it, offset in the view, bytes).
+    fn parts(&self) -> impl Iterator<Item = (Pfn, usize, usize, usize)> + '_ {
+        self.pfns.iter().enumerate().filter_map(|(half, &pfn)| {
+            let (lo, hi) = (half * PAGE_SIZE, (half + 1) * PAGE_SIZE);
+            let (start, end) = (self.object.start.max(lo), self.object.end.min(hi));
+            (start < end).then_some((pfn, start - lo, start, end - start))
+        })
+    }
+}
+
 impl Drop for HostPair<'_> {
     fn drop(&mut self) {
         if self.writable {
-            // SAFETY: the view is ours (from Box::into_raw) and the pool's use of it has ended;
-            // the frames are valid for a page each.
-            let view = unsafe { &*self.view };
-            // Write back only the 64-byte chunks that changed (whole-slice compares are fast,
-            // also under Miri), so bytes of other objects in the pages are left alone.
-            for (half, &pfn) in self.pfns.iter().enumerate() {
-                let page = self.backend.page_ptr(pfn);
-                let (new, old) = (
-                    &view[half * PAGE_SIZE..][..PAGE_SIZE],
-                    &self.snapshot[half * PAGE_SIZE..][..PAGE_SIZE],
-                );
-                if new == old {
-                    continue;
-                }
-                for (c, (n, o)) in new.chunks(64).zip(old.chunks(64)).enumerate() {
-                    if n == o {
-                        continue;
-                    }
-                    // Byte by byte within a changed chunk: a byte the user did not change may
-                    // belong to another object, which another CPU may be writing.
-                    for (i, (&nb, &ob)) in n.iter().zip(o).enumerate() {
-                        if nb != ob {
-                            // SAFETY: the byte lies inside the frame, which the pool holds,
-                            // and belongs to the mapped object (the only bytes that changed).
-                            unsafe { page.add(c * 64 + i).write(nb) };
-                        }
-                    }
-                }
+            for (pfn, at, from, len) in self.parts() {
+                // SAFETY: the view is ours (from Box::into_raw) and the pool's use of it has
+                // ended; `at..at + len` lies in the frame, which the pool holds, and holds the
+                // mapped object's bytes, which this mapping alone may write.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        self.view.cast::<u8>().add(from),
+                        self.backend.page_ptr(pfn).add(at),
+                        len,
+                    )
+                };
             }
         }
         // SAFETY: `view` came from Box::into_raw in map_pair and is freed only here.
@@ -371,26 +367,42 @@ unsafe impl Backend for HostBackend {
         unsafe { self.frames.add(self.index(pfn)).cast::<u8>() }
     }
 
-    fn map_pair(&self, first: Pfn, second: Pfn, writable: bool) -> Option<HostPair<'_>> {
+    fn map_pair(
+        &self,
+        first: Pfn,
+        second: Pfn,
+        object: core::ops::Range<usize>,
+        writable: bool,
+    ) -> Option<HostPair<'_>> {
+        assert!(
+            object.start <= object.end && object.end <= 2 * PAGE_SIZE,
+            "an object inside the two pages"
+        );
         let cpu = self.this_cpu();
         if self.window_busy[cpu].swap(true, Ordering::Acquire) {
             return None;
         }
-        let mut snapshot = Box::new([0u8; 2 * PAGE_SIZE]);
-        for (half, pfn) in [first, second].into_iter().enumerate() {
-            // SAFETY: both frames are valid for a page; we only read them.
-            let page = unsafe { core::slice::from_raw_parts(self.page_ptr(pfn), PAGE_SIZE) };
-            snapshot[half * PAGE_SIZE..][..PAGE_SIZE].copy_from_slice(page);
-        }
-        let view = Box::into_raw(Box::new(*snapshot));
-        Some(HostPair {
+        let pair = HostPair {
             backend: self,
             cpu,
             pfns: [first, second],
             writable,
-            snapshot,
-            view,
-        })
+            object,
+            view: Box::into_raw(Box::new([0u8; 2 * PAGE_SIZE])),
+        };
+        for (pfn, at, to, len) in pair.parts() {
+            // SAFETY: `at..at + len` lies in the frame, valid for a page, and holds the mapped
+            // object's bytes (pinned: nothing else writes them while it is mapped for writing,
+            // and only readers share it otherwise); the view is ours and 8192 bytes long.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    self.page_ptr(pfn).add(at),
+                    pair.view.cast::<u8>().add(to),
+                    len,
+                )
+            };
+        }
+        Some(pair)
     }
 
     fn pin_cpu(&self) -> (usize, ()) {

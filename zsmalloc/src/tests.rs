@@ -297,9 +297,10 @@ fn a_dropped_pool_report_names_its_live_objects() {
             &self,
             a: crate::Pfn,
             b: crate::Pfn,
+            object: core::ops::Range<usize>,
             w: bool,
         ) -> Option<crate::host::HostPair<'_>> {
-            self.0.map_pair(a, b, w)
+            self.0.map_pair(a, b, object, w)
         }
         fn pin_cpu(&self) -> (usize, ()) {
             (0, ())
@@ -1528,9 +1529,10 @@ fn frames_for_a_new_zspage_are_taken_without_the_class_lock() {
             &self,
             a: crate::Pfn,
             b: crate::Pfn,
+            object: core::ops::Range<usize>,
             w: bool,
         ) -> Option<crate::host::HostPair<'_>> {
-            self.inner.map_pair(a, b, w)
+            self.inner.map_pair(a, b, object, w)
         }
         fn pin_cpu(&self) -> (usize, ()) {
             (0, ())
@@ -1603,16 +1605,28 @@ fn compaction_lets_go_of_its_locks_between_source_zspages() {
 /// The pool on several threads at once, each its own CPU: workers allocate, write, read,
 /// check and free their own objects while a mover compacts and migrates pages under them.
 /// Every object is checked byte for byte as it goes and at the end. Under Miri (few steps),
-/// which reports any data race. The copy path: the host's window stand-in copies whole pages,
-/// which other CPUs' objects share (the kernel's concurrency tests cover the real window).
+/// which reports any data race. Through the window (the host's stand-in copies only the
+/// mapped object's bytes, so objects of other CPUs in the same pages are never touched), the
+/// lazy window (zsos's policy) and the copy path.
 #[test]
 fn the_pool_on_several_threads_keeps_every_object() {
+    assert_eq!(PoolConfig::default().map_path, MapPath::Window);
     pool_on_several_threads_keeps_every_object(PoolConfig::default());
 }
 
 #[test]
+fn the_pool_on_several_threads_keeps_every_object_through_the_copy_path() {
+    pool_on_several_threads_keeps_every_object(PoolConfig {
+        map_path: MapPath::Copy,
+        ..PoolConfig::default()
+    });
+}
+
+#[test]
 fn the_pool_on_several_threads_keeps_every_object_under_zsos_policy() {
-    // Frees compact by themselves here, on every worker, beside the mover.
+    // Frees queue compaction here, on every worker, beside the mover; maps go through the
+    // lazy window.
+    assert_eq!(crate::Policy::ZSOS.config().map_path, MapPath::LazyWindow);
     pool_on_several_threads_keeps_every_object(crate::Policy::ZSOS.config());
 }
 
@@ -1640,14 +1654,7 @@ fn pool_on_several_threads_keeps_every_object_on(config: PoolConfig, memdesc: bo
     } else {
         HostBackend::with_cpus(frames, 11, workers + 1)
     };
-    let p = Pool::new(
-        "threads",
-        backend,
-        PoolConfig {
-            map_path: MapPath::Copy,
-            ..config
-        },
-    );
+    let p = Pool::new("threads", backend, config);
     let finished = AtomicUsize::new(0);
     let (compactions, migrations) = (AtomicUsize::new(0), AtomicUsize::new(0));
     let survivors = std::thread::scope(|s| {
@@ -1685,7 +1692,7 @@ fn pool_on_several_threads_keeps_every_object_on(config: PoolConfig, memdesc: bo
                     for _ in 0..steps {
                         let roll = rng.below(10);
                         if mine.is_empty() || roll < 4 {
-                            let size = 1 + rng.below(if cfg!(miri) { 600 } else { 4096 }) as usize;
+                            let size = 1 + rng.below(if cfg!(miri) { 3000 } else { 4096 }) as usize;
                             let h = match p.malloc(size) {
                                 Ok(h) => h,
                                 Err(Error::OutOfMemory) => continue,

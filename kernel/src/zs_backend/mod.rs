@@ -319,13 +319,26 @@ unsafe impl Backend for KernelBackend {
         memmap::get().frame_addr(pfn) as *mut u8
     }
 
-    fn map_pair(&self, first: Pfn, second: Pfn, writable: bool) -> Option<KernelPair<'_>> {
+    fn map_pair(
+        &self,
+        first: Pfn,
+        second: Pfn,
+        _object: core::ops::Range<usize>,
+        writable: bool,
+    ) -> Option<KernelPair<'_>> {
+        // The window maps the frames whole.
         let cpu = percpu::current();
         let mapping = cpu.window.map(first, second, access(writable)).ok()?;
         Some(KernelPair::new(PairOn::Window(mapping)))
     }
 
-    fn map_pair_lazy(&self, first: Pfn, second: Pfn, writable: bool) -> Option<KernelPair<'_>> {
+    fn map_pair_lazy(
+        &self,
+        first: Pfn,
+        second: Pfn,
+        _object: core::ops::Range<usize>,
+        writable: bool,
+    ) -> Option<KernelPair<'_>> {
         let cpu = percpu::current();
         let mapping = cpu.ring.map(first, second, access(writable)).ok()?;
         Some(KernelPair::new(PairOn::Ring(mapping)))

@@ -149,10 +149,11 @@ impl<B: Backend> Pool<B> {
             Some(second) => match self.map_path.for_slot(self.table.classes[r.class].size) {
                 path @ (MapPath::Window | MapPath::LazyWindow | MapPath::PerClass) => {
                     let writable = mode != MapMode::ReadOnly;
+                    let object = data..data + r.size;
                     let pair = if path == MapPath::LazyWindow {
-                        self.backend.map_pair_lazy(first, second, writable)
+                        self.backend.map_pair_lazy(first, second, object, writable)
                     } else {
-                        self.backend.map_pair(first, second, writable)
+                        self.backend.map_pair(first, second, object, writable)
                     }
                     .ok_or(Error::MapBusy)?;
                     m.ptr = pair.ptr().wrapping_add(data);
