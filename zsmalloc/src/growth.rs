@@ -109,7 +109,7 @@ mod tests {
     fn class_of(size: usize) -> ClassState {
         let table = ClassTable::new(DEFAULT_MAX_CHAIN);
         let pos = table.class_for(size - crate::class::HANDLE_SIZE);
-        let layout = table.classes[pos].clone();
+        let layout = table.classes[pos];
         assert_eq!(layout.size, size, "a class of exactly {size} bytes");
         ClassState::new(layout, pos as u8)
     }
@@ -162,7 +162,7 @@ mod tests {
     fn proportional_growth_follows_its_rule_for_every_class_and_population() {
         let table = ClassTable::new(DEFAULT_MAX_CHAIN);
         for (pos, layout) in table.classes.iter().enumerate() {
-            let mut class = ClassState::new(layout.clone(), pos as u8);
+            let mut class = ClassState::new(*layout, pos as u8);
             for divisor in 1..=4u8 {
                 for min_chain in 1..=8u8 {
                     let growth = Growth::Proportional { divisor, min_chain };
