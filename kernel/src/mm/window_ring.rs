@@ -30,6 +30,17 @@ pub const SLOTS: usize = 255;
 /// Bytes of virtual space per CPU: one leaf table's reach (2 MiB).
 const RING_BYTES: u64 = 512 * FRAME_SIZE;
 
+/// Debug mode: each unmap also flushes its slot's two translations, so that a stale pointer
+/// into an unmapped slot faults at once, as it does with the eager window, instead of reading
+/// the old frame until the ring wraps. Off unless asked ([`set_fault_after_unmap`]): it costs
+/// the two `invlpg`s the ring exists to save.
+static FAULT_AFTER_UNMAP: AtomicBool = AtomicBool::new(false);
+
+/// Turns the debug mode on or off (for every CPU's ring).
+pub fn set_fault_after_unmap(on: bool) {
+    FAULT_AFTER_UNMAP.store(on, Ordering::SeqCst);
+}
+
 /// The virtual region holding every CPU's ring (claimed once at boot).
 static REGION_BASE: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
 
@@ -171,5 +182,11 @@ impl RingMapping<'_> {
 impl Drop for RingMapping<'_> {
     fn drop(&mut self) {
         self.ring.unmap(self.slot);
+        if FAULT_AFTER_UNMAP.load(Ordering::Relaxed) {
+            // Still on this CPU with interrupts off: the translations are this CPU's alone.
+            for page in [self.addr(), self.addr() + FRAME_SIZE] {
+                tlb::flush(x86_64::VirtAddr::new(page));
+            }
+        }
     }
 }
