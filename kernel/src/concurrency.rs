@@ -71,6 +71,65 @@ fn every_cpu_runs_work_through_its_own_window() {
     }
 }
 
+/// A mapping's bytes shared with the other CPUs (the closure of `run_on_all_cpus` borrows
+/// them) make those CPUs cache the translation of this CPU's window or ring slot; a later
+/// mapping of the same slot, shared again, must show them its own frames, never the old ones
+/// (each CPU drops the translations it holds before it runs a work item). Through the eager
+/// window (one slot, remapped at once) and the ring (the same slot again after a wrap).
+fn a_mapping_shared_with_other_cpus_never_shows_them_an_old_frame() {
+    use crate::arch::probe;
+    let _ = cpus();
+    let fill = |f: &FrameBlock, byte: u8| {
+        // SAFETY: the frame is this test's, in the direct map, 4096 bytes.
+        unsafe { core::ptr::write_bytes(f.addr() as *mut u8, byte, 4096) };
+    };
+    let pairs: Vec<(FrameBlock, FrameBlock)> = (0..4u8)
+        .map(|i| {
+            let (a, b) = (
+                FrameBlock::alloc_frame().unwrap(),
+                FrameBlock::alloc_frame().unwrap(),
+            );
+            fill(&a, 0x10 + i);
+            fill(&b, 0x80 + i);
+            (a, b)
+        })
+        .collect();
+    /// A read that showed the wrong frames: (CPU, path, round, the two bytes seen).
+    type Wrong = (usize, &'static str, usize, [u8; 2]);
+    let wrong: Mutex<Vec<Wrong>> = Mutex::new(Vec::new());
+    let me = crate::percpu::current();
+    for (round, (a, b)) in pairs.iter().enumerate() {
+        let want = [0x10 + round as u8, 0x80 + round as u8];
+        let share = |path: &'static str, at: u64| {
+            smp::run_on_all_cpus(&|cpu| {
+                let seen = [
+                    probe::read_u8(at + 100).unwrap_or(0),
+                    probe::read_u8(at + 4096 + 100).unwrap_or(0),
+                ];
+                if seen != want {
+                    wrong.lock().push((cpu, path, round, seen));
+                }
+            });
+        };
+        let m = me.window.map(a.pfn(), b.pfn(), Access::ReadOnly).unwrap();
+        share("window", m.addr());
+        drop(m);
+        // The ring: slot 0 after its wraps, so every round maps the same slot again.
+        loop {
+            let m = me.ring.map(a.pfn(), b.pfn(), Access::ReadOnly).unwrap();
+            if (m.addr() - me.ring.base()) / 8192 == 0 {
+                share("ring", m.addr());
+                break;
+            }
+        }
+    }
+    let wrong = wrong.into_inner();
+    assert!(
+        wrong.is_empty(),
+        "CPUs read old frames through a shared mapping (cpu, path, round, bytes): {wrong:x?}"
+    );
+}
+
 fn check(obj: &[u8], seed: u64, cpu: usize) {
     if let Some(i) = zsmalloc::seeded::seeded_mismatch(obj, seed) {
         panic!(
@@ -355,4 +414,5 @@ crate::ktests! {
     concurrent_operations_on_one_pool_with_compaction_and_migration { cpus: 4 },
     concurrent_operations_on_one_pool_under_zsos_policy { cpus: 4 },
     compaction_finishes_while_other_cpus_map_continuously { cpus: 4 },
+    a_mapping_shared_with_other_cpus_never_shows_them_an_old_frame { cpus: 4 },
 }

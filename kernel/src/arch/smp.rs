@@ -368,6 +368,13 @@ fn wait_for_work(index: usize) -> ! {
         // generation and does not return (so the item and what it borrows stay alive) until
         // every AP has counted itself done below.
         let f = unsafe { (*item).f };
+        // The work may borrow bytes the caller mapped through its window or ring; reading
+        // them caches the translation here, which the caller's own flushes never reach. A
+        // translation cached during one work item is dropped before the next, so a mapping
+        // shared again later never shows an old frame (within one item the caller's mapping
+        // cannot change: the work borrows it; a mapping made inside the work cannot leave
+        // it). Cheaper than a shootdown on every unmap, which cannot know who read.
+        x86_64::instructions::tlb::flush_all();
         f(index);
         WORK_DONE.fetch_add(1, Ordering::AcqRel);
     }
@@ -375,6 +382,8 @@ fn wait_for_work(index: usize) -> ! {
 
 /// Runs `f(cpu index)` on every running CPU at once (this one included, as index 0) and
 /// returns when all have finished. A panic on any CPU ends the machine with its message.
+/// Each other CPU drops its cached translations before it runs `f`, so bytes `f` borrows
+/// from a window mapping of this CPU show that mapping's frames, never an earlier one's.
 pub fn run_on_all_cpus(f: &(dyn Fn(usize) + Sync)) {
     let _one_at_a_time = WORK_LOCK.lock();
     let aps = cpus_up() - 1;

@@ -64,6 +64,11 @@ pub struct WindowRing {
 }
 
 impl WindowRing {
+    /// Address of slot 0 (slot `n` starts `n` x 8192 bytes above it).
+    pub fn base(&self) -> u64 {
+        self.base
+    }
+
     /// Builds CPU `index`'s ring: its 2 MiB of the region and the page table behind it.
     pub fn new(index: usize) -> WindowRing {
         let region = REGION_BASE.load(Ordering::SeqCst) as u64;
