@@ -295,10 +295,13 @@ mod ktests {
         let frames = z.pool().backend().frames_held();
         assert!(frames > 0);
         let free = crate::mm::buddy::stats().free_frames;
+        let cache = crate::zs_backend::ZSDESCS.stats().frames;
         drop(z);
+        // In the memdesc memmap the descriptor cache may give blocks back too.
+        let cache_gave = cache - crate::zs_backend::ZSDESCS.stats().frames;
         assert_eq!(
             crate::mm::buddy::stats().free_frames,
-            free + frames,
+            free + frames + cache_gave,
             "dropping the device gives its frames back"
         );
     }

@@ -53,9 +53,12 @@ pub unsafe trait Backend {
     /// The frame's zsmalloc descriptor (of a frame the pool holds or was given).
     fn desc(&self, pfn: Pfn) -> &ZsDesc;
 
-    /// The descriptor of any frame number a caller may name (the migration entry points take
-    /// frames from outside), or `None` if the machine has no such frame.
-    fn desc_of_any(&self, pfn: Pfn) -> Option<&ZsDesc>;
+    /// The zspage that any frame number a caller may name belongs to, read from its
+    /// descriptor (the migration entry points take frames from outside): `None` if the machine
+    /// has no such frame or it is no zsmalloc page. A value, not the descriptor: a frame that
+    /// is not the pool's may stop being a zsmalloc page at any moment, and its descriptor with
+    /// it (the kernel reads it inside a section its descriptor cache waits for).
+    fn owner_of_any(&self, pfn: Pfn) -> Option<crate::zsdesc::ZsPageRef>;
 
     /// Where a migrated page's descriptor goes, called once the bytes of `old` are in `new`
     /// (a frame the pool now owns) under the locks that keep every other user of both

@@ -187,6 +187,13 @@ impl HostBackend {
         self.state.lock().unwrap().fail_from = None;
     }
 
+    /// The descriptor of any frame number, `None` if the backend has no such frame (or, with
+    /// descriptors allocated apart, the frame has none now).
+    pub fn desc_of_any(&self, pfn: Pfn) -> Option<&ZsDesc> {
+        let i = usize::try_from(pfn.checked_sub(BASE_PFN)?).ok()?;
+        self.desc_at(i)
+    }
+
     /// Frames handed out and not given back.
     pub fn frames_in_use(&self) -> usize {
         self.state
@@ -339,9 +346,8 @@ unsafe impl Backend for HostBackend {
             .unwrap_or_else(|| panic!("frame {pfn:#x} has no descriptor"))
     }
 
-    fn desc_of_any(&self, pfn: Pfn) -> Option<&ZsDesc> {
-        let i = usize::try_from(pfn.checked_sub(BASE_PFN)?).ok()?;
-        self.desc_at(i)
+    fn owner_of_any(&self, pfn: Pfn) -> Option<crate::zsdesc::ZsPageRef> {
+        self.desc_of_any(pfn).and_then(crate::zsdesc::owner)
     }
 
     fn move_desc(&self, old: Pfn, new: Pfn) -> bool {

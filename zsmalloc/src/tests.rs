@@ -287,8 +287,8 @@ fn a_dropped_pool_report_names_its_live_objects() {
         fn desc(&self, pfn: crate::Pfn) -> &crate::zsdesc::ZsDesc {
             self.0.desc(pfn)
         }
-        fn desc_of_any(&self, pfn: crate::Pfn) -> Option<&crate::zsdesc::ZsDesc> {
-            self.0.desc_of_any(pfn)
+        fn owner_of_any(&self, pfn: crate::Pfn) -> Option<crate::zsdesc::ZsPageRef> {
+            self.0.owner_of_any(pfn)
         }
         fn page_ptr(&self, pfn: crate::Pfn) -> *mut u8 {
             self.0.page_ptr(pfn)
@@ -1519,8 +1519,8 @@ fn frames_for_a_new_zspage_are_taken_without_the_class_lock() {
         fn desc(&self, pfn: crate::Pfn) -> &crate::zsdesc::ZsDesc {
             self.inner.desc(pfn)
         }
-        fn desc_of_any(&self, pfn: crate::Pfn) -> Option<&crate::zsdesc::ZsDesc> {
-            self.inner.desc_of_any(pfn)
+        fn owner_of_any(&self, pfn: crate::Pfn) -> Option<crate::zsdesc::ZsPageRef> {
+            self.inner.owner_of_any(pfn)
         }
         fn page_ptr(&self, pfn: crate::Pfn) -> *mut u8 {
             self.inner.page_ptr(pfn)

@@ -162,6 +162,9 @@ fn bad_frees_are_refused_and_change_nothing() {
 /// frame is left as it was.
 fn marking_a_free_or_zsmalloc_frame_is_refused_and_changes_nothing() {
     let mm = memmap::get();
+    // The zsdesc slot first: taking it may grow the descriptor cache, from the free blocks.
+    let slot = (mm.layout() == memmap::Layout::Memdesc)
+        .then(|| crate::zs_backend::ZSDESCS.alloc().expect("a zsdesc slot"));
     let (pfn, _) = FrameBlock::alloc_frame().expect("a frame").into_raw();
     buddy::free_raw(pfn, 0).expect("freed");
     let (head, order) =
@@ -173,21 +176,22 @@ fn marking_a_free_or_zsmalloc_frame_is_refused_and_changes_nothing() {
         assert_eq!(refused.pfn, head);
         assert_eq!(d.free_order(), Some(order), "the block keeps its order");
     }
-    if mm.layout() == memmap::Layout::Memdesc {
-        let slot = crate::zs_backend::ZSDESCS.alloc().expect("a zsdesc slot");
+    if let Some(slot) = slot {
         // SAFETY: a slot of the kernel's zsdesc cache, attached to nothing; the attach is
         // refused (checked), so nothing dereferences it, and it goes back just below.
         let refused = unsafe { d.attach_zsdesc(slot.as_ptr() as u64) };
         assert!(refused.is_err(), "a zsdesc attached to a free block's head");
         assert_eq!(d.free_order(), Some(order), "the block keeps its order");
-        // SAFETY: from the cache, never attached, given back once.
-        unsafe { crate::zs_backend::ZSDESCS.free(slot) };
     }
     assert_eq!(
         buddy::stats(),
         before,
         "a refused mark changed the allocator"
     );
+    if let Some(slot) = slot {
+        // SAFETY: from the cache, never attached, given back once.
+        unsafe { crate::zs_backend::ZSDESCS.free(slot) };
+    }
 
     if mm.layout() == memmap::Layout::Memdesc {
         use zsmalloc::Backend;

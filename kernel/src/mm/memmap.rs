@@ -447,12 +447,15 @@ impl FrameDesc {
         }
     }
 
-    /// The owner descriptor a memdesc word `v` points at (a zsmalloc page's zsdesc).
+    /// The owner descriptor a memdesc word `v` points at (a zsmalloc page's zsdesc). Call it
+    /// inside `desc_cache::read_foreign` unless the caller owns the frame, and drop the
+    /// reference before the section ends.
     fn owner(v: u64) -> Option<&'static OwnerHeader> {
         (memdesc::tag(v) == memdesc::Tag::Zsmalloc).then(|| {
             // SAFETY: a zsmalloc word holds the address of a zsdesc from the backend's
-            // descriptor cache, whose memory is never given back (it stays a descriptor for
-            // the kernel's life), and every zsdesc begins with an `OwnerHeader` (checked in
+            // descriptor cache, whose memory stays descriptor memory while any read section
+            // that may have loaded the word is open (the cache waits for them before it gives
+            // a block back), and every zsdesc begins with an `OwnerHeader` (checked in
             // `zs_backend`); only atomics are accessed.
             unsafe { &*(memdesc::payload(v) as *const OwnerHeader) }
         })
@@ -471,9 +474,11 @@ impl FrameDesc {
                     memdesc::Tag::PageTable => flags::PAGE_TABLE,
                     memdesc::Tag::Heap => flags::HEAP,
                     memdesc::Tag::Tail | memdesc::Tag::Allocated => 0,
-                    memdesc::Tag::Zsmalloc => {
-                        Self::owner(v).map_or(0, |o| o.flags.load(Ordering::Relaxed) & OWNER_FLAGS)
-                    }
+                    memdesc::Tag::Zsmalloc => super::desc_cache::read_foreign(|| {
+                        // Read again inside the section: the descriptor the word names now.
+                        Self::owner(memdesc::load(w))
+                            .map_or(0, |o| o.flags.load(Ordering::Relaxed) & OWNER_FLAGS)
+                    }),
                 }
             }
         }
@@ -529,15 +534,19 @@ impl FrameDesc {
 
     /// The movable-operations token of a frame marked movable by its owner.
     pub fn movable_token(&self) -> Option<u64> {
-        let (flags, mapping) = match self.at {
-            At::Wide(d) => (&d.flags, &d.mapping),
-            At::Memdesc(w, _) => {
-                let owner = Self::owner(memdesc::load(w))?;
-                (&owner.flags, &owner.mapping)
-            }
+        let token = |flags: &AtomicU64, mapping: &AtomicU64| {
+            (flags.load(Ordering::Relaxed) & flags::MOVABLE != 0)
+                .then(|| mapping.load(Ordering::Relaxed))
         };
-        (flags.load(Ordering::Relaxed) & flags::MOVABLE != 0)
-            .then(|| mapping.load(Ordering::Relaxed))
+        match self.at {
+            At::Wide(d) => token(&d.flags, &d.mapping),
+            // The owner's descriptor may be freed meanwhile: read inside a section the
+            // descriptor cache waits for before it gives memory back.
+            At::Memdesc(w, _) => super::desc_cache::read_foreign(|| {
+                let owner = Self::owner(memdesc::load(w))?;
+                token(&owner.flags, &owner.mapping)
+            }),
+        }
     }
 
     /// The raw memdesc word (diagnostics and tests).

@@ -57,14 +57,18 @@ const _: () = {
 pub static ZSDESCS: DescCache = DescCache::new(ZsDesc::SIZE);
 
 /// zsmalloc's descriptor of a frame: the overlaid page descriptor (wide memmap) or the zsdesc
-/// its word points at (memdesc memmap; `None` if the frame is not a zsmalloc page).
+/// its word points at (memdesc memmap; `None` if the frame is not a zsmalloc page). The
+/// caller holds the frame (a pool's own page), or reads inside
+/// [`crate::mm::desc_cache::read_foreign`] and lets go of the reference before it ends.
 pub fn zsdesc_of_frame(d: FrameDesc) -> Option<&'static ZsDesc> {
     match d.wide() {
         Some(w) => Some(zsdesc_of(w)),
         None => d.zsdesc_addr().map(|addr| {
             // SAFETY: a zsmalloc word holds the address of a slot of `ZSDESCS` that was
-            // initialised as a ZsDesc when the page was allocated; the cache's memory stays
-            // descriptors for the kernel's life, and a ZsDesc is only accessed through atomics.
+            // initialised as a ZsDesc (and published) when the page was allocated; it stays
+            // attached while the page is a zsmalloc page, and the cache's memory stays
+            // descriptor memory while any read section that may have loaded the word is open
+            // (the caller's promise covers the rest); a ZsDesc is only accessed through atomics.
             unsafe { &*(addr as *const ZsDesc) }
         }),
     }
@@ -174,6 +178,16 @@ impl zsmalloc::model::FailInjection for KernelBackend {
 
     fn frames_held(&self) -> u64 {
         KernelBackend::frames_held(self)
+    }
+}
+
+impl Drop for KernelBackend {
+    /// The pool is gone, and its pages' zsdescs with them: blocks of the descriptor cache
+    /// left empty go back to the buddy allocator.
+    fn drop(&mut self) {
+        if memmap::get().layout() == memmap::Layout::Memdesc {
+            ZSDESCS.shrink();
+        }
     }
 }
 
@@ -290,8 +304,15 @@ unsafe impl Backend for KernelBackend {
             })
     }
 
-    fn desc_of_any(&self, pfn: Pfn) -> Option<&ZsDesc> {
-        memmap::get().desc(pfn).and_then(zsdesc_of_frame)
+    fn owner_of_any(&self, pfn: Pfn) -> Option<zsdesc::ZsPageRef> {
+        // Not the pool's frame, perhaps: its zsdesc may be freed meanwhile, so it is read
+        // inside a section the descriptor cache waits for before giving memory back.
+        crate::mm::desc_cache::read_foreign(|| {
+            memmap::get()
+                .desc(pfn)
+                .and_then(zsdesc_of_frame)
+                .and_then(zsdesc::owner)
+        })
     }
 
     fn move_desc(&self, old: Pfn, new: Pfn) -> bool {

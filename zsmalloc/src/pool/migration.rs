@@ -261,8 +261,7 @@ impl<B: Backend> Pool<B> {
     /// (the descriptor is checked again under the class lock).
     fn owner_of(&self, pfn: Pfn) -> Result<zsdesc::ZsPageRef, Error> {
         self.backend
-            .desc_of_any(pfn)
-            .and_then(zsdesc::owner)
+            .owner_of_any(pfn)
             .filter(|o| (o.class as usize) < self.classes.len())
             .ok_or(Error::NotOurPage(pfn))
     }

@@ -444,7 +444,7 @@ pub fn figures(policy: zsmalloc::Policy) {
     if crate::mm::memmap::get().layout() == crate::mm::memmap::Layout::Memdesc {
         let cache = crate::zs_backend::ZSDESCS.stats();
         println!(
-            "    zsdesc cache: {} frames ({} KiB) at its high-water mark, never given back; {} zsdescs in use now",
+            "    zsdesc cache: {} frames ({} KiB) held now (empty blocks go back as pools are dropped); {} zsdescs in use now",
             cache.frames,
             cache.frames * 4,
             cache.in_use

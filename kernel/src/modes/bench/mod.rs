@@ -176,7 +176,7 @@ fn speed_figures() -> bool {
     report("buddy.alloc_free.order0", frame);
     let cache = crate::zs_backend::ZSDESCS.stats();
     println!(
-        "  zsdesc cache: {} in use ({} bytes each), {} frames taken (never given back)",
+        "  zsdesc cache: {} in use ({} bytes each), {} frames held",
         cache.in_use, cache.slot_bytes, cache.frames
     );
     println!(
