@@ -74,22 +74,13 @@ mod tests {
     use super::*;
     use crate::class::{ClassTable, DEFAULT_MAX_CHAIN};
 
-    /// The rule as `Growth::Proportional` states it, computed apart: Linux's least-waste
-    /// length for `min_chain` (powers of two: one page) is always allowed, a longer one only
-    /// while its zspage holds at most `live / divisor` objects; of the allowed lengths the one
-    /// whose end wastes the smallest share of its bytes wins, compared as exact fractions, the
-    /// longest of equals.
+    /// The rule as `Growth::Proportional` states it, computed apart: Linux's length for
+    /// `min_chain` (its class-table rule, tested against Linux's own tables elsewhere) is
+    /// always allowed, a longer one only while its zspage holds at most `live / divisor`
+    /// objects; of the allowed lengths the one whose end wastes the smallest share of its
+    /// bytes wins, compared as exact fractions, the longest of equals.
     fn rule_apart(size: usize, full: usize, live: u64, divisor: u8, min_chain: u8) -> usize {
-        let least_waste = |chain: usize| {
-            if size.is_power_of_two() {
-                1
-            } else {
-                (1..=chain)
-                    .min_by_key(|&p| (p * PAGE_SIZE % size, p))
-                    .unwrap()
-            }
-        };
-        let always = least_waste(min_chain.max(1) as usize);
+        let always = crate::class::chain_length(size, min_chain.max(1) as usize);
         let most = live / divisor.max(1) as u64;
         let mut best: Option<(usize, usize)> = None;
         for pages in 1..=full {
