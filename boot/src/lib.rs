@@ -10,6 +10,7 @@
 pub mod bench;
 pub mod image;
 pub mod ktest;
+pub mod pictures;
 pub mod qemu;
 
 use std::path::Path;

@@ -44,11 +44,12 @@ Modes (passed to the kernel; everything after the mode goes to it unchanged):
                     density section's zsmalloc (default: zsos's); --both-memmaps boots the
                     bench twice, wide then --memdesc, and prints every figure side by side
                     with the memdesc/wide ratio (e.g. `bench speed --both-memmaps`)
-  replay [--policy P] FILE
+  replay [--policy P] [--pictures DIR] FILE
                     replay a trace of pool operations (a ID SIZE, f ID, w ID, c, s, # comment)
                     from the host file FILE, reporting at every c and s and at the end; P:
                     zsos (the default; docs/policies.md), zsos-chain=N, linux (upstream's
-                    rules), linux-chain=N (N 4..16), fitted, fitted-chain=N
+                    rules), linux-chain=N (N 4..16), fitted, fitted-chain=N; --pictures
+                    draws the pool at each of those points as DIR/pool-lineN-AT.svg
   soak [N] [--seed S] [--policy P]
                     N random pool operations (default 1000000) on every CPU, with compaction,
                     page migration and ranges emptied, every object checked byte for byte
@@ -76,6 +77,8 @@ struct Options {
     /// `bench --both-memmaps`: boot the bench in the wide and the memdesc memmap, one after
     /// the other, and compare.
     both_memmaps: bool,
+    /// `replay ... --pictures DIR`: where the pool's pictures go.
+    pictures: Option<PathBuf>,
 }
 
 /// `bench ... --json FILE` and `bench ... --both-memmaps`: the runner's own options, taken
@@ -124,6 +127,14 @@ fn load_replay_file(opts: &mut Options) -> Result<(), String> {
         policy = zsmalloc::Policy::parse(&name)?;
         rest.drain(i..i + 2);
     }
+    if let Some(i) = rest.iter().position(|a| a == "--pictures") {
+        let dir = rest
+            .get(i + 1)
+            .cloned()
+            .ok_or("replay --pictures needs a directory for the pictures")?;
+        opts.pictures = Some(writable_dir(&dir)?);
+        rest.drain(i..i + 2);
+    }
     let file = match &rest[..] {
         [file] if !file.starts_with("--") => file.clone(),
         [flag] => return Err(format!("replay: unknown option '{flag}'")),
@@ -152,7 +163,20 @@ fn load_replay_file(opts: &mut Options) -> Result<(), String> {
         "--policy".into(),
         policy.name(),
     ];
+    if opts.pictures.is_some() {
+        opts.kernel_args.push("--snapshots".into());
+    }
     Ok(())
+}
+
+/// `dir`, made if missing, once a file can be written in it (checked before any boot).
+fn writable_dir(dir: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(dir);
+    std::fs::create_dir_all(&path).map_err(|e| format!("cannot make directory '{dir}': {e}"))?;
+    let probe = path.join(".zsos-write-check");
+    std::fs::write(&probe, b"").map_err(|e| format!("cannot write in '{dir}': {e}"))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(path)
 }
 
 fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
@@ -179,6 +203,7 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
         payload: Vec::new(),
         bench_json: None,
         both_memmaps: false,
+        pictures: None,
     }))
 }
 
@@ -283,14 +308,35 @@ impl Console {
 
 fn run_once(opts: &Options) -> std::io::Result<ExitCode> {
     let started = SystemTime::now();
-    let (run, figures) = boot_and_collect(opts, &opts.machine)?;
+    let (run, figures, snaps) = boot_and_collect(opts, &opts.machine)?;
     let is_bench = opts.kernel_args.first().map(String::as_str) == Some("bench");
     if is_bench {
         let success = run.ending == qemu::Ending::KernelSuccess;
         save_bench(opts, started, success, &figures);
     }
+    let pictures = opts
+        .pictures
+        .as_deref()
+        .map(|dir| draw_pictures(&snaps, dir));
     eprintln!("zsos: {} ({:.1} s)", run.ending, run.wall.as_secs_f64());
-    Ok(exit_code(&run.ending))
+    match pictures {
+        Some(Err(e)) => {
+            eprintln!("zsos: error: pictures: {e}");
+            Ok(ExitCode::from(EXIT_NO_VERDICT))
+        }
+        _ => Ok(exit_code(&run.ending)),
+    }
+}
+
+/// Draws every snapshot the console carried into `dir`, as `pool-POINT.svg`.
+fn draw_pictures(lines: &[String], dir: &std::path::Path) -> Result<(), String> {
+    let snaps = zsmalloc::snapshot::Snapshot::parse(lines.iter().map(String::as_str))?;
+    for snap in &snaps {
+        let path = dir.join(format!("pool-{}.svg", snap.point));
+        boot::pictures::draw_pool(snap, &path).map_err(|e| e.to_string())?;
+    }
+    eprintln!("zsos: {} pool pictures in {}", snaps.len(), dir.display());
+    Ok(())
 }
 
 /// The runner's exit status for how a run ended.
@@ -308,21 +354,23 @@ fn exit_code(ending: &qemu::Ending) -> ExitCode {
 fn boot_and_collect(
     opts: &Options,
     machine: &Machine,
-) -> std::io::Result<(qemu::Run, Vec<bench::Figure>)> {
+) -> std::io::Result<(qemu::Run, Vec<bench::Figure>, Vec<String>)> {
     let ramdisk = image::encode_ramdisk(&machine.kernel_args(&opts.kernel_args), &opts.payload)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.0))?;
     let img = image::build(machine.kernel_elf(), ramdisk, machine.firmware)?;
     let is_bench = opts.kernel_args.first().map(String::as_str) == Some("bench");
     let mut console = Console::default();
-    let mut figures = Vec::new();
+    let (mut figures, mut snaps) = (Vec::new(), Vec::new());
     let run = qemu::run(machine, img.path(), &mut |l| match bench::parse_line(l)
         .filter(|_| is_bench)
     {
         Some(figure) => figures.push(figure),
+        // Snapshots for pictures stay off the console (they are long).
+        None if opts.pictures.is_some() && l.starts_with("SNAP ") => snaps.push(l.to_string()),
         None => console.line(l),
     })?;
     console.finish();
-    Ok((run, figures))
+    Ok((run, figures, snaps))
 }
 
 /// `bench ... --both-memmaps`: the bench in the wide memmap, then in the memdesc one, then
@@ -339,7 +387,7 @@ fn run_both_memmaps(opts: &Options) -> std::io::Result<ExitCode> {
         };
         let layout = if memdesc { "memdesc" } else { "wide" };
         eprintln!("zsos: bench with the {layout} memmap");
-        let (run, figures) = boot_and_collect(opts, &machine)?;
+        let (run, figures, _) = boot_and_collect(opts, &machine)?;
         eprintln!("zsos: {} ({:.1} s)", run.ending, run.wall.as_secs_f64());
         if run.ending != qemu::Ending::KernelSuccess {
             save_bench(opts, started, false, &figures);

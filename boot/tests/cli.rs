@@ -99,6 +99,68 @@ fn replay_runs_a_trace_file_and_reports_at_every_c_and_s() {
 }
 
 #[test]
+fn replay_draws_the_pool_at_every_point_when_asked() {
+    let trace = concat!(env!("CARGO_MANIFEST_DIR"), "/../traces/sample.trace");
+    let dir = std::env::temp_dir().join(format!("zsos-pictures-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = boot_cmd(&[
+        "--timeout",
+        "180",
+        "replay",
+        "--pictures",
+        dir.to_str().unwrap(),
+        trace,
+    ]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(!stdout.contains("SNAP "), "snapshots stay off the console");
+    assert!(stderr.contains("4 pool pictures in"), "{stderr}");
+    // sample.trace reports at lines 13 (s), 16 (c), 19 (s) and the end; at line 13 six
+    // objects are live, at the end five.
+    for (point, objects) in [
+        ("line13-s", 6),
+        ("line16-c", 4),
+        ("line19-s", 5),
+        ("line19-end", 5),
+    ] {
+        let svg = std::fs::read_to_string(dir.join(format!("pool-{point}.svg")))
+            .unwrap_or_else(|e| panic!("pool-{point}.svg: {e}"));
+        let doc = roxmltree::Document::parse(&svg).expect("well-formed SVG");
+        let allocated = doc
+            .descendants()
+            .filter(|n| {
+                n.has_tag_name("rect")
+                    && n.attribute("fill").map(str::to_ascii_lowercase) == Some("#2f6fc4".into())
+            })
+            .count();
+        assert_eq!(
+            allocated, objects,
+            "{point}: one filled box per live object"
+        );
+        assert!(svg.contains(&format!("pool at {point}")), "{point}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn replay_pictures_into_a_directory_it_cannot_write_is_a_usage_error_without_booting() {
+    let trace = concat!(env!("CARGO_MANIFEST_DIR"), "/../traces/sample.trace");
+    let out = boot_cmd(&["replay", "--pictures", "/proc/zsos-pictures", trace]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot make directory '/proc/zsos-pictures'"),
+        "{err}"
+    );
+    let out = boot_cmd(&["replay", trace, "--pictures"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--pictures needs a directory"));
+}
+
+#[test]
 fn replay_stops_at_a_bad_line_with_its_number_and_fails() {
     let path = std::env::temp_dir().join(format!("zsos-bad-{}.trace", std::process::id()));
     std::fs::write(&path, "a 1 100\nw 1\nf 9\na 2 200\n").unwrap();

@@ -33,6 +33,7 @@ pub mod placement;
 pub mod pool;
 pub mod seeded;
 pub mod slots;
+pub mod snapshot;
 pub mod soak_args;
 pub mod stats;
 pub mod trace;

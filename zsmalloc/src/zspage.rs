@@ -1039,6 +1039,22 @@ impl ClassState {
         out
     }
 
+    /// Which object slots of zspage `id` are allocated, in address order (its pages walked
+    /// once; headers read under the class lock, which the caller holds).
+    pub fn allocated_slots<B: Backend>(&self, b: &B, id: u32) -> Vec<bool> {
+        let z = &self.zspages[id as usize];
+        let (mut pfn, mut page_end) = (z.first, PAGE_SIZE);
+        (0..z.objs)
+            .map(|idx| {
+                while !self.layout.huge && idx as usize * self.layout.size >= page_end {
+                    pfn = zsdesc::next(b.desc(pfn)).expect("the chain holds every object");
+                    page_end += PAGE_SIZE;
+                }
+                self.header_slot(b, pfn, idx).is_some()
+            })
+            .collect()
+    }
+
     /// The slot recorded in an allocated object's header (or, for huge, its descriptor).
     pub fn header_slot<B: Backend>(&self, b: &B, pfn: Pfn, idx: u32) -> Option<u32> {
         // LAB 4: BEGIN whose object `idx` (starting in page `pfn`) is: the slot its header names, or None for a free object (a huge object's slot is in its page's zsdesc)

@@ -5,29 +5,42 @@
 //! and the run fails.
 
 use zsmalloc::Policy;
+use zsmalloc::snapshot::Snapshot;
 use zsmalloc::trace::{self, Report};
 
 use crate::arch::qemu::ExitCode;
 use crate::println;
 use crate::zs_backend::MovablePool;
 
-/// Runs the mode: `replay NAME [--policy P]`; `payload` is the trace.
+/// Runs the mode: `replay NAME [--policy P] [--snapshots]`; `payload` is the trace. With
+/// `--snapshots`, each report is followed by the pool's snapshot as `SNAP` lines
+/// (`zsmalloc::snapshot`, `docs/protocol.md`), which the runner draws.
 pub fn run(rest: &[&str], payload: &[u8]) -> ExitCode {
-    let (name, policy) = match rest {
-        [] => ("(unnamed)", Policy::default()),
-        [name] => (*name, Policy::default()),
-        [name, "--policy", p] => match Policy::parse(p) {
-            Ok(policy) => (*name, policy),
-            Err(e) => {
-                println!("zsos: error: replay: {e}");
+    let (mut name, mut policy, mut snapshots) = ("(unnamed)", Policy::default(), false);
+    let mut args = rest.iter();
+    while let Some(&arg) = args.next() {
+        match arg {
+            "--policy" => match args.next().map(|p| Policy::parse(p)) {
+                Some(Ok(p)) => policy = p,
+                Some(Err(e)) => {
+                    println!("zsos: error: replay: {e}");
+                    return ExitCode::Failure;
+                }
+                None => {
+                    println!("zsos: error: replay: --policy needs a policy name");
+                    return ExitCode::Failure;
+                }
+            },
+            "--snapshots" => snapshots = true,
+            n if name == "(unnamed)" && !n.starts_with("--") => name = n,
+            extra => {
+                println!(
+                    "zsos: error: mode 'replay' takes a trace name, --policy P and --snapshots, got '{extra}'"
+                );
                 return ExitCode::Failure;
             }
-        },
-        [_, extra, ..] => {
-            println!("zsos: error: mode 'replay' takes a trace name and --policy P, got '{extra}'");
-            return ExitCode::Failure;
         }
-    };
+    }
     if payload.is_empty() {
         println!(
             "zsos: error: replay {name}: no trace came with the boot image (cargo run -- replay FILE)"
@@ -41,7 +54,20 @@ pub fn run(rest: &[&str], payload: &[u8]) -> ExitCode {
     );
     let pool = MovablePool::new("replay", policy.config());
     let start = crate::arch::tsc::start();
-    let result = trace::replay(&pool, payload, |r| print_report(name, &policy_name, r));
+    let result = trace::replay(&pool, payload, |r| {
+        print_report(name, &policy_name, r);
+        if snapshots {
+            let at = match r.at {
+                'c' => "c",
+                's' => "s",
+                _ => "end",
+            };
+            let snap = Snapshot::of(&pool, &alloc::format!("line{}-{at}", r.line));
+            for line in snap.lines() {
+                println!("{line}");
+            }
+        }
+    });
     let us = crate::arch::tsc::cycles_to_us(crate::arch::tsc::stop() - start);
     match result {
         Ok(t) => {

@@ -372,6 +372,35 @@ impl<B: Backend> Pool<B> {
         self.auto_compact
     }
 
+    /// Every class with a zspage, each zspage with its allocated slots
+    /// ([`crate::snapshot::Snapshot::of`] makes the whole picture). Each class is read under
+    /// its lock.
+    pub fn class_snapshots(&self) -> Vec<crate::snapshot::ClassSnapshot> {
+        let mut out = Vec::new();
+        for pos in 0..self.classes.len() {
+            let c = self.lock_class(pos);
+            let zspages: Vec<_> = c
+                .live_zspages()
+                .map(|id| crate::snapshot::ZspageSnapshot {
+                    id,
+                    pages: c.zspage(id).pages,
+                    group: c.zspage(id).group,
+                    allocated: c.allocated_slots(&self.backend, id),
+                })
+                .collect();
+            if !zspages.is_empty() {
+                out.push(crate::snapshot::ClassSnapshot {
+                    pos,
+                    size: c.layout.size,
+                    chain: c.layout.pages_per_zspage,
+                    huge: c.layout.huge,
+                    zspages,
+                });
+            }
+        }
+        out
+    }
+
     /// Statistics of one class (by position in [`Pool::classes`]).
     pub fn class_stats(&self, pos: usize) -> ClassStats {
         let c = self.lock_class(pos);
@@ -423,7 +452,10 @@ mod tag_tests {
     /// With every tag but one taken, the search finds that one from wherever it starts
     /// (including where a 16-bit counter would have wrapped), and with all taken says so.
     #[test]
-    #[cfg_attr(miri, ignore = "pure logic over 4,095 tags, no unsafe code: natively only")]
+    #[cfg_attr(
+        miri,
+        ignore = "pure logic over 4,095 tags, no unsafe code: natively only"
+    )]
     fn the_only_free_tag_is_found_from_every_start() {
         for free in [1, 2, 16, 17, 100, 4000, MAX_TAG] {
             for start in [0, 1, 15, 16, 2047, MAX_TAG - 1, u16::MAX - 5, u16::MAX] {
@@ -446,7 +478,10 @@ mod tag_tests {
 
     /// Tags go round: a tag given back is handed out again only after the others.
     #[test]
-    #[cfg_attr(miri, ignore = "pure logic over 4,095 tags, no unsafe code: natively only")]
+    #[cfg_attr(
+        miri,
+        ignore = "pure logic over 4,095 tags, no unsafe code: natively only"
+    )]
     fn tags_go_round_before_one_comes_back() {
         let (in_use, next) = (bitmap(), AtomicU16::new(0));
         let first = take_tag_from(&next, &in_use).unwrap();
