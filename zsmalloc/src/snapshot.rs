@@ -277,6 +277,23 @@ mod tests {
     }
 
     #[test]
+    fn object_bytes_are_each_slot_s_place_in_its_zspage() {
+        let z = ZspageSnapshot {
+            id: 0,
+            pages: 2,
+            group: 5,
+            allocated: alloc::vec![false; 5],
+        };
+        // 1632-byte slots: slot 2 runs from 3264 to 4896, across the page boundary.
+        assert_eq!(z.object_bytes(1632, false, 0), (0, 1632));
+        assert_eq!(z.object_bytes(1632, false, 2), (3264, 4896));
+        assert_eq!(z.object_bytes(1632, false, 4), (6528, 8160));
+        // A huge class's one object fills its page from the start.
+        assert_eq!(z.object_bytes(4096, true, 0), (0, 4096));
+        assert_eq!(z.object_bytes(3600, true, 0), (0, 3600));
+    }
+
+    #[test]
     fn snapshot_lines_parse_back_to_the_same_snapshot() {
         let p = Pool::new("snap", HostBackend::new(4096, 2), Policy::ZSOS.config());
         let mut rng = crate::seeded::Rng::new(5);
