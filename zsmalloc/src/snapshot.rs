@@ -202,7 +202,8 @@ impl Snapshot {
                             .ok_or_else(|| format!("snapshot line with a bad alloc: '{line}'"))?;
                         allocated.extend((0..4).map(|i| v >> i & 1 == 1));
                     }
-                    if allocated.len() < objs || allocated.len() >= objs + 4 && objs > 0 {
+                    // Four slots a digit: objs slots take exactly ceil(objs / 4) digits.
+                    if allocated.len() < objs || allocated.len() >= objs + 4 {
                         return Err(format!(
                             "zspage line whose alloc is not {objs} slots: '{line}'"
                         ));
@@ -350,6 +351,27 @@ mod tests {
         let mut broken: Vec<&str> = lines.iter().map(String::as_str).collect();
         broken[2] = half;
         assert!(Snapshot::parse(broken).is_err(), "a line cut in half");
+        // A zspage line whose alloc has too few or too many digits for its slots.
+        let zspage_at = lines
+            .iter()
+            .position(|l| l.starts_with("SNAP zspage") && l.contains(" objs=2 "))
+            .unwrap();
+        // Two slots take one digit: none is too few, two too many.
+        for alloc in ["", "ff", "z"] {
+            let mut bad = lines.clone();
+            let line = lines[zspage_at].clone();
+            let at = line.find("alloc=").unwrap();
+            bad[zspage_at] = format!("{}alloc={alloc}", &line[..at]);
+            let objs: usize = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("objs="))
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!(objs, 2);
+            let e = Snapshot::parse(bad.iter().map(String::as_str)).expect_err(alloc);
+            assert!(e.contains("alloc"), "{alloc:?}: {e}");
+        }
         assert!(Snapshot::parse(["SNAP end point=x"]).is_err());
     }
 }
