@@ -31,7 +31,10 @@ Options (before the mode):
   -h, --help        show this help
 
 Modes (passed to the kernel; everything after the mode goes to it unchanged):
-  run               the default demo
+  run [--pictures DIR]
+                    the default demo; --pictures draws its pool after the fill, the discards
+                    and the compaction as DIR/pool-fill.svg, pool-discard.svg,
+                    pool-compacted.svg
   test [FILTER] [--exact] [--list]
                     run the in-kernel tests whose names contain FILTER (libtest style lines,
                     then 'N passed, N failed'); --list only lists them. They are built into
@@ -97,6 +100,25 @@ fn take_bench_options(opts: &mut Options) -> Result<(), String> {
             "bench --policy needs a policy name (default, linux, linux-chain=N, zsos, ...)",
         )?;
         opts.kernel_args[i + 1] = zsmalloc::Policy::parse(&name)?.name();
+    }
+    Ok(())
+}
+
+/// `run --pictures DIR` (the demo): the pool's pictures after the fill, the discards and the
+/// compaction go to DIR; the kernel is asked for its snapshots.
+fn take_demo_pictures(opts: &mut Options) -> Result<(), String> {
+    if opts.kernel_args.first().map(String::as_str) != Some("run") {
+        return Ok(());
+    }
+    if let Some(i) = opts.kernel_args.iter().position(|a| a == "--pictures") {
+        let dir = opts
+            .kernel_args
+            .get(i + 1)
+            .cloned()
+            .ok_or("run --pictures needs a directory for the pictures")?;
+        opts.pictures = Some(writable_dir(&dir)?);
+        opts.kernel_args
+            .splice(i..i + 2, ["--snapshots".to_string()]);
     }
     Ok(())
 }
@@ -230,6 +252,7 @@ fn main() -> ExitCode {
     if let Err(msg) = load_replay_file(&mut opts)
         .and_then(|()| take_bench_options(&mut opts))
         .and_then(|()| check_soak_args(&opts))
+        .and_then(|()| take_demo_pictures(&mut opts))
     {
         eprintln!("zsos: error: {msg}");
         return ExitCode::from(EXIT_USAGE);
@@ -571,6 +594,27 @@ mod tests {
                 .unwrap_or_else(|| panic!("{args:?} accepted"));
             assert!(err.contains(needle), "{args:?}: {err}");
         }
+    }
+
+    #[test]
+    fn the_demo_s_pictures_option_becomes_the_kernel_s_snapshots() {
+        let dir = std::env::temp_dir().join(format!("zsos-demo-opt-{}", std::process::id()));
+        let mut o = parse_args(&strings(&["run", "--pictures", dir.to_str().unwrap()]))
+            .unwrap()
+            .unwrap();
+        take_demo_pictures(&mut o).unwrap();
+        assert_eq!(o.kernel_args, strings(&["run", "--snapshots"]));
+        assert_eq!(o.pictures.as_deref(), Some(dir.as_path()));
+        assert!(dir.is_dir(), "the directory is made");
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut o = parse_args(&strings(&["run", "--pictures"]))
+            .unwrap()
+            .unwrap();
+        let e = take_demo_pictures(&mut o).unwrap_err();
+        assert!(e.contains("needs a directory"), "{e}");
+        let mut o = parse_args(&strings(&["run"])).unwrap().unwrap();
+        take_demo_pictures(&mut o).unwrap();
+        assert_eq!((o.kernel_args, o.pictures), (strings(&["run"]), None));
     }
 
     #[test]

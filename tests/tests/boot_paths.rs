@@ -4,12 +4,40 @@ use boot::image::Firmware;
 use boot::qemu::Ending;
 use zsos_tests::{assert_console_has, boot_with_args, boot_with_ramdisk, console};
 
+/// The demo under BIOS, asked for its pool snapshots (what `run --pictures DIR` draws): after
+/// the fill, the discards and the compaction, the snapshots show what each step did.
 #[test]
 fn bios_boot_runs_the_demo_and_reports_success() {
-    let run = boot_with_args(Firmware::Bios, &["run"]);
+    let run = boot_with_args(Firmware::Bios, &["run", "--snapshots"]);
     assert_eq!(run.ending, Ending::KernelSuccess, "{}", console(&run));
     assert_console_has(&run, boot::KERNEL_BANNER);
     assert_console_has(&run, "zsos: demo done");
+    let snaps = zsmalloc::snapshot::Snapshot::parse(run.lines.iter().map(String::as_str))
+        .unwrap_or_else(|e| panic!("{e}\n{}", console(&run)));
+    let points: Vec<&str> = snaps.iter().map(|s| s.point.as_str()).collect();
+    assert_eq!(points, ["fill", "discard", "compacted"]);
+    // (allocated slots, free slots) of each snapshot.
+    let slots: Vec<(usize, usize)> = snaps
+        .iter()
+        .map(|s| {
+            let all = s
+                .classes
+                .iter()
+                .flat_map(|c| &c.zspages)
+                .flat_map(|z| &z.allocated);
+            all.fold((0, 0), |(a, f), &x| if x { (a + 1, f) } else { (a, f + 1) })
+        })
+        .collect();
+    let [fill, discard, compacted] = slots[..] else {
+        unreachable!()
+    };
+    // Discarding frees objects (a zspage left empty goes at once); compaction moves objects
+    // and gives zspages back: as many objects, fewer free slots, fewer pages.
+    assert!(discard.0 < fill.0, "{slots:?}");
+    assert!(discard.0 + discard.1 <= fill.0 + fill.1, "{slots:?}");
+    assert_eq!(compacted.0, discard.0, "compaction keeps every object");
+    assert!(compacted.1 < discard.1, "{slots:?}");
+    assert!(snaps[2].pages() < snaps[1].pages());
 }
 
 #[test]

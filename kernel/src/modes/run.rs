@@ -15,13 +15,15 @@ const DEMO_PAGES: u64 = 6000;
 /// Seed of the demo workload (fixed, so every run shows the same figures).
 const DEMO_SEED: u64 = 2013;
 
-/// Runs the demo.
+/// Runs the demo: `run [--snapshots]` (with `--snapshots`, the pool's snapshot as `SNAP`
+/// lines after the fill, the discards and the compaction, for the runner's pictures).
 pub fn run(rest: &[&str]) -> ExitCode {
-    if let Err(code) = super::no_args("run", rest) {
+    let snapshots = rest == ["--snapshots"];
+    if !snapshots && let Err(code) = super::no_args("run", rest) {
         return code;
     }
     machine_summary();
-    match zsmalloc_demo() {
+    match zsmalloc_demo(snapshots) {
         Ok(()) => {
             println!("zsos: demo done");
             ExitCode::Success
@@ -67,7 +69,16 @@ fn machine_summary() {
     );
 }
 
-fn zsmalloc_demo() -> Result<(), &'static str> {
+/// Prints the pool's snapshot at `point` if asked.
+fn snapshot(on: bool, zram: &Zram, point: &str) {
+    if on {
+        for line in zsmalloc::snapshot::Snapshot::of(zram.pool(), point).lines() {
+            println!("{line}");
+        }
+    }
+}
+
+fn zsmalloc_demo(snapshots: bool) -> Result<(), &'static str> {
     let mut zram = Zram::new("demo", DEMO_PAGES as usize);
     let pool = zram.pool();
     println!();
@@ -96,6 +107,7 @@ fn zsmalloc_demo() -> Result<(), &'static str> {
     }
     println!();
     report("after fill:       ", &zram.stats());
+    snapshot(snapshots, &zram, "fill");
 
     // Discard 30% of the pages at random, as a swap device sees pages come back.
     let mut order: Vec<u64> = (0..DEMO_PAGES).collect();
@@ -106,6 +118,7 @@ fn zsmalloc_demo() -> Result<(), &'static str> {
     }
     let stats = zram.pool().stats();
     report("after discarding 30%:", &zram.stats());
+    snapshot(snapshots, &zram, "discard");
     println!("  {} pages freeable by compaction", stats.freeable());
     println!();
     println!("zsmalloc: class table of pool 'demo' (classes in use):");
@@ -118,6 +131,7 @@ fn zsmalloc_demo() -> Result<(), &'static str> {
         zram.pool().objs_moved(),
     );
     report("after compaction: ", &zram.stats());
+    snapshot(snapshots, &zram, "compacted");
 
     // Check every surviving page against its original.
     let mut back = [0u8; PAGE];
