@@ -1072,3 +1072,60 @@ impl ClassState {
         // LAB 4: END
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::class::{ClassTable, DEFAULT_MAX_CHAIN};
+    use crate::host::HostBackend;
+
+    /// A class of 1,280-byte slots (5 pages and 16 objects a zspage at its own length) with
+    /// zspages of the given lengths, each filled with `fill[i]` objects.
+    fn class_with(b: &HostBackend, lengths: &[usize], fill: &[u32]) -> ClassState {
+        let table = ClassTable::new(DEFAULT_MAX_CHAIN);
+        let pos = table.class_for(1280 - crate::class::HANDLE_SIZE);
+        let mut class = ClassState::new(table.classes[pos], pos as u8);
+        assert_eq!(class.layout.pages_per_zspage, 5);
+        let mut slot = 0;
+        for (&pages, &n) in lengths.iter().zip(fill) {
+            let id = class.install_zspage(b, ZsPageFrames::alloc(b, pages).unwrap());
+            for _ in 0..n {
+                class.obj_malloc(b, id, slot);
+                slot += 1;
+            }
+            class.fix_group(id);
+        }
+        class
+    }
+
+    /// Repacking takes only the zspages that can gain: shorter than the class's length, or
+    /// partly used; a full zspage of the class's own length (its densest) stays out of the
+    /// plan, so its objects never move.
+    #[test]
+    fn a_repacking_plan_leaves_full_zspages_of_the_class_s_length_alone() {
+        let b = HostBackend::new(64, 1);
+        // Zspages of 1 to 5 pages hold 3, 6, 9, 12 and 16 objects. Four full 1-page zspages
+        // and a 2-page one holding 1 object: 13 objects in 6 pages, which 5 pages hold.
+        let class = class_with(&b, &[5, 1, 1, 1, 1, 2], &[16, 3, 3, 3, 3, 1]);
+        let plan = class.mergeable().expect("a page to save");
+        assert_eq!(
+            plan.sources,
+            [1, 2, 3, 4, 5],
+            "the full 5-page zspage 0 stays out"
+        );
+        assert_eq!(plan.lengths.iter().sum::<usize>(), 5);
+        assert!(
+            plan.lengths
+                .iter()
+                .map(|&p| class.capacity(p))
+                .sum::<usize>()
+                >= 13
+        );
+        // Nothing to gain: no plan.
+        let b2 = HostBackend::new(64, 2);
+        let tight = class_with(&b2, &[5, 5], &[16, 16]);
+        assert_eq!(tight.mergeable(), None);
+        let one = class_with(&b2, &[5, 2], &[16, 1]);
+        assert_eq!(one.mergeable(), None, "one source alone is a shrink's job");
+    }
+}
