@@ -1127,5 +1127,7 @@ mod tests {
         assert_eq!(tight.mergeable(), None);
         let one = class_with(&b2, &[5, 2], &[16, 1]);
         assert_eq!(one.mergeable(), None, "one source alone is a shrink's job");
+        let even = class_with(&b2, &[1, 1], &[3, 3]);
+        assert_eq!(even.mergeable(), None, "6 objects in 2 pages: no page to save");
     }
 }
