@@ -1128,6 +1128,49 @@ mod tests {
         let one = class_with(&b2, &[5, 2], &[16, 1]);
         assert_eq!(one.mergeable(), None, "one source alone is a shrink's job");
         let even = class_with(&b2, &[1, 1], &[3, 3]);
-        assert_eq!(even.mergeable(), None, "6 objects in 2 pages: no page to save");
+        assert_eq!(
+            even.mergeable(),
+            None,
+            "6 objects in 2 pages: no page to save"
+        );
+    }
+
+    /// `merge` checks its plan and frames again: frames of other lengths, or a plan the class
+    /// no longer matches, change nothing (the frames go back).
+    #[test]
+    fn a_repacking_with_wrong_frames_or_a_stale_plan_changes_nothing() {
+        let b = HostBackend::new(64, 3);
+        let slots = SlotTable::new(1);
+        let mut class = class_with(&b, &[5, 1, 1, 1, 1, 2], &[16, 3, 3, 3, 3, 1]);
+        let plan = class.mergeable().unwrap();
+        let held = b.frames_in_use();
+        let (pages, objs) = (class.pages, class.objs_allocated);
+        let frames_of = |lengths: &[usize]| -> Vec<ZsPageFrames<'_, HostBackend>> {
+            lengths
+                .iter()
+                .map(|&p| ZsPageFrames::alloc(&b, p).unwrap())
+                .collect()
+        };
+        // One frame short, one too many, a length off.
+        let short: Vec<usize> = plan.lengths[..plan.lengths.len() - 1].to_vec();
+        let mut more = plan.lengths.clone();
+        more.push(1);
+        let mut off = plan.lengths.clone();
+        off[0] += 1;
+        for lengths in [short, more, off] {
+            let r = class.merge(&b, &slots, &plan, frames_of(&lengths));
+            assert_eq!(r, (0, 0, 0), "frames of lengths {lengths:?}");
+            assert_eq!((class.pages, class.objs_allocated), (pages, objs));
+            assert_eq!(b.frames_in_use(), held, "the frames went back");
+        }
+        // A stale plan: a source left out.
+        let stale = MergePlan {
+            sources: plan.sources[1..].to_vec(),
+            lengths: plan.lengths.clone(),
+        };
+        let r = class.merge(&b, &slots, &stale, frames_of(&plan.lengths));
+        assert_eq!(r, (0, 0, 0));
+        assert_eq!((class.pages, class.objs_allocated), (pages, objs));
+        assert_eq!(b.frames_in_use(), held);
     }
 }
