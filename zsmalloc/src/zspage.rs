@@ -1039,18 +1039,27 @@ impl ClassState {
         out
     }
 
-    /// Which object slots of zspage `id` are allocated, in address order (its pages walked
+    /// Which object slots of zspage `id` are allocated, in address order (its chain read
     /// once; headers read under the class lock, which the caller holds).
     pub fn allocated_slots<B: Backend>(&self, b: &B, id: u32) -> Vec<bool> {
         let z = &self.zspages[id as usize];
-        let (mut pfn, mut page_end) = (z.first, PAGE_SIZE);
+        let huge = self.layout.huge;
+        let chain: Vec<Pfn> = core::iter::successors(Some(z.first), |&page| {
+            if huge {
+                None
+            } else {
+                zsdesc::next(b.desc(page))
+            }
+        })
+        .collect();
         (0..z.objs)
             .map(|idx| {
-                while !self.layout.huge && idx as usize * self.layout.size >= page_end {
-                    pfn = zsdesc::next(b.desc(pfn)).expect("the chain holds every object");
-                    page_end += PAGE_SIZE;
-                }
-                self.header_slot(b, pfn, idx).is_some()
+                let page_no = if huge {
+                    0
+                } else {
+                    idx as usize * self.layout.size / PAGE_SIZE
+                };
+                self.header_slot(b, chain[page_no], idx).is_some()
             })
             .collect()
     }
