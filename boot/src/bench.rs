@@ -469,16 +469,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_json_file_lists_every_figure_with_the_run() {
-        let info = RunInfo {
+    /// A run of `command` at the epoch on a 2-CPU, 512M UEFI machine that succeeded.
+    fn run_info(command: &[&str]) -> RunInfo {
+        RunInfo {
             started: utc_timestamp(0),
-            command: vec!["bench".into(), "sp\"eed".into()],
+            command: command.iter().map(|a| a.to_string()).collect(),
             firmware: "uefi".into(),
             cpus: 2,
             memory: "512M".into(),
             kernel_success: true,
-        };
+        }
+    }
+
+    #[test]
+    fn the_json_file_lists_every_figure_with_the_run() {
+        let info = run_info(&["bench", "sp\"eed"]);
         let json = to_json(
             &info,
             &[fig("a.b", 12.0, "cycles"), fig("ratio.c/d", 0.5, "ratio")],
@@ -496,14 +501,7 @@ mod tests {
 
     #[test]
     fn figures_with_targets_say_their_target_and_whether_it_was_met() {
-        let info = RunInfo {
-            started: utc_timestamp(0),
-            command: vec!["bench".into()],
-            firmware: "uefi".into(),
-            cpus: 2,
-            memory: "512M".into(),
-            kernel_success: true,
-        };
+        let info = run_info(&["bench"]);
         let json = to_json(
             &info,
             &[
