@@ -34,7 +34,7 @@ Modes (passed to the kernel; everything after the mode goes to it unchanged):
   run [--pictures DIR]
                     the default demo; --pictures draws its pool after the fill, the discards
                     and the compaction as DIR/pool-fill.svg, pool-discard.svg,
-                    pool-compacted.svg
+                    pool-compacted.svg, and physical memory by owner as memmap-*.svg
   test [FILTER] [--exact] [--list]
                     run the in-kernel tests whose names contain FILTER (libtest style lines,
                     then 'N passed, N failed'); --list only lists them. They are built into
@@ -52,7 +52,8 @@ Modes (passed to the kernel; everything after the mode goes to it unchanged):
                     from the host file FILE, reporting at every c and s and at the end; P:
                     zsos (the default; docs/policies.md), zsos-chain=N, linux (upstream's
                     rules), linux-chain=N (N 4..16), fitted, fitted-chain=N; --pictures
-                    draws the pool at each of those points as DIR/pool-lineN-AT.svg
+                    draws the pool at each of those points as DIR/pool-lineN-AT.svg and
+                    physical memory (every frame by owner) as DIR/memmap-lineN-AT.svg
   soak [N] [--seed S] [--policy P]
                     N random pool operations (default 1000000) on every CPU, with compaction,
                     page migration and ranges emptied, every object checked byte for byte
@@ -351,14 +352,25 @@ fn run_once(opts: &Options) -> std::io::Result<ExitCode> {
     }
 }
 
-/// Draws every snapshot the console carried into `dir`, as `pool-POINT.svg`.
+/// Draws every snapshot the console carried into `dir`, as `pool-POINT.svg`, and every
+/// frame census as `memmap-POINT.svg`.
 fn draw_pictures(lines: &[String], dir: &std::path::Path) -> Result<(), String> {
     let snaps = zsmalloc::snapshot::Snapshot::parse(lines.iter().map(String::as_str))?;
+    let maps = zsmalloc::frame_map::FrameMap::parse(lines.iter().map(String::as_str))?;
     for snap in &snaps {
         let path = dir.join(format!("pool-{}.svg", snap.point));
         boot::pictures::draw_pool(snap, &path).map_err(|e| e.to_string())?;
     }
-    eprintln!("zsos: {} pool pictures in {}", snaps.len(), dir.display());
+    for map in &maps {
+        let path = dir.join(format!("memmap-{}.svg", map.point));
+        boot::pictures::draw_memmap(map, &path).map_err(|e| e.to_string())?;
+    }
+    eprintln!(
+        "zsos: {} pool and {} memmap pictures in {}",
+        snaps.len(),
+        maps.len(),
+        dir.display()
+    );
     Ok(())
 }
 
@@ -389,7 +401,9 @@ fn boot_and_collect(
     {
         Some(figure) => figures.push(figure),
         // Snapshots for pictures stay off the console (they are long).
-        None if opts.pictures.is_some() && l.starts_with("SNAP ") => snaps.push(l.to_string()),
+        None if opts.pictures.is_some() && (l.starts_with("SNAP ") || l.starts_with("MEMMAP ")) => {
+            snaps.push(l.to_string())
+        }
         None => console.line(l),
     })?;
     console.finish();

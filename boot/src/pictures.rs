@@ -4,12 +4,16 @@
 //! filled, free ones pale, a mark where a slot crosses from one page into the next, the
 //! zspage's outline coloured by its fullness group, the class's size, chain and object
 //! counts in the margin.
+//!
+//! And a frame census (`MEMMAP` lines, `zsmalloc::frame_map`) drawn as every physical frame
+//! a cell, [`FRAMES_PER_ROW`] to a row, coloured by its owner ([`draw_memmap`]).
 
 use std::io;
 use std::path::Path;
 
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
+use zsmalloc::frame_map::{FrameMap, FrameOwner};
 use zsmalloc::snapshot::{ClassSnapshot, Snapshot};
 
 /// Pixels one page is wide.
@@ -234,6 +238,140 @@ pub fn draw_pool(snap: &Snapshot, path: &Path) -> io::Result<()> {
     area.present().map_err(err)
 }
 
+/// Frames in one row of the memmap picture (1 MiB).
+pub const FRAMES_PER_ROW: u64 = 256;
+/// Pixels one frame's cell is wide and high.
+pub const CELL_PX: i32 = 4;
+/// Where the memmap's rows start (the margin holds each row's physical address).
+pub const MEMMAP_LEFT_PX: i32 = 96;
+/// Where the memmap's first row starts (the title and the legend are above it).
+pub const MEMMAP_TOP_PX: i32 = 96;
+
+/// The colour of a frame of `owner`: free frames green, darker for larger blocks.
+pub fn owner_colour(owner: FrameOwner) -> RGBColor {
+    match owner {
+        FrameOwner::Reserved => RGBColor(0x5a, 0x5a, 0x5a),
+        FrameOwner::Free(order) => {
+            let o = order.min(10) as u32;
+            let shade = |light: u32, dark: u32| (light - (light - dark) * o / 10) as u8;
+            RGBColor(shade(0xd9, 0x1b), shade(0xf0, 0x78), shade(0xd3, 0x37))
+        }
+        FrameOwner::Isolated => RGBColor(0xf2, 0xc2, 0x30),
+        FrameOwner::Zsmalloc => ALLOCATED,
+        FrameOwner::Heap => RGBColor(0xe0, 0x8a, 0x2c),
+        FrameOwner::PageTable => RGBColor(0x8e, 0x5a, 0xc8),
+        FrameOwner::Other => RGBColor(0xc4, 0x9a, 0x6c),
+    }
+}
+
+/// Frames of one owner, side by side on one row of the memmap picture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlacedFrames {
+    /// The first frame.
+    pub pfn: u64,
+    /// How many.
+    pub frames: u64,
+    /// Their owner.
+    pub owner: FrameOwner,
+    /// Left edge and top, in pixels.
+    pub x: i32,
+    /// Top of the row.
+    pub y: i32,
+}
+
+/// Lays a census out: frame `pfn` at column `pfn % FRAMES_PER_ROW` of row
+/// `pfn / FRAMES_PER_ROW`; a run that reaches the end of a row goes on in the next.
+pub fn memmap_layout(map: &FrameMap) -> Vec<PlacedFrames> {
+    let mut out = Vec::new();
+    let mut pfn = 0;
+    for run in &map.runs {
+        let end = pfn + run.frames;
+        while pfn < end {
+            let col = pfn % FRAMES_PER_ROW;
+            let frames = (FRAMES_PER_ROW - col).min(end - pfn);
+            out.push(PlacedFrames {
+                pfn,
+                frames,
+                owner: run.owner,
+                x: MEMMAP_LEFT_PX + col as i32 * CELL_PX,
+                y: MEMMAP_TOP_PX + (pfn / FRAMES_PER_ROW) as i32 * CELL_PX,
+            });
+            pfn += frames;
+        }
+    }
+    out
+}
+
+/// Draws the census into an SVG file at `path`: a title, a legend of the owners present
+/// with their frame counts, then the frames in rows with each row's physical address.
+pub fn draw_memmap(map: &FrameMap, path: &Path) -> io::Result<()> {
+    let rows = map.frames().div_ceil(FRAMES_PER_ROW) as i32;
+    let width = (MEMMAP_LEFT_PX + FRAMES_PER_ROW as i32 * CELL_PX + 16) as u32;
+    let height = (MEMMAP_TOP_PX + rows * CELL_PX + 16) as u32;
+    let area = SVGBackend::new(path, (width, height)).into_drawing_area();
+    area.fill(&WHITE).map_err(drawing_error(path))?;
+    let text = |s: &str, x: i32, y: i32, size: u32| {
+        area.draw(&Text::new(
+            s.to_string(),
+            (x, y),
+            ("sans-serif", size)
+                .into_font()
+                .color(&BLACK)
+                .pos(Pos::new(HPos::Left, VPos::Center)),
+        ))
+    };
+    text(
+        &format!(
+            "memmap at {} ({} layout): {} frames, {} to a row of {} KiB",
+            map.point,
+            map.layout,
+            map.frames(),
+            FRAMES_PER_ROW,
+            FRAMES_PER_ROW * 4
+        ),
+        8,
+        16,
+        16,
+    )
+    .map_err(drawing_error(path))?;
+    let mut owners: Vec<FrameOwner> = map.runs.iter().map(|r| r.owner).collect();
+    owners.sort();
+    owners.dedup();
+    let (mut x, mut y) = (8, 40);
+    for owner in owners {
+        if x > width as i32 - 200 {
+            (x, y) = (8, y + 18);
+        }
+        area.draw(&Rectangle::new(
+            [(x, y - 5), (x + 10, y + 5)],
+            owner_colour(owner).filled(),
+        ))
+        .map_err(drawing_error(path))?;
+        let l = format!("{} {}", owner.name(), map.count(owner));
+        text(&l, x + 14, y, 12).map_err(drawing_error(path))?;
+        x += 14 + 7 * l.len() as i32 + 16;
+    }
+    for row in (0..rows).step_by(16) {
+        let addr = row as u64 * FRAMES_PER_ROW * 4096;
+        text(
+            &format!("{:#x}", addr),
+            8,
+            MEMMAP_TOP_PX + row * CELL_PX + CELL_PX / 2,
+            10,
+        )
+        .map_err(drawing_error(path))?;
+    }
+    for p in memmap_layout(map) {
+        let w = p.frames as i32 * CELL_PX;
+        area.draw(&Rectangle::new(
+            [(p.x, p.y), (p.x + w, p.y + CELL_PX)],
+            owner_colour(p.owner).filled(),
+        ))
+        .map_err(drawing_error(path))?;
+    }
+    area.present().map_err(drawing_error(path))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,5 +504,79 @@ mod tests {
         // 40 one-page zspages of 96 + 8 pixels in (1600 - 270) pixels a row: 13 a row.
         assert_eq!(rows.len(), 4);
         assert!(lay.zspages.iter().all(|z| z.x + z.w <= WIDTH_PX));
+    }
+
+    #[test]
+    fn each_frame_s_cell_is_in_its_row_and_column_in_its_owner_s_colour() {
+        let mut map = FrameMap::new("line4-s", "wide");
+        map.push(FrameOwner::Reserved, 300);
+        map.push(FrameOwner::PageTable, 3);
+        map.push(FrameOwner::Zsmalloc, 5);
+        map.push(FrameOwner::Free(9), 512);
+        map.push(FrameOwner::Heap, 100);
+        map.push(FrameOwner::Free(0), 1);
+        let dir = std::env::temp_dir().join(format!("zsos-memmap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("memmap.svg");
+        draw_memmap(&map, &path).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let rects = rects(&svg);
+        let cell = |pfn: u64| {
+            let (cx, cy) = (
+                (MEMMAP_LEFT_PX + (pfn % FRAMES_PER_ROW) as i32 * CELL_PX) as f64 + 2.0,
+                (MEMMAP_TOP_PX + (pfn / FRAMES_PER_ROW) as i32 * CELL_PX) as f64 + 2.0,
+            );
+            let under: Vec<&String> = rects
+                .iter()
+                .filter(|r| r.1 >= MEMMAP_TOP_PX as f64 - 0.5)
+                .filter(|r| r.0 <= cx && cx < r.0 + r.2 && r.1 <= cy && cy < r.1 + r.3)
+                .map(|r| &r.4)
+                .collect();
+            assert_eq!(under.len(), 1, "one cell under frame {pfn}: {under:?}");
+            under[0].clone()
+        };
+        for (pfn, owner) in [
+            (0, FrameOwner::Reserved),
+            (255, FrameOwner::Reserved),
+            (256, FrameOwner::Reserved),
+            (299, FrameOwner::Reserved),
+            (300, FrameOwner::PageTable),
+            (303, FrameOwner::Zsmalloc),
+            (308, FrameOwner::Free(9)),
+            (511, FrameOwner::Free(9)),
+            (512, FrameOwner::Free(9)),
+            (819, FrameOwner::Free(9)),
+            (820, FrameOwner::Heap),
+            (920, FrameOwner::Free(0)),
+        ] {
+            assert_eq!(cell(pfn), hex(owner_colour(owner)), "frame {pfn}");
+        }
+        // Runs cut at row ends: reserved takes rows 0 and 1, order 9 rows 1, 2 and 3.
+        let lay = memmap_layout(&map);
+        let pieces = |o| lay.iter().filter(|p| p.owner == o).count();
+        assert_eq!(pieces(FrameOwner::Reserved), 2);
+        assert_eq!(pieces(FrameOwner::Free(9)), 3);
+        assert_eq!(lay.iter().map(|p| p.frames).sum::<u64>(), map.frames());
+        // No cell past the last frame; a legend names each owner with its count.
+        assert!(
+            rects
+                .iter()
+                .all(|r| r.1 < (MEMMAP_TOP_PX + 4 * CELL_PX) as f64)
+        );
+        for l in [
+            "reserved 300",
+            "free, order 9 512",
+            "zsmalloc 5",
+            "heap 100",
+        ] {
+            assert!(svg.contains(l), "legend {l}");
+        }
+        // Free blocks: the larger, the darker.
+        let lum = |c: RGBColor| c.0 as u32 + c.1 as u32 + c.2 as u32;
+        assert!(
+            (0..10).all(|o| lum(owner_colour(FrameOwner::Free(o)))
+                > lum(owner_colour(FrameOwner::Free(o + 1))))
+        );
     }
 }

@@ -117,7 +117,10 @@ fn replay_draws_the_pool_at_every_point_when_asked() {
     );
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     assert!(!stdout.contains("SNAP "), "snapshots stay off the console");
-    assert!(stderr.contains("4 pool pictures in"), "{stderr}");
+    assert!(
+        stderr.contains("4 pool and 4 memmap pictures in"),
+        "{stderr}"
+    );
     // sample.trace reports at lines 13 (s), 16 (c), 19 (s) and the end; at line 13 six
     // objects are live, at the end five.
     for (point, objects) in [
@@ -141,6 +144,31 @@ fn replay_draws_the_pool_at_every_point_when_asked() {
             "{point}: one filled box per live object"
         );
         assert!(svg.contains(&format!("pool at {point}")), "{point}");
+        // The memmap at the same point: the replay's pool is the only one, so its pages
+        // are the zsmalloc frames the legend counts.
+        let pages = svg
+            .split(" pages")
+            .next()
+            .and_then(|t| t.rsplit(' ').next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("{point}: no page count in the pool's title"));
+        let memmap = std::fs::read_to_string(dir.join(format!("memmap-{point}.svg")))
+            .unwrap_or_else(|e| panic!("memmap-{point}.svg: {e}"));
+        let doc = roxmltree::Document::parse(&memmap).expect("well-formed SVG");
+        let texts: Vec<&str> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("text"))
+            .filter_map(|n| n.text())
+            .map(str::trim)
+            .collect();
+        assert!(
+            texts[0].starts_with(&format!("memmap at {point} (wide layout)")),
+            "{texts:?}"
+        );
+        assert!(
+            texts.contains(&format!("zsmalloc {pages}").as_str()),
+            "{point}: {pages} zsmalloc frames in the legend: {texts:?}"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -5,7 +5,8 @@ use boot::qemu::Ending;
 use zsos_tests::{assert_console_has, boot_with_args, boot_with_ramdisk, console};
 
 /// The demo under BIOS, asked for its pool snapshots (what `run --pictures DIR` draws): after
-/// the fill, the discards and the compaction, the snapshots show what each step did.
+/// the fill, the discards and the compaction, the snapshots show what each step did, and the
+/// frame census counts the pool's pages as zsmalloc's.
 #[test]
 fn bios_boot_runs_the_demo_and_reports_success() {
     let run = boot_with_args(Firmware::Bios, &["run", "--snapshots"]);
@@ -38,6 +39,21 @@ fn bios_boot_runs_the_demo_and_reports_success() {
     assert_eq!(compacted.0, discard.0, "compaction keeps every object");
     assert!(compacted.1 < discard.1, "{slots:?}");
     assert!(snaps[2].pages() < snaps[1].pages());
+    // The frame census at the same points: every frame once, and the demo's pool (its only
+    // one) holds the zsmalloc frames.
+    let maps = zsmalloc::frame_map::FrameMap::parse(run.lines.iter().map(String::as_str))
+        .unwrap_or_else(|e| panic!("{e}\n{}", console(&run)));
+    assert_eq!(maps.len(), 3);
+    for (map, snap) in maps.iter().zip(&snaps) {
+        assert_eq!(map.point, snap.point);
+        assert_eq!(
+            map.count(zsmalloc::frame_map::FrameOwner::Zsmalloc),
+            snap.pages(),
+            "{}",
+            snap.point
+        );
+        assert_eq!(map.frames(), maps[0].frames());
+    }
 }
 
 #[test]

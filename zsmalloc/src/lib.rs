@@ -25,6 +25,7 @@ extern crate alloc;
 pub mod backend;
 pub mod class;
 pub mod families;
+pub mod frame_map;
 pub mod growth;
 pub mod handle;
 #[cfg(any(test, feature = "testkit"))]

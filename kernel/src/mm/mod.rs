@@ -8,6 +8,7 @@
 //! caller keeps it (`crate::percpu`).
 
 pub mod buddy;
+pub mod census;
 pub mod desc_cache;
 pub mod heap;
 pub mod memdesc;

@@ -5,7 +5,6 @@
 //! and the run fails.
 
 use zsmalloc::Policy;
-use zsmalloc::snapshot::Snapshot;
 use zsmalloc::trace::{self, Report};
 
 use crate::arch::qemu::ExitCode;
@@ -14,7 +13,8 @@ use crate::zs_backend::MovablePool;
 
 /// Runs the mode: `replay NAME [--policy P] [--snapshots]`; `payload` is the trace. With
 /// `--snapshots`, each report is followed by the pool's snapshot as `SNAP` lines
-/// (`zsmalloc::snapshot`, `docs/protocol.md`), which the runner draws.
+/// (`zsmalloc::snapshot`) and the frame census as `MEMMAP` lines (`docs/protocol.md`),
+/// which the runner draws.
 pub fn run(rest: &[&str], payload: &[u8]) -> ExitCode {
     let (mut name, mut policy, mut snapshots) = ("(unnamed)", Policy::default(), false);
     let mut args = rest.iter();
@@ -62,10 +62,7 @@ pub fn run(rest: &[&str], payload: &[u8]) -> ExitCode {
                 's' => "s",
                 _ => "end",
             };
-            let snap = Snapshot::of(&pool, &alloc::format!("line{}-{at}", r.line));
-            for line in snap.lines() {
-                println!("{line}");
-            }
+            super::print_pictures(&pool, &alloc::format!("line{}-{at}", r.line));
         }
     });
     let us = crate::arch::tsc::cycles_to_us(crate::arch::tsc::stop() - start);

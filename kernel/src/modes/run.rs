@@ -69,12 +69,10 @@ fn machine_summary() {
     );
 }
 
-/// Prints the pool's snapshot at `point` if asked.
+/// Prints the pool's snapshot and the frame census at `point` if asked.
 fn snapshot(on: bool, zram: &Zram, point: &str) {
     if on {
-        for line in zsmalloc::snapshot::Snapshot::of(zram.pool(), point).lines() {
-            println!("{line}");
-        }
+        super::print_pictures(zram.pool(), point);
     }
 }
 

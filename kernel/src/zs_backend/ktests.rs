@@ -570,6 +570,62 @@ fn migration_moves_the_zsdesc_by_pointer_in_memdesc_and_copies_it_in_wide() {
     }
 }
 
+/// The frame census gives every frame one owner: the free frames are the buddy allocator's
+/// count, a pool's pages are zsmalloc's (and stop being so when it is dropped), the heap's
+/// mapped frames are heap frames, frame 0 is reserved. Both memmap layouts.
+fn the_frame_census_gives_each_frame_its_owner() {
+    use zsmalloc::frame_map::{FrameMap, FrameOwner};
+    let mm = memmap::get();
+    // The buddy's free count read on both sides of the census: equal, unless the heap grew
+    // meanwhile (then read again).
+    let census = || -> FrameMap {
+        loop {
+            let free = buddy::stats().free_frames;
+            let map = crate::mm::census::take("ktest", super::is_zsmalloc_page);
+            if buddy::stats().free_frames == free {
+                let counted: u64 = (0..buddy::ORDERS as u8)
+                    .map(|o| map.count(FrameOwner::Free(o)))
+                    .sum();
+                assert_eq!(counted, free, "free frames in the census");
+                return map;
+            }
+        }
+    };
+    let before = census();
+    let p = pool(MapPath::Window);
+    let hs: Vec<_> = (0..2000)
+        .map(|i| p.malloc(100 + (i * 37) % 3000).unwrap())
+        .collect();
+    let during = census();
+    for m in [&before, &during] {
+        assert_eq!(m.frames(), mm.frames(), "one owner for every frame");
+        assert_eq!(m.layout, mm.layout().name());
+        assert_eq!(m.owner_of(0), Some(FrameOwner::Reserved));
+        assert!(
+            m.count(FrameOwner::PageTable) > 0,
+            "the kernel's page tables"
+        );
+        assert!(
+            m.count(FrameOwner::Heap) >= crate::mm::heap::stats().mapped / memmap::FRAME_SIZE,
+            "the heap's mapped frames"
+        );
+    }
+    assert_eq!(
+        during.count(FrameOwner::Zsmalloc) - before.count(FrameOwner::Zsmalloc),
+        p.total_pages() as u64,
+        "the pool's pages are zsmalloc's"
+    );
+    for h in hs {
+        p.free(h).unwrap();
+    }
+    drop(p);
+    assert_eq!(
+        census().count(FrameOwner::Zsmalloc),
+        before.count(FrameOwner::Zsmalloc),
+        "a dropped pool's pages are zsmalloc's no more"
+    );
+}
+
 crate::ktests! {
     zsdesc_overlay_writes_the_memmap_entries,
     migration_moves_the_zsdesc_by_pointer_in_memdesc_and_copies_it_in_wide,
@@ -588,4 +644,5 @@ crate::ktests! {
     soak_one_million_operations_with_compaction_and_migration,
     dropping_a_pool_with_live_objects_frees_its_frames,
     a_filled_and_dropped_pool_gives_every_frame_back_descriptors_included,
+    the_frame_census_gives_each_frame_its_owner,
 }

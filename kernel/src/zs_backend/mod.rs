@@ -74,6 +74,14 @@ pub fn zsdesc_of_frame(d: FrameDesc) -> Option<&'static ZsDesc> {
     }
 }
 
+/// True if the frame is a page of some zsmalloc pool (the frame census asks: the memmap
+/// alone cannot tell a zsmalloc page from another allocated frame in the wide layout).
+pub fn is_zsmalloc_page(d: FrameDesc) -> bool {
+    // A frame we may not own: its zsdesc is read inside a section the descriptor cache
+    // waits for before giving memory back.
+    crate::mm::desc_cache::read_foreign(|| zsdesc_of_frame(d).and_then(zsdesc::owner).is_some())
+}
+
 /// Memdesc memmap: detaches the zsdesc a frame's word names, if any, and gives it back to
 /// [`ZSDESCS`]. The frame is leaving zsmalloc, or about to take another page's zsdesc.
 fn release_zsdesc(d: FrameDesc) {
