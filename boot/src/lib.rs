@@ -12,6 +12,7 @@ pub mod image;
 pub mod ktest;
 pub mod pictures;
 pub mod qemu;
+pub mod viewer;
 
 use std::path::Path;
 

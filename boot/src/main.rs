@@ -47,13 +47,15 @@ Modes (passed to the kernel; everything after the mode goes to it unchanged):
                     density section's zsmalloc (default: zsos's); --both-memmaps boots the
                     bench twice, wide then --memdesc, and prints every figure side by side
                     with the memdesc/wide ratio (e.g. `bench speed --both-memmaps`)
-  replay [--policy P] [--pictures DIR] FILE
+  replay [--policy P] [--pictures DIR] [--viewer DIR] FILE
                     replay a trace of pool operations (a ID SIZE, f ID, w ID, c, s, # comment)
                     from the host file FILE, reporting at every c and s and at the end; P:
                     zsos (the default; docs/policies.md), zsos-chain=N, linux (upstream's
                     rules), linux-chain=N (N 4..16), fitted, fitted-chain=N; --pictures
                     draws the pool at each of those points as DIR/pool-lineN-AT.svg and
-                    physical memory (every frame by owner) as DIR/memmap-lineN-AT.svg
+                    physical memory (every frame by owner) as DIR/memmap-lineN-AT.svg;
+                    --viewer writes DIR/replay.html, a page that steps through the replay
+                    operation by operation (traces of at most 2000 operations)
   soak [N] [--seed S] [--policy P]
                     N random pool operations (default 1000000) on every CPU, with compaction,
                     page migration and ranges emptied, every object checked byte for byte
@@ -83,6 +85,11 @@ struct Options {
     both_memmaps: bool,
     /// `replay ... --pictures DIR`: where the pool's pictures go.
     pictures: Option<PathBuf>,
+    /// `replay ... --viewer DIR`: where the replay viewer's page goes, and the trace's name.
+    viewer: Option<(PathBuf, String)>,
+    /// Why the viewer was asked for and cannot be made (a trace too large): reported, and
+    /// the run fails, after the replay's own result.
+    viewer_refused: Option<String>,
 }
 
 /// `bench ... --json FILE` and `bench ... --both-memmaps`: the runner's own options, taken
@@ -158,6 +165,15 @@ fn load_replay_file(opts: &mut Options) -> Result<(), String> {
         opts.pictures = Some(writable_dir(&dir)?);
         rest.drain(i..i + 2);
     }
+    let mut viewer_dir = None;
+    if let Some(i) = rest.iter().position(|a| a == "--viewer") {
+        let dir = rest
+            .get(i + 1)
+            .cloned()
+            .ok_or("replay --viewer needs a directory for the page")?;
+        viewer_dir = Some(writable_dir(&dir)?);
+        rest.drain(i..i + 2);
+    }
     let file = match &rest[..] {
         [file] if !file.starts_with("--") => file.clone(),
         [flag] => return Err(format!("replay: unknown option '{flag}'")),
@@ -188,6 +204,27 @@ fn load_replay_file(opts: &mut Options) -> Result<(), String> {
     ];
     if opts.pictures.is_some() {
         opts.kernel_args.push("--snapshots".into());
+    }
+    if let Some(dir) = viewer_dir {
+        // Counted as the kernel will (a malformed line stops the replay there, and the
+        // kernel says so).
+        let ops = String::from_utf8_lossy(&opts.payload)
+            .lines()
+            .map_while(|l| zsmalloc::trace::parse_line(l).ok())
+            .flatten()
+            .count();
+        if ops > zsmalloc::steps::VIEWER_MAX_OPS {
+            let why = format!(
+                "viewer: '{file}' has {ops} operations; the viewer shows at most {} (cut the \
+                 trace, or draw its reports with --pictures); replaying without it",
+                zsmalloc::steps::VIEWER_MAX_OPS
+            );
+            eprintln!("zsos: error: {why}");
+            opts.viewer_refused = Some(why);
+        } else {
+            opts.kernel_args.push("--steps".into());
+            opts.viewer = Some((dir, name));
+        }
     }
     Ok(())
 }
@@ -227,6 +264,8 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
         bench_json: None,
         both_memmaps: false,
         pictures: None,
+        viewer: None,
+        viewer_refused: None,
     }))
 }
 
@@ -342,20 +381,49 @@ fn run_once(opts: &Options) -> std::io::Result<ExitCode> {
         .pictures
         .as_deref()
         .map(|dir| draw_pictures(&snaps, dir));
+    let viewer = opts
+        .viewer
+        .as_ref()
+        .map(|(dir, name)| write_viewer(&snaps, dir, name));
     eprintln!("zsos: {} ({:.1} s)", run.ending, run.wall.as_secs_f64());
-    match pictures {
-        Some(Err(e)) => {
-            eprintln!("zsos: error: pictures: {e}");
-            Ok(ExitCode::from(EXIT_NO_VERDICT))
+    let mut failed = false;
+    for (what, result) in [("pictures", pictures), ("viewer", viewer)] {
+        if let Some(Err(e)) = result {
+            eprintln!("zsos: error: {what}: {e}");
+            failed = true;
         }
-        _ => Ok(exit_code(&run.ending)),
     }
+    if let Some(why) = &opts.viewer_refused {
+        eprintln!("zsos: error: {why}");
+        failed = true;
+    }
+    Ok(if failed {
+        ExitCode::from(EXIT_NO_VERDICT)
+    } else {
+        exit_code(&run.ending)
+    })
+}
+
+/// Writes the replay viewer's page from the steps the console carried.
+fn write_viewer(lines: &[String], dir: &std::path::Path, name: &str) -> Result<(), String> {
+    let steps = zsmalloc::steps::StepView::parse(lines.iter().map(String::as_str))?;
+    let path = boot::viewer::write(dir, name, &steps).map_err(|e| e.to_string())?;
+    eprintln!(
+        "zsos: the replay viewer ({} steps) in {}",
+        steps.len(),
+        path.display()
+    );
+    Ok(())
 }
 
 /// Draws every snapshot the console carried into `dir`, as `pool-POINT.svg`, and every
 /// frame census as `memmap-POINT.svg`.
 fn draw_pictures(lines: &[String], dir: &std::path::Path) -> Result<(), String> {
-    let snaps = zsmalloc::snapshot::Snapshot::parse(lines.iter().map(String::as_str))?;
+    // A step's snapshot is the viewer's, not a picture.
+    let snaps: Vec<_> = zsmalloc::snapshot::Snapshot::parse(lines.iter().map(String::as_str))?
+        .into_iter()
+        .filter(|s| !s.point.starts_with("step-"))
+        .collect();
     let maps = zsmalloc::frame_map::FrameMap::parse(lines.iter().map(String::as_str))?;
     for snap in &snaps {
         let path = dir.join(format!("pool-{}.svg", snap.point));
@@ -400,8 +468,12 @@ fn boot_and_collect(
         .filter(|_| is_bench)
     {
         Some(figure) => figures.push(figure),
-        // Snapshots for pictures stay off the console (they are long).
-        None if opts.pictures.is_some() && (l.starts_with("SNAP ") || l.starts_with("MEMMAP ")) => {
+        // Lines for pictures and the viewer stay off the console (they are long).
+        None if (opts.pictures.is_some() || opts.viewer.is_some())
+            && ["SNAP ", "MEMMAP ", "VIEW "]
+                .iter()
+                .any(|p| l.starts_with(p)) =>
+        {
             snaps.push(l.to_string())
         }
         None => console.line(l),

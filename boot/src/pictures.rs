@@ -105,7 +105,7 @@ fn label(c: &ClassSnapshot) -> String {
         .sum();
     format!(
         "class {}: {} B{}, chain {}, {used}/{slots} objects",
-        c.pos,
+        c.index,
         c.size,
         if c.huge { " (huge)" } else { "" },
         c.chain
@@ -385,6 +385,7 @@ mod tests {
             classes: vec![
                 ClassSnapshot {
                     pos: 3,
+                    index: 30,
                     size: 1632,
                     chain: 2,
                     huge: false,
@@ -397,6 +398,7 @@ mod tests {
                 },
                 ClassSnapshot {
                     pos: 7,
+                    index: 70,
                     size: 2048,
                     chain: 1,
                     huge: false,
@@ -481,10 +483,10 @@ mod tests {
         assert_eq!(z[2].x, z[1].x + PAGE_PX as i32 + GAP_PX);
         // The margin names each class.
         assert!(
-            svg.contains("class 3: 1632 B, chain 2, 3/5 objects"),
+            svg.contains("class 30: 1632 B, chain 2, 3/5 objects"),
             "{svg}"
         );
-        assert!(svg.contains("class 7: 2048 B, chain 1, 3/4 objects"));
+        assert!(svg.contains("class 70: 2048 B, chain 1, 3/4 objects"));
     }
 
     #[test]

@@ -98,24 +98,47 @@ fn replay_runs_a_trace_file_and_reports_at_every_c_and_s() {
     assert!(stdout.contains("zsos: replay sample.trace done: 19 lines, 17 operations"));
 }
 
+const SAMPLE_TRACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../traces/sample.trace");
+
+/// One boot shared by the tests of pictures and the viewer: `replay --pictures DIR --viewer
+/// DIR traces/sample.trace`, as the README shows it.
+struct SampleReplay {
+    dir: std::path::PathBuf,
+    stdout: String,
+    stderr: String,
+    code: Option<i32>,
+}
+
+fn sample_replay() -> &'static SampleReplay {
+    static RUN: std::sync::OnceLock<SampleReplay> = std::sync::OnceLock::new();
+    RUN.get_or_init(|| {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("sample-replay");
+        let _ = std::fs::remove_dir_all(&dir);
+        let d = dir.to_str().unwrap();
+        let out = boot_cmd(&[
+            "--timeout",
+            "180",
+            "replay",
+            "--pictures",
+            d,
+            "--viewer",
+            d,
+            SAMPLE_TRACE,
+        ]);
+        SampleReplay {
+            stdout: String::from_utf8_lossy(&out.stdout).into(),
+            stderr: String::from_utf8_lossy(&out.stderr).into(),
+            code: out.status.code(),
+            dir,
+        }
+    })
+}
+
 #[test]
 fn replay_draws_the_pool_at_every_point_when_asked() {
-    let trace = concat!(env!("CARGO_MANIFEST_DIR"), "/../traces/sample.trace");
-    let dir = std::env::temp_dir().join(format!("zsos-pictures-cli-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let out = boot_cmd(&[
-        "--timeout",
-        "180",
-        "replay",
-        "--pictures",
-        dir.to_str().unwrap(),
-        trace,
-    ]);
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let run = sample_replay();
+    let (stdout, stderr, dir) = (&run.stdout, &run.stderr, &run.dir);
+    assert_eq!(run.code, Some(0), "{stdout}\n{stderr}");
     assert!(!stdout.contains("SNAP "), "snapshots stay off the console");
     assert!(
         stderr.contains("4 pool and 4 memmap pictures in"),
@@ -170,7 +193,21 @@ fn replay_draws_the_pool_at_every_point_when_asked() {
             "{point}: {pages} zsmalloc frames in the legend: {texts:?}"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        !dir.join("pool-step-1.svg").exists(),
+        "the viewer's steps are not pictures"
+    );
+    // The README shows two of these: they must be what zsos draws today.
+    for name in ["pool-line13-s.svg", "pool-line16-c.svg"] {
+        let shown = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/pictures/");
+        let committed = std::fs::read_to_string(format!("{shown}{name}")).unwrap();
+        let fresh = std::fs::read_to_string(dir.join(name)).unwrap();
+        assert!(
+            committed == fresh,
+            "docs/pictures/{name} is not what `cargo run -- replay --pictures DIR \
+             traces/sample.trace` draws now: copy DIR/{name} over it"
+        );
+    }
 }
 
 #[test]
@@ -388,4 +425,338 @@ fn bench_with_a_bad_policy_is_a_usage_error_without_booting() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "{args:?}: {err}");
     }
+}
+
+/// Headless Chromium, or a failure that says how to install it: the viewer's tests never
+/// pass without a browser.
+fn chromium() -> &'static str {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "the replay viewer is tested in a headless browser and none was found: \
+                 `apt-get install -y chromium` (scripts/setup installs it)"
+            )
+        })
+}
+
+/// What the viewer shows after `presses` (the page's `#press=` fragment, clicked through its
+/// own buttons at load), as the browser's DOM.
+struct Shown {
+    dom: String,
+}
+
+impl Shown {
+    fn after(presses: &str) -> Shown {
+        let page = sample_replay().dir.join(boot::viewer::FILE_NAME);
+        assert!(
+            page.exists(),
+            "{}\n{}",
+            sample_replay().stderr,
+            page.display()
+        );
+        let url = format!("file://{}#press={presses}", page.display());
+        let out = Command::new(chromium())
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--dump-dom",
+                &url,
+            ])
+            .output()
+            .expect("chromium runs");
+        let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            dom.contains("id=\"op\""),
+            "{presses}: no page in the DOM: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Shown { dom }
+    }
+
+    /// The text of the element with this id.
+    fn text(&self, id: &str) -> String {
+        let open = format!("id=\"{id}\"");
+        let at = self.dom.find(&open).unwrap_or_else(|| panic!("no #{id}"));
+        let body = &self.dom[at..];
+        let start = body.find('>').unwrap() + 1;
+        let end = body[start..].find('<').unwrap();
+        body[start..start + end].replace("&gt;", ">")
+    }
+
+    /// Every element `<tag ...>` with its attributes.
+    fn elements(&self, tag: &str) -> Vec<Vec<(String, String)>> {
+        let open = format!("<{tag} ");
+        self.dom
+            .match_indices(&open)
+            .map(|(at, _)| {
+                let end = at + self.dom[at..].find('>').unwrap();
+                let mut attrs = Vec::new();
+                let mut rest = &self.dom[at + open.len()..end];
+                while let Some(eq) = rest.find("=\"") {
+                    let name = rest[..eq].trim().to_string();
+                    let close = rest[eq + 2..].find('"').unwrap();
+                    attrs.push((name, rest[eq + 2..eq + 2 + close].to_string()));
+                    rest = &rest[eq + 2 + close + 1..];
+                }
+                attrs
+            })
+            .collect()
+    }
+
+    /// The object slots drawn: (state, the trace id in it).
+    fn slots(&self) -> Vec<(String, Option<u64>)> {
+        let get = |attrs: &[(String, String)], k: &str| {
+            attrs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        };
+        self.elements("rect")
+            .into_iter()
+            .filter(|a| get(a, "class").as_deref() == Some("slot"))
+            .map(|a| {
+                (
+                    get(&a, "data-state").unwrap(),
+                    get(&a, "data-id").map(|i| i.parse().unwrap()),
+                )
+            })
+            .collect()
+    }
+
+    /// The class table's rows: (class, size, pages, used, slots).
+    fn class_rows(&self) -> Vec<[u64; 5]> {
+        let table = &self.dom[self.dom.find("<tbody>").unwrap()..];
+        let table = &table[..table.find("</tbody>").unwrap()];
+        table
+            .split("<tr")
+            .skip(1)
+            .map(|row| {
+                let cells: Vec<&str> = row
+                    .split("<td>")
+                    .skip(1)
+                    .map(|c| &c[..c.find('<').unwrap()])
+                    .collect();
+                let (used, slots) = cells[5].split_once('/').unwrap();
+                let n = |s: &str| s.parse::<u64>().unwrap();
+                [n(cells[0]), n(cells[1]), n(cells[4]), n(used), n(slots)]
+            })
+            .collect()
+    }
+}
+
+/// The kernel's own class table printed before the `REPLAY line=LINE` line: (class, size,
+/// pages, used, slots) per row.
+fn kernel_class_rows(stdout: &str, line: usize) -> Vec<[u64; 5]> {
+    let lines: Vec<&str> = stdout.lines().collect();
+    let end = lines
+        .iter()
+        .position(|l| l.starts_with(&format!("REPLAY line={line} ")))
+        .unwrap();
+    let start = lines[..end]
+        .iter()
+        .rposition(|l| l.starts_with(" class  size"))
+        .unwrap();
+    lines[start + 1..end]
+        .iter()
+        .filter(|l| !l.trim_start().starts_with("Total"))
+        .map(|l| {
+            let f: Vec<u64> = l.split_whitespace().map(|w| w.parse().unwrap()).collect();
+            // class size 11 groups obj_allocated obj_used pages_used pages_per_zspage freeable
+            [f[0], f[1], f[15], f[14], f[13]]
+        })
+        .collect()
+}
+
+/// The figure `name=` of the `REPLAY line=LINE` line.
+fn replay_figure(stdout: &str, line: usize, name: &str) -> u64 {
+    let l = stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("REPLAY line={line} ")))
+        .unwrap();
+    l.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{name}=")))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn the_replay_viewer_shows_each_step_as_the_trace_and_the_kernel_say() {
+    let run = sample_replay();
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("the replay viewer (17 steps)"),
+        "{}",
+        run.stderr
+    );
+    // The truth from the trace file itself: each operation, its line, the objects live.
+    let text = std::fs::read_to_string(SAMPLE_TRACE).unwrap();
+    let mut ops = Vec::new();
+    let mut live = std::collections::BTreeSet::new();
+    for (i, l) in text.lines().enumerate() {
+        if let Some(op) = zsmalloc::trace::parse_line(l).unwrap() {
+            match op {
+                zsmalloc::trace::Op::Alloc { id, .. } => live.insert(id),
+                zsmalloc::trace::Op::Free { id } => live.remove(&id),
+                _ => false,
+            };
+            ops.push((i + 1, op, live.clone()));
+        }
+    }
+    assert_eq!(ops.len(), 17);
+    let empty = Shown::after("next*0");
+    assert!(empty.text("op").starts_with("step 0 of 17"));
+    assert!(empty.slots().is_empty(), "the empty pool");
+    // Steps: the first alloc, the sixth (an object spanning two pages), the `s` at line 13,
+    // the frees at 14 and 15, the `c` at 16, the `s` at 19.
+    for step in [1, 6, 11, 12, 13, 14, 17] {
+        let shown = Shown::after(&format!("next*{step}"));
+        let (line, op, live) = &ops[step - 1];
+        assert_eq!(
+            shown.text("op"),
+            format!("step {step} of 17: line {line}: {op}"),
+            "step {step}"
+        );
+        let summary = shown.text("summary");
+        assert!(
+            summary.starts_with(&format!("objects {} · pages ", live.len())),
+            "step {step}: {summary}"
+        );
+        // Every live object is in an allocated slot, once; no other slot holds an id.
+        let mut ids: Vec<u64> = shown.slots().iter().filter_map(|s| s.1).collect();
+        ids.sort();
+        assert_eq!(ids, live.iter().copied().collect::<Vec<_>>(), "step {step}");
+        let states = |state: &str| -> Vec<Option<u64>> {
+            shown
+                .slots()
+                .into_iter()
+                .filter(|s| s.0 == state)
+                .map(|s| s.1)
+                .collect()
+        };
+        match op {
+            zsmalloc::trace::Op::Alloc { id, .. } | zsmalloc::trace::Op::Write { id } => {
+                assert_eq!(states("current"), [Some(*id)], "step {step}")
+            }
+            zsmalloc::trace::Op::Free { id } => {
+                assert!(!ids.contains(id));
+                let change = shown.text("change");
+                assert!(
+                    change.starts_with(&format!("object {id} freed from class ")),
+                    "{change}"
+                );
+                // Object 2 (line 14) was alone in its zspage, which goes with it; object 4
+                // (line 15) leaves a free slot beside objects 5 and 6.
+                if *line == 14 {
+                    assert!(states("freed").is_empty());
+                    assert!(change.contains("; pages 9 → 6"), "{change}");
+                } else {
+                    assert_eq!(states("freed").len(), 1, "step {step}: the slot it left");
+                }
+            }
+            zsmalloc::trace::Op::Compact | zsmalloc::trace::Op::Stats => {
+                // A report: the kernel printed its pages and its class table.
+                let pages = replay_figure(&run.stdout, *line, "pages");
+                assert!(
+                    summary.contains(&format!("pages {pages} ")),
+                    "step {step}: {summary}"
+                );
+                assert_eq!(
+                    shown.class_rows(),
+                    kernel_class_rows(&run.stdout, *line),
+                    "step {step}: the page's class table and the kernel's"
+                );
+            }
+        }
+        if matches!(op, zsmalloc::trace::Op::Compact) {
+            // What this compaction gave back, from the kernel's own line.
+            let by_this_c: u64 = run
+                .stdout
+                .lines()
+                .find(|l| l.contains(&format!("line {line} (after c)")))
+                .and_then(|l| l.rsplit('(').next())
+                .and_then(|t| t.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .unwrap();
+            let after = replay_figure(&run.stdout, *line, "pages");
+            let change = shown.text("change");
+            assert!(
+                change.contains(&format!("pages {} → {after}", after + by_this_c)),
+                "{change}"
+            );
+            let moved = states("moved").len();
+            assert!(moved > 0, "compaction moved objects: {change}");
+            assert!(
+                change.contains(&format!("compaction moved {moved} object")),
+                "{change}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_replay_viewer_goes_back_and_jumps_to_a_line() {
+    let back = Shown::after("next*15,back");
+    assert!(back.text("op").starts_with("step 14 of 17: line 16: c"));
+    let jump = Shown::after("jump:16");
+    assert_eq!(jump.text("op"), back.text("op"));
+    assert_eq!(jump.slots(), back.slots(), "the same step, drawn the same");
+    // A line between operations goes to the next operation; past the end, to the last.
+    assert!(
+        Shown::after("jump:2")
+            .text("op")
+            .starts_with("step 1 of 17: line 3: a 1 100")
+    );
+    assert!(
+        Shown::after("jump:99")
+            .text("op")
+            .starts_with("step 17 of 17: line 19: s")
+    );
+    let bad = Shown::after("next*3,jump:0");
+    assert!(bad.text("change").contains("no such line"));
+    assert!(bad.text("op").starts_with("step 3 of 17"), "nothing moved");
+}
+
+#[test]
+fn a_trace_too_large_for_the_viewer_is_refused_and_still_replayed() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("viewer-too-large");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace = dir.join("big.trace");
+    let ops = zsmalloc::steps::VIEWER_MAX_OPS + 1;
+    let text: String = (0..ops).map(|i| format!("a {i} 32\n")).collect();
+    std::fs::write(&trace, text).unwrap();
+    let out = boot_cmd(&[
+        "--timeout",
+        "180",
+        "replay",
+        "--viewer",
+        dir.to_str().unwrap(),
+        trace.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(3), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "has {ops} operations; the viewer shows at most 2000"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "zsos: replay big.trace done: {ops} lines, {ops} operations"
+        )),
+        "the replay still ran and reported: {stdout}"
+    );
+    assert!(!dir.join(boot::viewer::FILE_NAME).exists());
+    assert!(!stdout.contains("VIEW "));
 }

@@ -37,6 +37,7 @@ pub mod slots;
 pub mod snapshot;
 pub mod soak_args;
 pub mod stats;
+pub mod steps;
 pub mod trace;
 #[cfg(any(test, feature = "zbud"))]
 pub mod zbud;

@@ -29,6 +29,8 @@ pub struct ZspageSnapshot {
 pub struct ClassSnapshot {
     /// Position in the pool's class table.
     pub pos: usize,
+    /// The class's number as the console's class table shows it (Linux's class index).
+    pub index: usize,
     /// Slot size in bytes (header included).
     pub size: usize,
     /// The class's own zspage length (a zspage may be shorter under zsos's growth rule).
@@ -40,7 +42,7 @@ pub struct ClassSnapshot {
 }
 
 /// A pool at one point.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Snapshot {
     /// What the point is (a replay's `line=13,at=s`, say); no whitespace.
     pub point: String,
@@ -90,8 +92,9 @@ impl Snapshot {
         ));
         for c in &self.classes {
             out.push(format!(
-                "SNAP class pos={} size={} chain={} huge={} zspages={}",
+                "SNAP class pos={} index={} size={} chain={} huge={} zspages={}",
                 c.pos,
+                c.index,
                 c.size,
                 c.chain,
                 u8::from(c.huge),
@@ -174,6 +177,7 @@ impl Snapshot {
                     };
                     snap.classes.push(ClassSnapshot {
                         pos: num("pos")?,
+                        index: num("index")?,
                         size: num("size")?,
                         chain: num("chain")?,
                         huge: num("huge")? == 1,

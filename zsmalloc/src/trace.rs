@@ -154,12 +154,51 @@ pub struct Totals {
     pub compactions: u64,
 }
 
+/// One operation just done, for a caller that follows a replay step by step (the viewer).
+pub struct Step<'a> {
+    /// Its line.
+    pub line: usize,
+    /// The operation.
+    pub op: Op,
+    objects: &'a BTreeMap<u64, (Handle, usize)>,
+}
+
+impl Step<'_> {
+    /// The live objects now: the trace's id and the pool's handle, by id.
+    pub fn objects(&self) -> impl Iterator<Item = (u64, Handle)> + '_ {
+        self.objects.iter().map(|(&id, &(h, _))| (id, h))
+    }
+}
+
+impl core::fmt::Display for Op {
+    /// The operation as a trace line says it (`a 17 1200`, `f 17`, `c`).
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Op::Alloc { id, size } => write!(f, "a {id} {size}"),
+            Op::Free { id } => write!(f, "f {id}"),
+            Op::Write { id } => write!(f, "w {id}"),
+            Op::Compact => write!(f, "c"),
+            Op::Stats => write!(f, "s"),
+        }
+    }
+}
+
 /// Replays `text` against `pool`, calling `report` at every `c`, `s` and at the end. Objects
 /// still live at the end are freed (so the pool ends empty) unless the replay stopped.
 pub fn replay<B: Backend>(
     pool: &Pool<B>,
     text: &[u8],
+    report: impl FnMut(&Report),
+) -> Result<Totals, TraceError> {
+    replay_steps(pool, text, report, |_| {})
+}
+
+/// [`replay`], calling `step` after every operation done (after its report, if it has one).
+pub fn replay_steps<B: Backend>(
+    pool: &Pool<B>,
+    text: &[u8],
     mut report: impl FnMut(&Report),
+    mut step: impl FnMut(&Step<'_>),
 ) -> Result<Totals, TraceError> {
     let mut objects: BTreeMap<u64, (Handle, usize)> = BTreeMap::new();
     let mut live_bytes = 0u64;
@@ -255,6 +294,11 @@ pub fn replay<B: Backend>(
                 ))
             }
         }
+        step(&Step {
+            line,
+            op,
+            objects: &objects,
+        });
     }
     pool.compact_pending(usize::MAX);
     report(&snapshot(

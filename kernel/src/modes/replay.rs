@@ -5,18 +5,22 @@
 //! and the run fails.
 
 use zsmalloc::Policy;
+use zsmalloc::steps::{StepView, VIEWER_MAX_OPS};
 use zsmalloc::trace::{self, Report};
 
 use crate::arch::qemu::ExitCode;
 use crate::println;
 use crate::zs_backend::MovablePool;
 
-/// Runs the mode: `replay NAME [--policy P] [--snapshots]`; `payload` is the trace. With
+/// Runs the mode: `replay NAME [--policy P] [--snapshots] [--steps]`; `payload` is the
+/// trace. With `--steps`, every operation is followed by the pool as the replay viewer shows
+/// it (`zsmalloc::steps`: `VIEW` and `SNAP` lines, at most `VIEWER_MAX_OPS` steps). With
 /// `--snapshots`, each report is followed by the pool's snapshot as `SNAP` lines
 /// (`zsmalloc::snapshot`) and the frame census as `MEMMAP` lines (`docs/protocol.md`),
 /// which the runner draws.
 pub fn run(rest: &[&str], payload: &[u8]) -> ExitCode {
-    let (mut name, mut policy, mut snapshots) = ("(unnamed)", Policy::default(), false);
+    let (mut name, mut policy, mut snapshots, mut steps) =
+        ("(unnamed)", Policy::default(), false, false);
     let mut args = rest.iter();
     while let Some(&arg) = args.next() {
         match arg {
@@ -32,10 +36,11 @@ pub fn run(rest: &[&str], payload: &[u8]) -> ExitCode {
                 }
             },
             "--snapshots" => snapshots = true,
+            "--steps" => steps = true,
             n if name == "(unnamed)" && !n.starts_with("--") => name = n,
             extra => {
                 println!(
-                    "zsos: error: mode 'replay' takes a trace name, --policy P and --snapshots, got '{extra}'"
+                    "zsos: error: mode 'replay' takes a trace name, --policy P, --snapshots and --steps, got '{extra}'"
                 );
                 return ExitCode::Failure;
             }
@@ -54,17 +59,39 @@ pub fn run(rest: &[&str], payload: &[u8]) -> ExitCode {
     );
     let pool = MovablePool::new("replay", policy.config());
     let start = crate::arch::tsc::start();
-    let result = trace::replay(&pool, payload, |r| {
-        print_report(name, &policy_name, r);
-        if snapshots {
-            let at = match r.at {
-                'c' => "c",
-                's' => "s",
-                _ => "end",
-            };
-            super::print_pictures(&pool, &alloc::format!("line{}-{at}", r.line));
-        }
-    });
+    let mut step_n = 0;
+    let result = trace::replay_steps(
+        &pool,
+        payload,
+        |r| {
+            print_report(name, &policy_name, r);
+            if snapshots {
+                let at = match r.at {
+                    'c' => "c",
+                    's' => "s",
+                    _ => "end",
+                };
+                super::print_pictures(&pool, &alloc::format!("line{}-{at}", r.line));
+            }
+        },
+        |step| {
+            if !steps {
+                return;
+            }
+            step_n += 1;
+            if step_n > VIEWER_MAX_OPS {
+                if step_n == VIEWER_MAX_OPS + 1 {
+                    println!(
+                        "zsos: error: replay {name}: the viewer takes at most {VIEWER_MAX_OPS} operations; no more steps"
+                    );
+                }
+                return;
+            }
+            for line in StepView::of(&pool, step, step_n).lines() {
+                println!("{line}");
+            }
+        },
+    );
     let us = crate::arch::tsc::cycles_to_us(crate::arch::tsc::stop() - start);
     match result {
         Ok(t) => {

@@ -360,7 +360,10 @@ impl<B: Backend> Pool<B> {
         let (pfn, idx) = handle::decode_obj(slot.obj());
         let size = st.size as usize;
         let (pfn, data, second) = self.object_bytes(p.class as usize, pfn, idx, size);
+        let zspage = crate::zsdesc::owner(self.backend.desc(pfn))
+            .expect("a live object's page belongs to a zspage");
         Ok(Location {
+            zspage,
             pfn,
             index: idx,
             data_offset: data,

@@ -154,6 +154,9 @@ pub struct Location {
     pub size: usize,
     /// Logical index of its class.
     pub class_index: usize,
+    /// Its class's position in [`Pool::classes`] and its zspage's id there (as a
+    /// [`crate::snapshot::Snapshot`] names them; `index` is its slot).
+    pub zspage: crate::zsdesc::ZsPageRef,
 }
 
 impl<B: Backend> Pool<B> {
@@ -391,6 +394,7 @@ impl<B: Backend> Pool<B> {
             if !zspages.is_empty() {
                 out.push(crate::snapshot::ClassSnapshot {
                     pos,
+                    index: self.table.classes[pos].index,
                     size: c.layout.size,
                     chain: c.layout.pages_per_zspage,
                     huge: c.layout.huge,
