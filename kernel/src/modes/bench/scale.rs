@@ -61,6 +61,9 @@ pub fn figures() {
         );
         println!("BENCH name=zs.scale.{n}.malloc_free value={cycles} unit=cycles");
         println!("BENCH name=zs.scale.{n}.random_page_read value={touch} unit=cycles");
+        if n == 100_000 {
+            picture_figures(&pool, n);
+        }
     }
     let ratio = last_cycles as f64 / first.max(1) as f64;
     println!("    1000000 / 1000 live: {ratio:.2}");
@@ -154,4 +157,36 @@ fn random_touch_cycles(pool: &Pool<KernelBackend>, rng: &mut Rng) -> u64 {
         })
         .collect();
     median(&mut samples)
+}
+
+/// What a picture costs at `n` live objects (`replay --pictures` takes one at every report):
+/// reading the pool's snapshot, writing it as console lines, and the frame census. Printing
+/// the lines over the serial console is not counted (their bytes are given).
+fn picture_figures(pool: &Pool<KernelBackend>, n: usize) {
+    let t0 = tsc::start();
+    let snap = zsmalloc::snapshot::Snapshot::of(pool, "bench");
+    let read = tsc::stop() - t0;
+    let t1 = tsc::start();
+    let lines = snap.lines();
+    let format = tsc::stop() - t1;
+    let bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
+    let t2 = tsc::start();
+    let census = crate::mm::census::take("bench", crate::zs_backend::is_zsmalloc_page);
+    let census_cycles = tsc::stop() - t2;
+    let (read_us, format_us, census_us) = (
+        tsc::cycles_to_us(read),
+        tsc::cycles_to_us(format),
+        tsc::cycles_to_us(census_cycles),
+    );
+    println!(
+        "    snapshot at {n} live: read {read_us} us, as lines {format_us} us ({} lines, {} KiB); frame census {census_us} us ({} frames in {} runs)",
+        lines.len(),
+        bytes / 1024,
+        census.frames(),
+        census.runs.len()
+    );
+    println!("BENCH name=snapshot.{n}.read value={read_us} unit=us");
+    println!("BENCH name=snapshot.{n}.lines value={format_us} unit=us");
+    println!("BENCH name=snapshot.{n}.bytes value={bytes} unit=bytes");
+    println!("BENCH name=census.{n}.take value={census_us} unit=us");
 }
