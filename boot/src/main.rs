@@ -56,9 +56,11 @@ Modes (passed to the kernel; everything after the mode goes to it unchanged):
                     physical memory (every frame by owner) as DIR/memmap-lineN-AT.svg;
                     --viewer writes DIR/replay.html, a page that steps through the replay
                     operation by operation (traces of at most 2000 operations)
-  soak [N] [--seed S] [--policy P]
+  soak [N] [--seed S] [--policy P] [--pictures DIR]
                     N random pool operations (default 1000000) on every CPU, with compaction,
-                    page migration and ranges emptied, every object checked byte for byte
+                    page migration and ranges emptied, every object checked byte for byte;
+                    --pictures draws the pool and memory at the end and after a last
+                    compaction (DIR/pool-end.svg, pool-compacted.svg, memmap-*.svg)
   crash KIND        end in a chosen failure (panic, page-fault, gp, ud, ap-panic,
                     ap-stack-overflow) to see its
                     diagnostic
@@ -112,18 +114,18 @@ fn take_bench_options(opts: &mut Options) -> Result<(), String> {
     Ok(())
 }
 
-/// `run --pictures DIR` (the demo): the pool's pictures after the fill, the discards and the
-/// compaction go to DIR; the kernel is asked for its snapshots.
-fn take_demo_pictures(opts: &mut Options) -> Result<(), String> {
-    if opts.kernel_args.first().map(String::as_str) != Some("run") {
-        return Ok(());
-    }
+/// `run --pictures DIR` (the demo) and `soak ... --pictures DIR`: the pool's pictures (after
+/// the demo's fill, discards and compaction; at the soak's end and after a compaction) go to
+/// DIR; the kernel is asked for its snapshots.
+fn take_mode_pictures(opts: &mut Options) -> Result<(), String> {
+    let mode = match opts.kernel_args.first().map(String::as_str) {
+        Some(m @ ("run" | "soak")) => m.to_string(),
+        _ => return Ok(()),
+    };
     if let Some(i) = opts.kernel_args.iter().position(|a| a == "--pictures") {
-        let dir = opts
-            .kernel_args
-            .get(i + 1)
-            .cloned()
-            .ok_or("run --pictures needs a directory for the pictures")?;
+        let dir = opts.kernel_args.get(i + 1).cloned().ok_or(format!(
+            "{mode} --pictures needs a directory for the pictures"
+        ))?;
         opts.pictures = Some(writable_dir(&dir)?);
         opts.kernel_args
             .splice(i..i + 2, ["--snapshots".to_string()]);
@@ -291,8 +293,8 @@ fn main() -> ExitCode {
     };
     if let Err(msg) = load_replay_file(&mut opts)
         .and_then(|()| take_bench_options(&mut opts))
+        .and_then(|()| take_mode_pictures(&mut opts))
         .and_then(|()| check_soak_args(&opts))
-        .and_then(|()| take_demo_pictures(&mut opts))
     {
         eprintln!("zsos: error: {msg}");
         return ExitCode::from(EXIT_USAGE);
@@ -688,7 +690,7 @@ mod tests {
         let mut o = parse_args(&strings(&["run", "--pictures", dir.to_str().unwrap()]))
             .unwrap()
             .unwrap();
-        take_demo_pictures(&mut o).unwrap();
+        take_mode_pictures(&mut o).unwrap();
         assert_eq!(o.kernel_args, strings(&["run", "--snapshots"]));
         assert_eq!(o.pictures.as_deref(), Some(dir.as_path()));
         assert!(dir.is_dir(), "the directory is made");
@@ -696,10 +698,10 @@ mod tests {
         let mut o = parse_args(&strings(&["run", "--pictures"]))
             .unwrap()
             .unwrap();
-        let e = take_demo_pictures(&mut o).unwrap_err();
+        let e = take_mode_pictures(&mut o).unwrap_err();
         assert!(e.contains("needs a directory"), "{e}");
         let mut o = parse_args(&strings(&["run"])).unwrap().unwrap();
-        take_demo_pictures(&mut o).unwrap();
+        take_mode_pictures(&mut o).unwrap();
         assert_eq!((o.kernel_args, o.pictures), (strings(&["run"]), None));
     }
 

@@ -284,6 +284,14 @@ fn soak_with_bad_arguments_is_a_usage_error_without_booting() {
         (&["soak", "0"], "'0' is not a count of operations"),
         (&["soak", "5", "--seed"], "--seed needs a number"),
         (&["soak", "--policy", "zbud"], "unknown policy 'zbud'"),
+        (
+            &["soak", "5", "--pictures"],
+            "soak --pictures needs a directory",
+        ),
+        (
+            &["soak", "--pictures", "/proc/zsos-pictures"],
+            "cannot make directory '/proc/zsos-pictures'",
+        ),
     ] {
         let out = boot_cmd(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
@@ -294,6 +302,61 @@ fn soak_with_bad_arguments_is_a_usage_error_without_booting() {
             "{args:?}: the kernel booted"
         );
     }
+}
+
+/// `soak N --pictures DIR`: the pool and memory at the soak's end and after a last
+/// compaction, which keeps every object in no more pages.
+#[test]
+fn soak_draws_the_pool_at_its_end_and_after_a_last_compaction() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("soak-pictures");
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = boot_cmd(&[
+        "--timeout",
+        "180",
+        "soak",
+        "20000",
+        "--pictures",
+        dir.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("2 pool and 2 memmap pictures in"),
+        "{stderr}"
+    );
+    // (objects, pages) from each pool picture's title and its filled boxes.
+    let pool = |point: &str| -> (usize, u64) {
+        let svg = std::fs::read_to_string(dir.join(format!("pool-{point}.svg"))).unwrap();
+        let doc = roxmltree::Document::parse(&svg).expect("well-formed SVG");
+        let objects = doc
+            .descendants()
+            .filter(|n| {
+                n.has_tag_name("rect")
+                    && n.attribute("fill").map(str::to_ascii_lowercase) == Some("#2f6fc4".into())
+            })
+            .count();
+        let pages = svg
+            .split(" pages")
+            .next()
+            .and_then(|t| t.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        (objects, pages)
+    };
+    let (end, compacted) = (pool("end"), pool("compacted"));
+    let live: usize = stdout
+        .lines()
+        .find_map(|l| l.split_once(" objects live at the end"))
+        .and_then(|(t, _)| t.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no live count in the soak's report: {stdout}"));
+    assert_eq!(end.0, live, "one filled box per surviving object");
+    assert_eq!(compacted.0, live, "compaction keeps every object");
+    assert!(compacted.1 <= end.1, "{end:?} then {compacted:?}");
+    assert!(dir.join("memmap-end.svg").exists() && dir.join("memmap-compacted.svg").exists());
 }
 
 #[test]

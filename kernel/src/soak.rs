@@ -61,12 +61,14 @@ struct Counters {
 
 /// Runs `ops` operations (in all) from `seed` on a pool of `policy`, on this CPU only or on
 /// every CPU that is up. Returns what it did, or the first object whose bytes changed; a pool
-/// error panics (the soak only asks for what must succeed).
+/// error panics (the soak only asks for what must succeed). `at_end` sees the pool once every
+/// CPU is done and every survivor checked, before they are freed (the pictures).
 pub fn run(
     ops: u64,
     seed: u64,
     all_cpus: bool,
     policy: Policy,
+    at_end: Option<&dyn Fn(&MovablePool)>,
 ) -> Result<SoakReport, alloc::string::String> {
     let pool = MovablePool::new("soak", policy.config());
     let cpus = if all_cpus { smp::cpus_up() } else { 1 };
@@ -110,6 +112,9 @@ pub fn run(
         emptied: counters.emptied.load(Ordering::Relaxed),
         refused: counters.refused.load(Ordering::Relaxed),
     };
+    if let Some(at_end) = at_end {
+        at_end(&pool);
+    }
     for (h, _) in live {
         pool.free(h).expect("a live object frees");
     }

@@ -15,10 +15,13 @@ pub struct SoakArgs {
     pub seed: u64,
     /// The pool's policy.
     pub policy: Policy,
+    /// `--snapshots`: print the pool's snapshot and the frame census at the end, and again
+    /// after a last compaction (the runner's `soak --pictures DIR` asks for it).
+    pub snapshots: bool,
 }
 
 /// The usage line, for error messages.
-pub const USAGE: &str = "soak [OPERATIONS] [--seed S] [--policy P]";
+pub const USAGE: &str = "soak [OPERATIONS] [--seed S] [--policy P] [--pictures DIR]";
 
 impl Default for SoakArgs {
     fn default() -> Self {
@@ -26,6 +29,7 @@ impl Default for SoakArgs {
             ops: 1_000_000,
             seed: 0x50a4,
             policy: Policy::default(),
+            snapshots: false,
         }
     }
 }
@@ -49,6 +53,7 @@ impl SoakArgs {
                     let p = it.next().ok_or("soak: --policy needs a policy name")?;
                     parsed.policy = Policy::parse(p)?;
                 }
+                "--snapshots" => parsed.snapshots = true,
                 n if !ops_given && !n.starts_with('-') => {
                     parsed.ops = n
                         .replace('_', "")
@@ -83,6 +88,8 @@ mod tests {
         assert_eq!((a.ops, a.seed), (10_000_000, 7));
         assert_eq!(a.policy, Policy::parse("zsos").unwrap());
         assert_eq!(parse("--seed 9 5").unwrap().ops, 5);
+        assert!(!parse("5").unwrap().snapshots);
+        assert!(parse("5 --snapshots").unwrap().snapshots);
     }
 
     #[test]

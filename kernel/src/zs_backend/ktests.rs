@@ -437,7 +437,7 @@ fn emptying_a_range_is_refused_under_a_mapping_and_for_unmovable_frames() {
 /// whose zspages differ in length).
 fn soak_one_million_operations_with_compaction_and_migration() {
     for policy in [zsmalloc::Policy::LINUX, zsmalloc::Policy::ZSOS] {
-        let r = crate::soak::run(500_000, 0x50a4, false, policy)
+        let r = crate::soak::run(500_000, 0x50a4, false, policy, None)
             .unwrap_or_else(|e| panic!("soak ({}): {e}", policy.name()));
         crate::println!("  soak ({}): {r}", policy.name());
         assert!(r.ops >= 500_000);
