@@ -25,6 +25,7 @@ pub mod ktest;
 pub mod mm;
 pub mod modes;
 pub mod percpu;
+pub mod pictures;
 pub mod soak;
 pub mod workload;
 pub mod zram;

@@ -237,10 +237,12 @@ impl Graded {
 
     /// The last [`TAIL_LINES`] lines of its output.
     pub fn tail(&self) -> Vec<&str> {
+        // A pool's snapshot is for the pictures, not for reading.
         let lines: Vec<&str> = self
             .output
             .lines()
             .filter(|l| !l.trim().is_empty())
+            .filter(|l| !l.starts_with("SNAP ") && !l.starts_with("MEMMAP "))
             .collect();
         lines[lines.len().saturating_sub(TAIL_LINES)..].to_vec()
     }
@@ -413,14 +415,44 @@ fn file_name(test: &str) -> String {
         .collect()
 }
 
-/// Writes each failed test's serial output to `dir/<test>.log`; returns the files.
-pub fn save_failure_logs(grade: &LabGrade, dir: &Path) -> io::Result<Vec<(String, PathBuf)>> {
+/// What was saved of a failed test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedFailure {
+    /// The test.
+    pub test: String,
+    /// Its serial output.
+    pub log: PathBuf,
+    /// The pictures drawn from the pool snapshots and frame censuses it printed (a lab test
+    /// about to fail prints its pool: `kernel::pictures::show_if_failing`).
+    pub pictures: Vec<PathBuf>,
+}
+
+/// Writes each failed test's serial output to `dir/<test>.log`, and draws what it printed
+/// of its pool as `dir/<test>.pool-POINT.svg` (and `.memmap-POINT.svg`). A snapshot cut
+/// short (the test died while printing it) is skipped; the log still has its lines.
+pub fn save_failure_logs(grade: &LabGrade, dir: &Path) -> io::Result<Vec<SavedFailure>> {
     let mut saved = Vec::new();
     for t in grade.tests.iter().filter(|t| !t.passed) {
         std::fs::create_dir_all(dir)?;
-        let path = dir.join(format!("{}.log", file_name(&t.name)));
-        std::fs::write(&path, format!("{}\n", t.output))?;
-        saved.push((t.name.clone(), path));
+        let stem = file_name(&t.name);
+        let log = dir.join(format!("{stem}.log"));
+        std::fs::write(&log, format!("{}\n", t.output))?;
+        let mut pictures = Vec::new();
+        for snap in zsmalloc::snapshot::Snapshot::parse(t.output.lines()).unwrap_or_default() {
+            let path = dir.join(format!("{stem}.pool-{}.svg", snap.point));
+            boot::pictures::draw_pool(&snap, &path)?;
+            pictures.push(path);
+        }
+        for map in zsmalloc::frame_map::FrameMap::parse(t.output.lines()).unwrap_or_default() {
+            let path = dir.join(format!("{stem}.memmap-{}.svg", map.point));
+            boot::pictures::draw_memmap(&map, &path)?;
+            pictures.push(path);
+        }
+        saved.push(SavedFailure {
+            test: t.name.clone(),
+            log,
+            pictures,
+        });
     }
     Ok(saved)
 }
@@ -437,7 +469,7 @@ pub enum Rerun {
 
 /// The lines printed for one lab: one per test (a failed one with why, its last serial
 /// lines, its log and how to rerun it), then the lab's subtotal.
-pub fn render(grade: &LabGrade, logs: &[(String, PathBuf)], rerun: Rerun) -> String {
+pub fn render(grade: &LabGrade, logs: &[SavedFailure], rerun: Rerun) -> String {
     let mut out = String::new();
     let title = crate::title(grade.lab).unwrap_or("(untitled)");
     let _ = writeln!(out, "== Lab {}: {title}", grade.lab);
@@ -488,8 +520,11 @@ pub fn render(grade: &LabGrade, logs: &[(String, PathBuf)], rerun: Rerun) -> Str
                 let _ = writeln!(out, "    | {l}");
             }
         }
-        if let Some((_, log)) = logs.iter().find(|(n, _)| *n == t.name) {
-            let _ = writeln!(out, "    serial log: {}", log.display());
+        if let Some(saved) = logs.iter().find(|f| f.test == t.name) {
+            let _ = writeln!(out, "    serial log: {}", saved.log.display());
+            for p in &saved.pictures {
+                let _ = writeln!(out, "    picture: {}", p.display());
+            }
         }
         if rerun == Rerun::Local {
             let _ = writeln!(

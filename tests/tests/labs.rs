@@ -754,15 +754,82 @@ fn a_failed_test_says_why_and_shows_its_last_serial_lines() {
     assert_eq!(*long.tail().last().unwrap(), "line 20");
 }
 
+/// A lab test about to fail prints its pool (`kernel::pictures::show_if_failing`): the grader
+/// draws each snapshot beside the log, names the pictures in the report, and keeps the
+/// snapshot's lines out of the last serial lines it shows.
+#[test]
+fn a_failed_test_s_pool_snapshot_is_drawn_beside_its_log() {
+    use zsmalloc::frame_map::{FrameMap, FrameOwner};
+    use zsmalloc::snapshot::{ClassSnapshot, Snapshot, ZspageSnapshot};
+    let snap = Snapshot {
+        point: "after-compaction".into(),
+        classes: vec![ClassSnapshot {
+            pos: 3,
+            index: 30,
+            size: 1632,
+            chain: 2,
+            huge: false,
+            zspages: vec![ZspageSnapshot {
+                id: 0,
+                pages: 2,
+                group: 6,
+                allocated: vec![true, false, true, true, false],
+            }],
+        }],
+    };
+    let mut census = FrameMap::new("after-compaction", "wide");
+    census.push(FrameOwner::Reserved, 10);
+    census.push(FrameOwner::Zsmalloc, 2);
+    let mut g = sample_grade();
+    g.tests[1].output = ["compacting"]
+        .into_iter()
+        .map(String::from)
+        .chain(snap.lines())
+        .chain(census.lines())
+        .chain(["KERNEL PANIC at kernel/src/zs_backend/compaction_ktests.rs:90:5 on CPU 0: 2 pages freed".to_string()])
+        .collect::<Vec<_>>()
+        .join("\n");
+    let dir = scratch("pictures");
+    let logs = grade::save_failure_logs(&g, &dir).unwrap();
+    let pool = dir.join("mm__bb.pool-after-compaction.svg");
+    let memmap = dir.join("mm__bb.memmap-after-compaction.svg");
+    assert_eq!(logs[0].pictures, [pool.clone(), memmap.clone()]);
+    let svg = std::fs::read_to_string(&pool).unwrap();
+    assert!(
+        svg.contains("class 30: 1632 B, chain 2, 3/5 objects"),
+        "{svg}"
+    );
+    assert!(
+        std::fs::read_to_string(&memmap)
+            .unwrap()
+            .contains("zsmalloc 2")
+    );
+    let text = grade::render(&g, &logs, Rerun::Local);
+    assert!(
+        text.contains(&format!("    picture: {}", pool.display())),
+        "{text}"
+    );
+    assert!(
+        !text.contains("SNAP ") && !text.contains("MEMMAP "),
+        "{text}"
+    );
+    assert!(text.contains("    | compacting"), "{text}");
+    // Cut short (the test died while printing it): no picture, the log is still written.
+    g.tests[1].output = snap.lines()[..2].join("\n");
+    let logs = grade::save_failure_logs(&g, &scratch("cut-pictures")).unwrap();
+    assert!(logs[0].pictures.is_empty() && logs[0].log.exists());
+}
+
 #[test]
 fn the_report_gives_each_test_its_points_why_it_failed_and_a_rerun_command() {
     let g = sample_grade();
     let dir = scratch("logs");
     let logs = grade::save_failure_logs(&g, &dir).unwrap();
     assert_eq!(logs.len(), 2);
-    assert_eq!(logs[0].1, dir.join("mm__bb.log"));
+    assert_eq!(logs[0].log, dir.join("mm__bb.log"));
+    assert!(logs[0].pictures.is_empty(), "it printed no pool");
     assert!(
-        std::fs::read_to_string(&logs[0].1)
+        std::fs::read_to_string(&logs[0].log)
             .unwrap()
             .starts_with("allocating 5 frames\n")
     );

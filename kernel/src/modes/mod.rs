@@ -78,15 +78,3 @@ fn no_args(mode: &str, rest: &[&str]) -> Result<(), ExitCode> {
         }
     }
 }
-
-/// Prints what the runner draws at `point` (`--pictures`): the pool's snapshot as `SNAP`
-/// lines, then the frame census as `MEMMAP` lines (`docs/protocol.md`).
-fn print_pictures<B: zsmalloc::Backend>(pool: &zsmalloc::Pool<B>, point: &str) {
-    for line in zsmalloc::snapshot::Snapshot::of(pool, point).lines() {
-        println!("{line}");
-    }
-    let census = crate::mm::census::take(point, crate::zs_backend::is_zsmalloc_page);
-    for line in census.lines() {
-        println!("{line}");
-    }
-}

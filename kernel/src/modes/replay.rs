@@ -71,7 +71,7 @@ pub fn run(rest: &[&str], payload: &[u8]) -> ExitCode {
                     's' => "s",
                     _ => "end",
                 };
-                super::print_pictures(&pool, &alloc::format!("line{}-{at}", r.line));
+                crate::pictures::print(&pool, &alloc::format!("line{}-{at}", r.line));
             }
         },
         |step| {

@@ -72,7 +72,7 @@ fn machine_summary() {
 /// Prints the pool's snapshot and the frame census at `point` if asked.
 fn snapshot(on: bool, zram: &Zram, point: &str) {
     if on {
-        super::print_pictures(zram.pool(), point);
+        crate::pictures::print(zram.pool(), point);
     }
 }
 

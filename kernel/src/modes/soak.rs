@@ -27,10 +27,10 @@ pub fn run(rest: &[&str]) -> ExitCode {
     );
     // With `--snapshots`: the pool at the end, and again after a last compaction.
     let pictures = |pool: &crate::zs_backend::MovablePool| {
-        super::print_pictures(pool, "end");
+        crate::pictures::print(pool, "end");
         let freed = pool.compact();
         println!("zsos: soak: a last compaction freed {freed} pages");
-        super::print_pictures(pool, "compacted");
+        crate::pictures::print(pool, "compacted");
     };
     let at_end: Option<&dyn Fn(&crate::zs_backend::MovablePool)> =
         if snapshots { Some(&pictures) } else { None };

@@ -81,7 +81,13 @@ fn compaction_moves_the_sparsest_zspage_into_the_fullest() {
     assert_eq!(p.total_pages(), 6);
     let sparse_one = live[7].0;
     let before = p.location(sparse_one).unwrap();
+    // Kept to be drawn, with the pool after, if compaction does not do what it should.
+    let pool_before = zsmalloc::snapshot::Snapshot::of(&p, "before-compaction");
     let freed = p.compact();
+    if freed != 2 || p.total_pages() != 4 {
+        crate::pictures::print_snapshot(&pool_before);
+        crate::pictures::show_if_failing(true, &p, "after-compaction");
+    }
     assert_eq!(
         freed, 2,
         "8 objects fit in two zspages: one zspage (2 pages) is freed"

@@ -35,6 +35,11 @@ fn a_fresh_zspage_hands_out_its_objects_in_index_order() {
     let p = pool();
     let hs = fill_one_zspage(&p);
     let at: Vec<_> = hs.iter().map(|&h| p.location(h).unwrap()).collect();
+    crate::pictures::show_if_failing(
+        at.iter().enumerate().any(|(i, l)| l.index != i as u32),
+        &p,
+        "after-five-mallocs",
+    );
     let (page0, page1) = (at[0].pfn, at[3].pfn);
     assert_ne!(page0, page1, "a 1632-byte class's zspage has two pages");
     for (i, l) in at.iter().enumerate() {
@@ -104,6 +109,11 @@ fn the_freelist_gives_back_the_last_freed_object_first() {
     let again: Vec<Handle> = (0..2)
         .map(|_| p.malloc(SLOT - HANDLE_SIZE).unwrap())
         .collect();
+    crate::pictures::show_if_failing(
+        (index(again[0]), index(again[1])) != (3, 1) || p.total_pages() != 2,
+        &p,
+        "after-two-mallocs",
+    );
     assert_eq!(
         (index(again[0]), index(again[1])),
         (3, 1),
