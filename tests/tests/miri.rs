@@ -94,8 +94,14 @@ fn plan() -> Result<(Vec<String>, Vec<String>), String> {
 /// Runs one test under Miri (even one the crate ignores there, if asked for with cargo test's
 /// `--ignored`); passes only if Miri ran it and it passed.
 fn run_one(name: &str) -> Result<(), Failed> {
+    let started = std::time::Instant::now();
     let out = cargo_miri(&["--", "--exact", "--include-ignored", name])
         .map_err(|e| Failed::from(e.to_string()))?;
+    // The slow ones are named, so that the stage's time can be kept in check.
+    let seconds = started.elapsed().as_secs();
+    if seconds >= SLOW_SECONDS {
+        eprintln!("miri: {name} took {seconds} s");
+    }
     let stdout = String::from_utf8_lossy(&out.stdout);
     // `test NAME ... ok`, or `test NAME - should panic ... ok`.
     let ran_ok = stdout.lines().any(|l| {
@@ -114,6 +120,9 @@ fn run_one(name: &str) -> Result<(), Failed> {
         )))
     }
 }
+
+/// A test that takes this long under Miri is named with its time on stderr.
+const SLOW_SECONDS: u64 = 30;
 
 /// The tests `cargo test` runs under Miri (see the module doc).
 const CORE: [&str; 10] = [
