@@ -517,6 +517,12 @@ struct Shown {
 
 impl Shown {
     fn after(presses: &str) -> Shown {
+        Shown::after_ms(presses, 0)
+    }
+
+    /// After `presses` and `ms` milliseconds of the page's own time (the browser's virtual
+    /// time: a timer of the page runs as if that long had passed, at once).
+    fn after_ms(presses: &str, ms: u32) -> Shown {
         let page = sample_replay().dir.join(boot::viewer::FILE_NAME);
         assert!(
             page.exists(),
@@ -525,15 +531,20 @@ impl Shown {
             page.display()
         );
         let url = format!("file://{}#press={presses}", page.display());
+        let budget = format!("--virtual-time-budget={ms}");
+        let mut args = vec![
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--dump-dom",
+        ];
+        if ms > 0 {
+            args.push(&budget);
+        }
         let out = Command::new(chromium())
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--dump-dom",
-                &url,
-            ])
+            .args(args)
+            .arg(&url)
             .output()
             .expect("chromium runs");
         let dom = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -764,7 +775,7 @@ fn the_replay_viewer_shows_each_step_as_the_trace_and_the_kernel_say() {
 }
 
 #[test]
-fn the_replay_viewer_goes_back_and_jumps_to_a_line() {
+fn the_replay_viewer_goes_back_plays_and_jumps_to_a_line() {
     let back = Shown::after("next*15,back");
     assert!(back.text("op").starts_with("step 14 of 17: line 16: c"));
     let jump = Shown::after("jump:16");
@@ -781,6 +792,19 @@ fn the_replay_viewer_goes_back_and_jumps_to_a_line() {
             .text("op")
             .starts_with("step 17 of 17: line 19: s")
     );
+    // Play steps on by itself (0.7 s a step) and stops at the last step.
+    let playing = Shown::after_ms("play", 3000);
+    let step: usize = playing.text("op")["step ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((2..17).contains(&step), "{}", playing.text("op"));
+    assert!(playing.text("play").contains("pause"));
+    let played = Shown::after_ms("play", 30_000);
+    assert!(played.text("op").starts_with("step 17 of 17"));
+    assert!(played.text("play").contains("play"), "stopped at the end");
     let bad = Shown::after("next*3,jump:0");
     assert!(bad.text("change").contains("no such line"));
     assert!(bad.text("op").starts_with("step 3 of 17"), "nothing moved");
