@@ -211,7 +211,7 @@ fn replay_draws_the_pool_at_every_point_when_asked() {
 }
 
 #[test]
-fn replay_pictures_into_a_directory_it_cannot_write_is_a_usage_error_without_booting() {
+fn replay_pictures_or_viewer_into_a_directory_it_cannot_write_is_a_usage_error_without_booting() {
     let trace = concat!(env!("CARGO_MANIFEST_DIR"), "/../traces/sample.trace");
     let out = boot_cmd(&["replay", "--pictures", "/proc/zsos-pictures", trace]);
     assert_eq!(out.status.code(), Some(2));
@@ -223,6 +223,18 @@ fn replay_pictures_into_a_directory_it_cannot_write_is_a_usage_error_without_boo
     let out = boot_cmd(&["replay", trace, "--pictures"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--pictures needs a directory"));
+    // The same for the viewer's directory.
+    let out = boot_cmd(&["replay", "--viewer", "/proc/zsos-viewer", trace]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot make directory '/proc/zsos-viewer'"),
+        "{err}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(boot::KERNEL_BANNER));
+    let out = boot_cmd(&["replay", trace, "--viewer"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--viewer needs a directory"));
 }
 
 #[test]
