@@ -167,6 +167,18 @@ pub fn layout(snap: &Snapshot) -> Layout {
     out
 }
 
+/// Black text, its left edge at `x`, centred on `y`.
+fn black_text(s: &str, x: i32, y: i32, size: u32) -> Text<'static, (i32, i32), String> {
+    Text::new(
+        s.to_string(),
+        (x, y),
+        ("sans-serif", size)
+            .into_font()
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Left, VPos::Center)),
+    )
+}
+
 fn drawing_error<E: std::fmt::Display>(path: &Path) -> impl FnOnce(E) -> io::Error + '_ {
     move |e| io::Error::other(format!("drawing {}: {e}", path.display()))
 }
@@ -178,16 +190,7 @@ pub fn draw_pool(snap: &Snapshot, path: &Path) -> io::Result<()> {
     let area =
         SVGBackend::new(path, (lay.width as u32, lay.height.max(80) as u32)).into_drawing_area();
     area.fill(&WHITE).map_err(drawing_error(path))?;
-    let text = |s: &str, x: i32, y: i32, size: u32| {
-        area.draw(&Text::new(
-            s.to_string(),
-            (x, y),
-            ("sans-serif", size)
-                .into_font()
-                .color(&BLACK)
-                .pos(Pos::new(HPos::Left, VPos::Center)),
-        ))
-    };
+    let text = |s: &str, x: i32, y: i32, size: u32| area.draw(&black_text(s, x, y, size));
     text(
         &format!(
             "pool at {}: {} classes in use, {} pages",
@@ -310,16 +313,7 @@ pub fn draw_memmap(map: &FrameMap, path: &Path) -> io::Result<()> {
     let height = (MEMMAP_TOP_PX + rows * CELL_PX + 16) as u32;
     let area = SVGBackend::new(path, (width, height)).into_drawing_area();
     area.fill(&WHITE).map_err(drawing_error(path))?;
-    let text = |s: &str, x: i32, y: i32, size: u32| {
-        area.draw(&Text::new(
-            s.to_string(),
-            (x, y),
-            ("sans-serif", size)
-                .into_font()
-                .color(&BLACK)
-                .pos(Pos::new(HPos::Left, VPos::Center)),
-        ))
-    };
+    let text = |s: &str, x: i32, y: i32, size: u32| area.draw(&black_text(s, x, y, size));
     text(
         &format!(
             "memmap at {} ({} layout): {} frames, {} to a row of {} KiB",

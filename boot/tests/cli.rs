@@ -197,15 +197,19 @@ fn replay_draws_the_pool_at_every_point_when_asked() {
         !dir.join("pool-step-1.svg").exists(),
         "the viewer's steps are not pictures"
     );
-    // The README shows two of these: they must be what zsos draws today.
-    for name in ["pool-line13-s.svg", "pool-line16-c.svg"] {
+    // The README shows these: they must be what zsos draws and writes today.
+    for (name, fresh) in [
+        ("pool-line13-s.svg", "pool-line13-s.svg"),
+        ("pool-line16-c.svg", "pool-line16-c.svg"),
+        ("sample-replay.html", boot::viewer::FILE_NAME),
+    ] {
         let shown = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/pictures/");
         let committed = std::fs::read_to_string(format!("{shown}{name}")).unwrap();
-        let fresh = std::fs::read_to_string(dir.join(name)).unwrap();
+        let fresh = std::fs::read_to_string(dir.join(fresh)).unwrap();
         assert!(
             committed == fresh,
-            "docs/pictures/{name} is not what `cargo run -- replay --pictures DIR \
-             traces/sample.trace` draws now: copy DIR/{name} over it"
+            "docs/pictures/{name} is not what `cargo run -- replay --pictures DIR --viewer \
+             DIR traces/sample.trace` writes now: copy it from DIR"
         );
     }
 }

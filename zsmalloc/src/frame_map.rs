@@ -10,6 +10,8 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use crate::snapshot::Fields;
+
 /// Who a physical frame belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FrameOwner {
@@ -180,26 +182,13 @@ impl FrameMap {
                     if let Some((map, _, _)) = &open {
                         return Err(format!("memmap {} cut short", map.point));
                     }
-                    let fields: Vec<(&str, &str)> =
-                        words.filter_map(|w| w.split_once('=')).collect();
-                    let get = |name: &str| {
-                        fields
-                            .iter()
-                            .find(|(k, _)| *k == name)
-                            .map(|&(_, v)| v)
-                            .ok_or_else(|| format!("memmap line without {name}: '{line}'"))
-                    };
-                    let num = |name: &str| -> Result<u64, String> {
-                        get(name)?
-                            .parse()
-                            .map_err(|_| format!("memmap line with a bad {name}: '{line}'"))
-                    };
+                    let fields = Fields::of(words, "memmap", line);
                     let map = FrameMap {
-                        point: get("point")?.into(),
-                        layout: get("layout")?.into(),
+                        point: fields.get("point")?.into(),
+                        layout: fields.get("layout")?.into(),
                         runs: Vec::new(),
                     };
-                    open = Some((map, num("frames")?, num("runs")? as usize));
+                    open = Some((map, fields.num("frames")?, fields.num("runs")?));
                 }
                 "runs" => {
                     let Some((map, _, _)) = open.as_mut() else {

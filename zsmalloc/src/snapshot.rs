@@ -143,19 +143,9 @@ impl Snapshot {
             };
             let mut words = rest.split_whitespace();
             let kind = words.next().unwrap_or("");
-            let fields: Vec<(&str, &str)> = words.filter_map(|w| w.split_once('=')).collect();
-            let get = |name: &str| -> Result<&str, String> {
-                fields
-                    .iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|&(_, v)| v)
-                    .ok_or_else(|| format!("snapshot line without {name}: '{line}'"))
-            };
-            let num = |name: &str| -> Result<usize, String> {
-                get(name)?
-                    .parse()
-                    .map_err(|_| format!("snapshot line with a bad {name}: '{line}'"))
-            };
+            let fields = Fields::of(words, "snapshot", line);
+            let get = |name: &str| fields.get(name);
+            let num = |name: &str| fields.num::<usize>(name);
             let point_of = |open: &Option<(Snapshot, usize, Vec<usize>)>| {
                 open.as_ref()
                     .map_or(String::new(), |(s, _, _)| s.point.clone())
@@ -241,6 +231,45 @@ impl Snapshot {
             Some((snap, _, _)) => Err(format!("snapshot {} cut short: no end line", snap.point)),
             None => Ok(done),
         }
+    }
+}
+
+/// The `NAME=VALUE` words of one console line (of a snapshot, a census, a step), looked up
+/// by name; a missing or unparsable one is an error quoting the line.
+pub(crate) struct Fields<'a> {
+    fields: Vec<(&'a str, &'a str)>,
+    what: &'static str,
+    line: &'a str,
+}
+
+impl<'a> Fields<'a> {
+    /// The fields among `words` of `line`, a line of `what` (for the errors).
+    pub(crate) fn of(
+        words: impl Iterator<Item = &'a str>,
+        what: &'static str,
+        line: &'a str,
+    ) -> Self {
+        Fields {
+            fields: words.filter_map(|w| w.split_once('=')).collect(),
+            what,
+            line,
+        }
+    }
+
+    /// The value of field `name`.
+    pub(crate) fn get(&self, name: &str) -> Result<&'a str, String> {
+        self.fields
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|&(_, v)| v)
+            .ok_or_else(|| format!("{} line without {name}: '{}'", self.what, self.line))
+    }
+
+    /// Field `name` as a number.
+    pub(crate) fn num<T: core::str::FromStr>(&self, name: &str) -> Result<T, String> {
+        self.get(name)?
+            .parse()
+            .map_err(|_| format!("{} line with a bad {name}: '{}'", self.what, self.line))
     }
 }
 

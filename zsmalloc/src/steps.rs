@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 
 use crate::backend::Backend;
 use crate::pool::Pool;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Fields, Snapshot};
 use crate::trace::Step;
 
 /// The most operations a trace may have for the viewer: each step carries the whole pool,
@@ -110,28 +110,15 @@ impl StepView {
             let mut words = rest.split_whitespace();
             match words.next() {
                 Some("step") => {
-                    let fields: Vec<(&str, &str)> =
-                        words.filter_map(|w| w.split_once('=')).collect();
-                    let get = |name: &str| {
-                        fields
-                            .iter()
-                            .find(|(k, _)| *k == name)
-                            .map(|&(_, v)| v)
-                            .ok_or_else(|| format!("step line without {name}: '{line}'"))
-                    };
-                    let num = |name: &str| -> Result<usize, String> {
-                        get(name)?
-                            .parse()
-                            .map_err(|_| format!("step line with a bad {name}: '{line}'"))
-                    };
+                    let fields = Fields::of(words, "step", line);
                     let view = StepView {
-                        n: num("n")?,
-                        line: num("line")?,
-                        op: get("op")?.replace(',', " "),
+                        n: fields.num("n")?,
+                        line: fields.num("line")?,
+                        op: fields.get("op")?.replace(',', " "),
                         objects: Vec::new(),
                         pool: Snapshot::default(),
                     };
-                    steps.push((view, num("objects")?));
+                    steps.push((view, fields.num("objects")?));
                 }
                 Some("objs") => {
                     let Some((view, _)) = steps.last_mut() else {
