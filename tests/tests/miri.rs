@@ -8,8 +8,9 @@
 //! `cargo test --test miri compaction` runs the matching ones. Miri comes with the pinned
 //! toolchain (`scripts/setup` installs the component); it builds its own sysroot on first use.
 //!
-//! Under Miri the crate's tests take about 100 s on two cores, and a cold machine first
-//! builds Miri's sysroot (about 30 s more): more than `cargo test`'s five-minute budget leaves.
+//! Under Miri the crate's tests take about ten minutes on two cores (603 s in CI on
+//! 2026-12-02, a cold machine's sysroot build included; the tests over 30 s are named on
+//! stderr): more than `cargo test`'s five-minute budget leaves.
 //! So Miri runs when asked: `ZSOS_MIRI=all cargo test --test miri` (what CI runs, after
 //! `cargo test`), or `ZSOS_MIRI=core` for [`CORE`], ten tests that reach every unsafe path
 //! (both map paths, zsos's policy, pool threads, migration, compaction under a mapping, forged
