@@ -386,6 +386,17 @@ fn compaction_leaves_the_pages_a_perfect_repacking_needs(policy: crate::Policy) 
             case.pages_before
         );
         assert_eq!(p.pages_compacted(), case.freed);
+        // The kinds of move add up; Linux's rule only steps (its zspages are all of a length).
+        let kinds = crate::pool::MoveKind::ALL;
+        let by_kind = kinds.map(|k| (p.bytes_moved_by(k), p.pages_freed_by(k)));
+        std::println!(
+            "{name}, freed {percent}%: (bytes, pages) by step, shrink, merge {by_kind:?}"
+        );
+        assert_eq!(by_kind.iter().map(|k| k.0).sum::<u64>(), p.bytes_moved());
+        assert_eq!(by_kind.iter().map(|k| k.1).sum::<usize>(), case.freed);
+        if policy.growth == crate::Growth::Fixed {
+            assert_eq!(by_kind[1..], [(0, 0), (0, 0)], "{name}: only steps");
+        }
         assert_eq!(p.total_pages(), 0, "every survivor was freed at the end");
         assert_eq!(p.backend().frames_in_use(), 0, "frames leaked");
     }

@@ -181,6 +181,11 @@ pub(crate) fn set_next(d: &ZsDesc, next: Pfn) {
     d.next.store(next, Ordering::Relaxed);
 }
 
+/// Ends the chain at this page (a zspage cut shorter).
+pub(crate) fn clear_next(d: &ZsDesc) {
+    d.next.store(NO_PAGE, Ordering::Relaxed);
+}
+
 /// The page after this one in its zspage.
 pub fn next(d: &ZsDesc) -> Option<Pfn> {
     match d.next.load(Ordering::Relaxed) {

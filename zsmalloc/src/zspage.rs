@@ -42,7 +42,10 @@ pub fn fullness_group(inuse: u32, objs: u32) -> usize {
 pub struct MergePlan {
     /// The zspages to empty.
     pub sources: Vec<u32>,
-    /// The lengths of the new zspages that take their objects, longest first.
+    /// The zspages that stay and take objects into their free slots (their objects do not
+    /// move), fullest first.
+    pub keep: Vec<u32>,
+    /// The lengths of the new zspages that take the rest, longest first.
     pub lengths: Vec<usize>,
 }
 
@@ -656,29 +659,70 @@ impl ClassState {
     }
 
     /// A repacking that would hold the class's objects in fewer pages (zsos's growth rule
-    /// leaves zspages of several lengths): every zspage that is shorter than the class's
-    /// length or partly used (a full zspage of the class's length is already its densest) is
-    /// emptied into new zspages of the lengths [`ClassState::fewest_lengths`] gives. `None`
-    /// unless at least two zspages would go and a page would be saved.
+    /// leaves zspages of several lengths): the zspages that are shorter than the class's
+    /// length or partly used (a full zspage of the class's length is already its densest) are
+    /// the candidates, and their objects are to be held by zspages of the lengths
+    /// [`ClassState::fewest_lengths`] gives. For each of those lengths the fullest candidate of
+    /// that length stays (its objects do not move); the other candidates are emptied into the
+    /// kept zspages and new ones of the lengths left. `None` unless at least two candidates
+    /// and a page to save.
     pub fn mergeable(&self) -> Option<MergePlan> {
         if self.layout.huge {
             return None;
         }
         let full = self.layout.pages_per_zspage as u32;
-        let mut sources = Vec::new();
-        let (mut objs, mut pages) = (0usize, 0usize);
-        for (id, z) in self.zspages.iter().enumerate() {
-            if z.live && z.inuse > 0 && (z.pages < full || z.inuse < z.objs) {
-                sources.push(id as u32);
-                objs += z.inuse as usize;
-                pages += z.pages as usize;
-            }
+        let is_candidate =
+            |z: &ZsPage| z.live && z.inuse > 0 && (z.pages < full || z.inuse < z.objs);
+        let (mut count, mut objs, mut pages) = (0usize, 0usize, 0usize);
+        for z in self.zspages.iter().filter(|z| is_candidate(z)) {
+            count += 1;
+            objs += z.inuse as usize;
+            pages += z.pages as usize;
         }
-        if sources.len() < 2 {
+        // No page to save if even zspages of the densest length, as many as the objects
+        // fill, need as many pages (the knapsack below costs objects x lengths: this check
+        // answers most calls, after each compaction of each class, without it).
+        let (densest_pages, densest_objs) = (1..=self.layout.pages_per_zspage)
+            .map(|p| (p, self.capacity(p)))
+            .max_by(|a, b| (a.1 * b.0).cmp(&(b.1 * a.0)))
+            .expect("a class has a length");
+        if count < 2 || (objs * densest_pages).div_ceil(densest_objs) >= pages {
             return None;
         }
+        let mut candidates: Vec<u32> = (0..self.zspages.len() as u32)
+            .filter(|&id| is_candidate(&self.zspages[id as usize]))
+            .collect();
         let lengths = self.fewest_lengths(objs);
-        (lengths.iter().sum::<usize>() < pages).then_some(MergePlan { sources, lengths })
+        if lengths.iter().sum::<usize>() >= pages {
+            return None;
+        }
+        // Fullest first (ties: lowest id), so each length keeps the candidate that holds most.
+        candidates.sort_by_key(|&id| (core::cmp::Reverse(self.zspages[id as usize].inuse), id));
+        let mut kept = alloc::vec![false; candidates.len()];
+        let (mut keep, mut new_lengths) = (Vec::new(), Vec::new());
+        for &length in &lengths {
+            let same_length = candidates.iter().enumerate().position(|(k, &id)| {
+                !kept[k] && self.zspages[id as usize].pages as usize == length
+            });
+            match same_length {
+                Some(k) => {
+                    kept[k] = true;
+                    keep.push(candidates[k]);
+                }
+                None => new_lengths.push(length),
+            }
+        }
+        let sources = candidates
+            .iter()
+            .zip(&kept)
+            .filter(|&(_, &k)| !k)
+            .map(|(&id, _)| id)
+            .collect();
+        Some(MergePlan {
+            sources,
+            keep,
+            lengths: new_lengths,
+        })
     }
 
     /// Carries out `plan` (from [`ClassState::mergeable`], checked again here) with `frames`
@@ -707,9 +751,15 @@ impl ClassState {
             zsdesc::zspage_write_unlock(first);
         }
         let added: usize = plan.lengths.iter().sum();
-        let dsts: Vec<u32> = frames
+        let new_zspages: Vec<u32> = frames
             .into_iter()
             .map(|f| self.install_zspage(b, f))
+            .collect();
+        let dsts: Vec<u32> = plan
+            .keep
+            .iter()
+            .copied()
+            .chain(new_zspages.iter().copied())
             .collect();
         let (mut freed, mut moved, mut d) = (0, 0, 0);
         'sources: for &src in &plan.sources {
@@ -734,7 +784,7 @@ impl ClassState {
                 }
             }
         }
-        for &dst in &dsts {
+        for &dst in &new_zspages {
             if self.zspages[dst as usize].inuse == 0 {
                 freed += self.free_zspage(b, dst);
             }
@@ -743,7 +793,8 @@ impl ClassState {
     }
 
     /// A zspage whose live objects would fit a shorter zspage of the class: (its id, the
-    /// fewest pages that hold them). The least-used such zspage is found first.
+    /// fewest pages that hold them), for [`ClassState::shrink`]. The least-used such zspage
+    /// is found first.
     pub fn shrinkable(&self) -> Option<(u32, usize)> {
         self.partly_used(true).find_map(|id| {
             let z = &self.zspages[id as usize];
@@ -753,32 +804,93 @@ impl ClassState {
         })
     }
 
-    /// Moves every object of zspage `id` into a new, shorter zspage made of `frames`, and frees
-    /// the old one (the caller holds the migrate lock for writing). Returns (pages freed,
-    /// objects moved), or gives the frames back and does nothing if the zspage has a mapped
-    /// object or no longer fits them.
+    /// Cuts zspage `id` down to its first `pages` pages, which must hold its live objects (the
+    /// caller holds the migrate lock for writing): the objects in slots past the shorter
+    /// zspage's end move into its free slots, lowest first, the freelist is rebuilt over the
+    /// free slots that stay and the pages past the cut go back. Only the objects past the cut
+    /// move (a slot's place in its page does not depend on the zspage's length). Returns
+    /// (pages freed, objects moved), or (0, 0) with nothing changed if the zspage has a mapped
+    /// object or no longer fits `pages` pages.
     pub fn shrink<B: Backend>(
         &mut self,
         b: &B,
         slots: &SlotTable,
         id: u32,
-        frames: ZsPageFrames<'_, B>,
+        pages: usize,
     ) -> (usize, u64) {
         let Some(z) = self.zspages.get(id as usize).filter(|z| z.live) else {
             return (0, 0);
         };
-        let (first, inuse, pages) = (z.first, z.inuse, z.pages as usize);
-        if frames.count >= pages
-            || self.capacity(frames.count) < inuse as usize
+        let (first, inuse, old_pages, old_objs) = (z.first, z.inuse, z.pages as usize, z.objs);
+        let keep = self.capacity(pages);
+        if self.layout.huge
+            || pages >= old_pages
+            || !self.may_chain(pages)
+            || keep < inuse as usize
             || inuse == 0
             || !zsdesc::zspage_try_write_lock(b.desc(first))
         {
             return (0, 0);
         }
-        let dst = self.install_zspage(b, frames);
-        let (freed, moved) = self.drain_into(b, slots, id, dst);
-        debug_assert_eq!(freed, pages, "a shrunk zspage empties");
-        (freed, moved)
+        let keep = keep as u32;
+        let chain: Vec<Pfn> = core::iter::successors(Some(first), |&p| zsdesc::next(b.desc(p)))
+            .take(old_pages)
+            .collect();
+        if chain.len() != old_pages {
+            // A chain shorter than the zspage says (a lab tree's bug): nothing is cut.
+            zsdesc::zspage_write_unlock(b.desc(first));
+            return (0, 0);
+        }
+        let size = self.layout.size;
+        let page_of = |idx: u32| chain[idx as usize * size / PAGE_SIZE];
+        let free_kept: Vec<u32> = (0..keep)
+            .filter(|&idx| self.header_slot(b, page_of(idx), idx).is_none())
+            .collect();
+        // The live objects past the cut: (their index, their handle slot).
+        let past_cut: Vec<(u32, u32)> = (keep..old_objs)
+            .filter_map(|idx| Some((idx, self.header_slot(b, page_of(idx), idx)?)))
+            .collect();
+        let mut free = free_kept.iter();
+        for &(idx, slot) in &past_cut {
+            let &to = free
+                .next()
+                .expect("the slots that stay hold every live object");
+            let to_pfn = page_of(to);
+            // The whole slot moves, header included (the slot it names is unchanged).
+            self.copy_slot_bytes(b, (page_of(idx), idx), (to_pfn, to));
+            slots
+                .get(slot)
+                .expect("a live object's handle slot exists")
+                .set_obj(handle::encode_obj(to_pfn, to));
+        }
+        let moved = past_cut.len() as u64;
+        let rest = free.as_slice();
+        for (k, &idx) in rest.iter().enumerate() {
+            let link = handle::link_word(rest.get(k + 1).copied());
+            // SAFETY: a free slot of a zspage we hold locked for writing under the class
+            // lock; its link word is 8-aligned and inside its page.
+            unsafe { write_word(b, page_of(idx), idx as usize * size % PAGE_SIZE, link) };
+        }
+        zsdesc::clear_next(b.desc(chain[pages - 1]));
+        for &pfn in &chain[pages..] {
+            zsdesc::reset(b.desc(pfn));
+            // SAFETY: the page is past the cut: no slot of the zspage lies in it any more and
+            // the chain no longer reaches it.
+            unsafe { b.free_page(pfn) };
+        }
+        let full_length = self.layout.pages_per_zspage;
+        let z = &mut self.zspages[id as usize];
+        z.freeobj = rest.first().copied();
+        z.pages = pages as u32;
+        z.objs = keep;
+        self.objs_allocated -= u64::from(old_objs - keep);
+        self.pages -= (old_pages - pages) as u64;
+        if old_pages == full_length {
+            self.short_zspages += 1;
+        }
+        zsdesc::zspage_write_unlock(b.desc(first));
+        self.fix_group(id);
+        (old_pages - pages, moved)
     }
 
     /// Copies a whole object slot (header and bytes) from one location to another; either may
@@ -1123,18 +1235,15 @@ mod tests {
         // and a 2-page one holding 1 object: 13 objects in 6 pages, which 5 pages hold.
         let class = class_with(&b, &[5, 1, 1, 1, 1, 2], &[16, 3, 3, 3, 3, 1]);
         let plan = class.mergeable().expect("a page to save");
-        assert_eq!(
-            plan.sources,
-            [1, 2, 3, 4, 5],
-            "the full 5-page zspage 0 stays out"
-        );
-        assert_eq!(plan.lengths.iter().sum::<usize>(), 5);
         assert!(
-            plan.lengths
-                .iter()
-                .map(|&p| class.capacity(p))
-                .sum::<usize>()
-                >= 13
+            !plan.sources.contains(&0) && !plan.keep.contains(&0),
+            "the full 5-page zspage 0 stays out: {plan:?}"
+        );
+        // Five 1-page zspages hold the 13: the four full ones stay, the 2-page one's object
+        // moves to a new 1-page zspage.
+        assert_eq!(
+            (plan.sources, plan.keep, plan.lengths),
+            (alloc::vec![5], alloc::vec![1, 2, 3, 4], alloc::vec![1])
         );
         // Nothing to gain: no plan.
         let b2 = HostBackend::new(64, 2);
@@ -1181,11 +1290,145 @@ mod tests {
         // A stale plan: a source left out.
         let stale = MergePlan {
             sources: plan.sources[1..].to_vec(),
-            lengths: plan.lengths.clone(),
+            ..plan.clone()
         };
         let r = class.merge(&b, &slots, &stale, frames_of(&plan.lengths));
         assert_eq!(r, (0, 0, 0));
         assert_eq!((class.pages, class.objs_allocated), (pages, objs));
         assert_eq!(b.frames_in_use(), held);
+    }
+
+    /// A class like [`class_with`]'s whose objects have real handle slots (the slot names
+    /// their place) and bytes: every byte after an object's header is its slot's number.
+    fn class_with_objects(
+        b: &HostBackend,
+        slots: &SlotTable,
+        lengths: &[usize],
+        fill: &[u32],
+    ) -> ClassState {
+        let mut class = class_with(b, lengths, &alloc::vec![0; lengths.len()]);
+        let mut slot = 0;
+        for (id, &n) in fill.iter().enumerate() {
+            for _ in 0..n {
+                let (index, _) = slots.reserve(0, class.pos, 1000).unwrap();
+                assert_eq!(index, slot);
+                let obj = class.obj_malloc(b, id as u32, slot);
+                slots.get(slot).unwrap().set_obj(obj);
+                for_each_byte(&class, b, obj, |byte| *byte = slot as u8);
+                slot += 1;
+            }
+            class.fix_group(id as u32);
+        }
+        class
+    }
+
+    /// Calls `f` on every byte of the object at `obj` after its header (which may span two
+    /// pages).
+    fn for_each_byte(class: &ClassState, b: &HostBackend, obj: u64, mut f: impl FnMut(&mut u8)) {
+        let (pfn, idx) = handle::decode_obj(obj);
+        let start = idx as usize * class.layout.size % PAGE_SIZE;
+        for k in crate::class::HANDLE_SIZE..class.layout.size {
+            let (page, off) = if start + k < PAGE_SIZE {
+                (pfn, start + k)
+            } else {
+                (zsdesc::next(b.desc(pfn)).unwrap(), start + k - PAGE_SIZE)
+            };
+            // SAFETY: a byte of an allocated object of a live zspage of the test's own class.
+            f(unsafe { &mut *b.page_ptr(page).add(off) });
+        }
+    }
+
+    /// Every slot of `live` names an allocated object whose header names it back and whose
+    /// bytes are its own; returns where each is.
+    fn check_objects(
+        class: &ClassState,
+        b: &HostBackend,
+        slots: &SlotTable,
+        live: &[u32],
+    ) -> Vec<u64> {
+        live.iter()
+            .map(|&slot| {
+                let obj = slots.get(slot).unwrap().obj();
+                let (pfn, idx) = handle::decode_obj(obj);
+                assert_eq!(class.header_slot(b, pfn, idx), Some(slot));
+                for_each_byte(class, b, obj, |byte| assert_eq!(*byte, slot as u8));
+                obj
+            })
+            .collect()
+    }
+
+    /// A shrink cuts the zspage in place: only the objects past the cut move (into free
+    /// slots before it), the pages past it go back, and the freelist covers exactly the free
+    /// slots that stay.
+    #[test]
+    fn a_shrink_moves_only_the_objects_past_the_cut() {
+        let b = HostBackend::new(64, 4);
+        let slots = SlotTable::new(1);
+        let mut class = class_with_objects(&b, &slots, &[5], &[16]);
+        let held = b.frames_in_use();
+        // Objects 0, 3, 7, 10, 14 and 15 stay: six, which a 2-page zspage (6 slots) holds.
+        let first = class.zspage(0).first;
+        for idx in [1, 2, 4, 5, 6, 8, 9, 11, 12, 13] {
+            let (pfn, _) = class.locate(&b, first, idx);
+            class.obj_free(&b, 0, pfn, idx);
+        }
+        class.fix_group(0);
+        assert_eq!(class.shrinkable(), Some((0, 2)));
+        let live = [0, 3, 7, 10, 14, 15];
+        let before = check_objects(&class, &b, &slots, &live);
+        let (freed, moved) = class.shrink(&b, &slots, 0, 2);
+        assert_eq!((freed, moved), (3, 4), "objects 7, 10, 14 and 15 moved");
+        let z = class.zspage(0);
+        assert_eq!((z.pages, z.objs, z.inuse), (2, 6, 6));
+        assert_eq!(class.freelist(&b, 0), Vec::<u32>::new());
+        assert_eq!(
+            (class.pages, class.objs_allocated, class.short_zspages),
+            (2, 6, 1)
+        );
+        assert_eq!(b.frames_in_use(), held - 3, "three pages went back");
+        assert_eq!(zsdesc::next(b.desc(class.nth_page(&b, first, 1))), None);
+        let after = check_objects(&class, &b, &slots, &live);
+        assert_eq!(after[..2], before[..2], "slots 0 and 3's objects stayed");
+        for (k, &obj) in after.iter().enumerate().skip(2) {
+            assert!(
+                handle::decode_obj(obj).1 < 6,
+                "slot {}'s object moved in",
+                live[k]
+            );
+        }
+        // Six objects in two pages: nothing left to cut.
+        assert_eq!(class.shrinkable(), None);
+        assert_eq!(class.shrink(&b, &slots, 0, 1), (0, 0));
+    }
+
+    /// A repacking keeps, for each length it needs, the fullest zspage of that length: only
+    /// the other zspages' objects move.
+    #[test]
+    fn a_repacking_keeps_the_fullest_zspage_of_each_length_it_needs() {
+        let b = HostBackend::new(64, 5);
+        let slots = SlotTable::new(1);
+        // 12 + 3 + 3 + 1 = 19 objects in 9 pages; a 5-page and a 1-page zspage hold them.
+        let mut class = class_with_objects(&b, &slots, &[5, 1, 1, 2], &[12, 3, 3, 1]);
+        let plan = class.mergeable().expect("three pages to save");
+        assert_eq!(
+            plan.keep,
+            [0, 1],
+            "the 5-page zspage and the first full 1-page one stay"
+        );
+        assert_eq!(plan.sources, [2, 3]);
+        assert_eq!(plan.lengths, Vec::<usize>::new(), "no new zspage");
+        let live: Vec<u32> = (0..19).collect();
+        let before = check_objects(&class, &b, &slots, &live);
+        let held = b.frames_in_use();
+        assert_eq!(class.merge(&b, &slots, &plan, Vec::new()), (3, 0, 4));
+        assert_eq!((class.pages, class.objs_inuse), (6, 19));
+        assert_eq!(b.frames_in_use(), held - 3);
+        let after = check_objects(&class, &b, &slots, &live);
+        assert_eq!(
+            after[..15],
+            before[..15],
+            "the kept zspages' objects stayed"
+        );
+        assert_eq!(class.mergeable(), None);
     }
 }

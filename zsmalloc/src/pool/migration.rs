@@ -22,6 +22,32 @@ pub(super) struct Moved {
     pub(super) bytes: u64,
 }
 
+/// Why compaction moved an object: the three ways it repacks a class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoveKind {
+    /// A compaction step: out of the emptiest zspage into the fullest (Linux's only kind).
+    Step = 0,
+    /// From past the cut of a zspage cut to a shorter length (`ClassState::shrink`, zsos's
+    /// growth rule).
+    Shrink = 1,
+    /// A class's short and partly used zspages repacked (`ClassState::merge`, zsos's rule).
+    Merge = 2,
+}
+
+impl MoveKind {
+    /// Every kind, in index order.
+    pub const ALL: [MoveKind; 3] = [MoveKind::Step, MoveKind::Shrink, MoveKind::Merge];
+
+    /// The kind's name in the bench's output.
+    pub fn name(self) -> &'static str {
+        match self {
+            MoveKind::Step => "step",
+            MoveKind::Shrink => "shrink",
+            MoveKind::Merge => "merge",
+        }
+    }
+}
+
 impl Moved {
     /// Both together.
     pub(super) fn and(self, other: Moved) -> Moved {
@@ -111,41 +137,40 @@ impl<B: Backend> Pool<B> {
 
     /// Counts what a compaction step or a shrink of class `pos` did: objects and bytes moved,
     /// pages given back (net).
-    fn count_moves(&self, class: &ClassState, moved: u64, pages: usize) -> Moved {
+    fn count_moves(&self, class: &ClassState, kind: MoveKind, moved: u64, pages: usize) -> Moved {
         self.note_free_slots(class.pos as usize, class);
         let bytes = moved * class.layout.size as u64;
         self.objs_moved.fetch_add(moved, Ordering::Relaxed);
         self.bytes_moved.fetch_add(bytes, Ordering::Relaxed);
+        self.bytes_moved_by[kind as usize].fetch_add(bytes, Ordering::Relaxed);
+        self.pages_freed_by[kind as usize].fetch_add(pages, Ordering::Relaxed);
         self.pages_allocated.fetch_sub(pages, Ordering::Relaxed);
         self.pages_compacted.fetch_add(pages, Ordering::Relaxed);
         Moved { pages, bytes }
     }
 
-    /// Under a growth rule that makes zspages of several lengths, moves the objects of each
-    /// zspage that a shorter zspage would hold into one (after compaction, the class's last
-    /// partly used zspage is often a long one). Returns pages freed, net.
+    /// Under a growth rule that makes zspages of several lengths, cuts each zspage whose
+    /// objects a shorter zspage would hold down to that length, moving only the objects past
+    /// the cut (after compaction, the class's last partly used zspage is often a long one).
+    /// Returns pages freed.
     pub(super) fn shrink_all(&self, pos: usize) -> Moved {
         let mut done = Moved::default();
         if self.growth == Growth::Fixed {
             return done;
         }
         loop {
-            // The frames are taken before the locks, as for a new zspage; `shrink` checks the
-            // zspage again under them and gives the frames back if it changed.
             let Some((id, pages)) = self.lock_class(pos).shrinkable() else {
-                return done;
-            };
-            let Some(frames) = ZsPageFrames::alloc(&self.backend, pages) else {
                 return done;
             };
             let _pool = self.pool_wide();
             let _migrate = self.write_migrate();
             let mut class = self.lock_class(pos);
-            let (old_pages, moved) = class.shrink(&self.backend, &self.slots, id, frames);
-            if old_pages == 0 {
+            // Checked again under the locks: the zspage may have changed or be mapped.
+            let (freed, moved) = class.shrink(&self.backend, &self.slots, id, pages);
+            if freed == 0 {
                 return done;
             }
-            done = done.and(self.count_moves(&class, moved, old_pages - pages));
+            done = done.and(self.count_moves(&class, MoveKind::Shrink, moved, freed));
         }
     }
 
@@ -176,7 +201,7 @@ impl<B: Backend> Pool<B> {
             self.pages_allocated
                 .fetch_add(added - freed, Ordering::Relaxed);
         }
-        self.count_moves(&class, moved, freed.saturating_sub(added))
+        self.count_moves(&class, MoveKind::Merge, moved, freed.saturating_sub(added))
     }
 
     /// One step of compaction of class `pos`: empties at most `sources` source zspages under
@@ -187,7 +212,7 @@ impl<B: Backend> Pool<B> {
         let _migrate = self.write_migrate();
         let mut class = self.lock_class(pos);
         let (pages, moved, more) = class.compact(&self.backend, &self.slots, sources);
-        (self.count_moves(&class, moved, pages), more)
+        (self.count_moves(&class, MoveKind::Step, moved, pages), more)
     }
 
     /// Moves one page of a zspage to a fresh frame from the backend (Linux:

@@ -50,6 +50,7 @@ pub use error::Error;
 use lock_order::LockOrder;
 use mapping::CopyBuf;
 pub use mapping::{Mapping, ReadGuard};
+pub use migration::MoveKind;
 use profile::PhaseCounters;
 use writer_first::WriterFirst;
 
@@ -135,6 +136,10 @@ pub struct Pool<B: Backend> {
     pages_auto_compacted: AtomicUsize,
     /// Bytes moved by automatic compaction (also counted in `bytes_moved`).
     bytes_auto_moved: AtomicU64,
+    /// `bytes_moved` by the kind of move, indexed by [`MoveKind`].
+    bytes_moved_by: [AtomicU64; 3],
+    /// Pages given back (net) by moves of one kind, indexed by [`MoveKind`].
+    pages_freed_by: [AtomicUsize; 3],
     /// Cycles per phase of malloc and free, while profiling is on.
     phases: PhaseCounters,
 }
@@ -210,6 +215,8 @@ impl<B: Backend> Pool<B> {
             bytes_moved: AtomicU64::new(0),
             pages_auto_compacted: AtomicUsize::new(0),
             bytes_auto_moved: AtomicU64::new(0),
+            bytes_moved_by: [const { AtomicU64::new(0) }; 3],
+            pages_freed_by: [const { AtomicUsize::new(0) }; 3],
             phases: PhaseCounters::new(),
         }
     }
@@ -353,6 +360,17 @@ impl<B: Backend> Pool<B> {
     /// Object bytes (whole slots, headers included) compaction moved over the pool's life.
     pub fn bytes_moved(&self) -> u64 {
         self.bytes_moved.load(Ordering::Relaxed)
+    }
+
+    /// Object bytes moved over the pool's life by moves of one kind (their sum is
+    /// [`Pool::bytes_moved`]).
+    pub fn bytes_moved_by(&self, kind: MoveKind) -> u64 {
+        self.bytes_moved_by[kind as usize].load(Ordering::Relaxed)
+    }
+
+    /// Pages moves of one kind gave back (net) over the pool's life.
+    pub fn pages_freed_by(&self, kind: MoveKind) -> usize {
+        self.pages_freed_by[kind as usize].load(Ordering::Relaxed)
     }
 
     /// Pages freed by automatic compaction (see [`AutoCompact`]) over the pool's life.
