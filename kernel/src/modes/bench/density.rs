@@ -18,6 +18,7 @@ use alloc::vec::Vec;
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
+use zsmalloc::pool::MoveKind;
 use zsmalloc::pool::profile::{Phase, PhaseProfile};
 use zsmalloc::trace::{self, Op};
 use zsmalloc::zbud::{Zbud, ZbudHandle};
@@ -525,6 +526,9 @@ struct WorkloadFigures {
     /// Per policy of [`COSTED`]: bytes compaction moved, of which automatic, pages automatic
     /// compaction gave back.
     moved: [(u64, u64, usize); COSTED.len()],
+    /// zsos's compaction by kind of move (indexed by [`MoveKind`]): bytes moved, pages given
+    /// back.
+    zsos_by_kind: [(u64, usize); 3],
     /// zsos's and Linux chain 8's phase profiles.
     profiles: [PhaseProfile; 2],
 }
@@ -558,15 +562,19 @@ fn run_policies(name: &'static str, steps: &[Step]) -> WorkloadFigures {
     measure(&mut ZsStore::new(PoolConfig::default()), steps);
     let mut pages = Vec::new();
     let mut zsos_busy = [0; 2];
+    let mut zsos_by_kind = [(0, 0); 3];
     let mut first = [[0f64; 4]; COSTED.len()];
     let mut moved = [(0, 0, 0); COSTED.len()];
     for (k, policy) in POLICIES.iter().enumerate() {
         let mut zs = ZsStore::new(policy_config(policy));
         let (fill, half, compacted) = measure(&mut zs, steps);
+
         let compacted = compacted.expect("zsmalloc compacts");
         pages.push([fill.frames, half.frames, compacted.frames]);
         if k == ZSOS {
             zsos_busy = [fill.busy_frames, half.busy_frames];
+            zsos_by_kind =
+                MoveKind::ALL.map(|m| (zs.pool.bytes_moved_by(m), zs.pool.pages_freed_by(m)));
         }
         if let Some(j) = COSTED.iter().position(|&c| c == k) {
             first[j] = zs.cost();
@@ -602,6 +610,7 @@ fn run_policies(name: &'static str, steps: &[Step]) -> WorkloadFigures {
         name,
         pages,
         zsos_busy,
+        zsos_by_kind,
         rounds,
         moved,
         profiles,
@@ -786,6 +795,36 @@ fn cost_figures(all: &[WorkloadFigures]) {
                 "BENCH name=policy.{label}.{}.whole value={:.0} unit=cycles",
                 w.name,
                 w.median(k, 0)
+            );
+        }
+    }
+    println!(
+        "  zsos's compaction by kind of move, KiB moved / pages given back (first run: pauses and the compaction asked for)"
+    );
+    crate::print!("    {:<12}", "workload");
+    for kind in MoveKind::ALL {
+        crate::print!(" {:>14}", kind.name());
+    }
+    println!();
+    for w in all {
+        crate::print!("    {:<12}", w.name);
+        for kind in MoveKind::ALL {
+            let (bytes, pages) = w.zsos_by_kind[kind as usize];
+            crate::print!(" {:>14}", alloc::format!("{} / {pages}", bytes / 1024));
+        }
+        println!();
+        for kind in MoveKind::ALL {
+            let (bytes, pages) = w.zsos_by_kind[kind as usize];
+            println!(
+                "BENCH name=policy.zsos.{}.moved_by_{} value={} unit=KiB",
+                w.name,
+                kind.name(),
+                bytes / 1024
+            );
+            println!(
+                "BENCH name=policy.zsos.{}.freed_by_{} value={pages} unit=frames",
+                w.name,
+                kind.name()
             );
         }
     }
