@@ -2010,6 +2010,79 @@ fn deferred_compaction_moves_nothing_on_free_and_gives_the_slack_back_when_drain
     assert_eq!(p.compact(), 0);
 }
 
+/// After a fill (nothing freed, nothing queued), the pause of deferred compaction cuts each
+/// class's partly used zspage to the pages its objects need: objects fill a new zspage from
+/// its first slot, so nothing moves. Under Linux's rules the pause does nothing.
+#[test]
+fn the_pause_after_a_fill_cuts_the_classes_last_zspages_and_moves_nothing() {
+    let sizes = [100, 700, 1500, 2500, 3000];
+    let fill = |p: &Pool<HostBackend>| -> Vec<(Handle, usize)> {
+        // Few enough objects per class that its last zspage is partly used.
+        (0..40usize)
+            .map(|i| {
+                let size = sizes[i % sizes.len()];
+                let h = p.malloc(size).unwrap();
+                p.write(h, &pattern(i as u64, size)).unwrap();
+                (h, size)
+            })
+            .collect()
+    };
+    let zsos = Pool::new(
+        "pause",
+        HostBackend::new(FRAMES, 11),
+        crate::Policy::ZSOS.config(),
+    );
+    let objects = fill(&zsos);
+    assert!(!zsos.compaction_pending(), "nothing freed, nothing queued");
+    let busy = zsos.total_pages();
+    let given_back = zsos.compact_pending(usize::MAX);
+    std::println!("zsos: {busy} pages before the pause, {given_back} given back");
+    assert!(given_back > 0, "the last zspages had pages to spare");
+    assert_eq!(zsos.total_pages(), busy - given_back);
+    assert_eq!(
+        zsos.bytes_moved(),
+        0,
+        "objects fill a zspage from its first slot"
+    );
+    assert_eq!(
+        zsos.pages_freed_by(crate::pool::MoveKind::Shrink),
+        given_back
+    );
+    for c in zsos.stats().classes.iter().filter(|c| c.obj_used > 0) {
+        // No class keeps a page that its objects do not reach.
+        assert!(
+            (c.obj_allocated - c.obj_used) * (c.size as u64) < 4096,
+            "class {}: {} free slots of {} bytes",
+            c.index,
+            c.obj_allocated - c.obj_used,
+            c.size
+        );
+    }
+    zsos.check_invariants().unwrap();
+    for (i, &(h, size)) in objects.iter().enumerate() {
+        check_object(
+            &zsos,
+            h,
+            &pattern(i as u64, size),
+            i as u64,
+            &"after the pause",
+        );
+    }
+    // The pool grows again from there.
+    let more = zsos.malloc(1500).unwrap();
+    zsos.check_invariants().unwrap();
+    zsos.free(more).unwrap();
+    let linux = Pool::new(
+        "pause",
+        HostBackend::new(FRAMES, 11),
+        crate::Policy::LINUX.config(),
+    );
+    fill(&linux);
+    let busy = linux.total_pages();
+    assert_eq!(linux.compact_pending(usize::MAX), 0);
+    assert_eq!(linux.total_pages(), busy);
+}
+
 #[test]
 #[cfg_attr(
     miri,

@@ -114,7 +114,7 @@ pub struct Report {
     pub pages: usize,
     /// live_bytes / (pages × 4096); 0 with no pages.
     pub density: f64,
-    /// Pages freed by compaction so far in the replay.
+    /// Pages freed by compaction so far in the replay (at the pauses too).
     pub pages_compacted: usize,
     /// Pages freed by this `c` (0 otherwise).
     pub freed_now: usize,
@@ -283,7 +283,8 @@ pub fn replay_steps<B: Backend>(
                 ));
             }
             Op::Stats => {
-                pool.compact_pending(usize::MAX);
+                // The pause: the deferred compaction runs (its pages count as compacted).
+                pages_compacted += pool.compact_pending(usize::MAX);
                 report(&snapshot(
                     line,
                     's',
@@ -300,7 +301,7 @@ pub fn replay_steps<B: Backend>(
             objects: &objects,
         });
     }
-    pool.compact_pending(usize::MAX);
+    pages_compacted += pool.compact_pending(usize::MAX);
     report(&snapshot(
         totals.lines,
         '$',

@@ -5,7 +5,7 @@
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
-use super::{Error, Pool};
+use super::{AutoCompact, Error, Pool};
 use crate::backend::{Backend, Pfn};
 use crate::growth::Growth;
 use crate::zsdesc;
@@ -126,6 +126,17 @@ impl<B: Backend> Pool<B> {
         for (word, bits) in self.pending.iter().zip(requeue) {
             if bits != 0 {
                 word.fetch_or(bits, Ordering::Relaxed);
+            }
+        }
+        // Then, while the budget lasts, every class's partly used zspages are cut to the
+        // fewest pages that hold their objects (a class's last zspage is partly used at the
+        // end of a fill, and its objects sit in its first slots: the cut moves few or none).
+        if matches!(self.auto_compact, AutoCompact::Deferred { .. }) {
+            for pos in (0..self.classes.len()).rev() {
+                if done.pages >= max_pages {
+                    break;
+                }
+                done = done.and(self.shrink_all(pos));
             }
         }
         self.pages_auto_compacted

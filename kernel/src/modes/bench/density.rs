@@ -60,6 +60,11 @@ trait Store {
     /// The workload pauses: work an allocator deferred may run (zsmalloc's queued
     /// compaction under `AutoCompact::Deferred`).
     fn idle(&mut self) {}
+    /// Where the bytes above the live bytes go (zsmalloc only): `[slot rounding and
+    /// headers, free slots, zspage tails]` (see [`ZsStore::above_live`]).
+    fn above_live(&self, _live_bytes: u64) -> Option<[u64; 3]> {
+        None
+    }
 }
 
 struct ZsStore {
@@ -134,6 +139,22 @@ impl Store for ZsStore {
         self.pool.compact();
         self.cycles[2] += tsc::stop().saturating_sub(t0);
         true
+    }
+    /// The pool's pages beyond its live bytes, split by why: objects' slots larger than the
+    /// objects (a class's size and the handle header), free slots of its zspages, and the
+    /// unused end of each zspage that no slot covers.
+    fn above_live(&self, live_bytes: u64) -> Option<[u64; 3]> {
+        let (mut used, mut slots, mut pages) = (0u64, 0u64, 0u64);
+        for c in &self.pool.stats().classes {
+            used += c.obj_used * c.size as u64;
+            slots += c.obj_allocated * c.size as u64;
+            pages += c.pages_used;
+        }
+        Some([
+            used.saturating_sub(live_bytes),
+            slots - used,
+            (pages * PAGE as u64).saturating_sub(slots),
+        ])
     }
     fn idle(&mut self) {
         let t0 = tsc::start();
@@ -219,6 +240,8 @@ struct Point {
     bytes: u64,
     /// Bytes of the store's page descriptors, if it counts them.
     desc_bytes: Option<u64>,
+    /// Where the bytes beyond the live ones go (see [`Store::above_live`]).
+    above_live: Option<[u64; 3]>,
 }
 
 /// The store at a point of the workload: it pauses (see [`Store::idle`]), then is measured.
@@ -232,6 +255,7 @@ fn point(store: &mut dyn Store, live_bytes: u64) -> Point {
         density: live_bytes as f64 / (frames.max(1) * PAGE as u64) as f64,
         bytes: live_bytes,
         desc_bytes: store.desc_bytes(),
+        above_live: store.above_live(live_bytes),
     }
 }
 
@@ -526,6 +550,9 @@ struct WorkloadFigures {
     /// Per policy of [`COSTED`]: bytes compaction moved, of which automatic, pages automatic
     /// compaction gave back.
     moved: [(u64, u64, usize); COSTED.len()],
+    /// zsos's and Linux chain 8's bytes beyond the live ones at each point (see
+    /// [`Store::above_live`]).
+    above_live: [[[u64; 3]; 3]; 2],
     /// zsos's compaction by kind of move (indexed by [`MoveKind`]): bytes moved, pages given
     /// back.
     zsos_by_kind: [(u64, usize); 3],
@@ -563,6 +590,7 @@ fn run_policies(name: &'static str, steps: &[Step]) -> WorkloadFigures {
     let mut pages = Vec::new();
     let mut zsos_busy = [0; 2];
     let mut zsos_by_kind = [(0, 0); 3];
+    let mut above_live = [[[0; 3]; 3]; 2];
     let mut first = [[0f64; 4]; COSTED.len()];
     let mut moved = [(0, 0, 0); COSTED.len()];
     for (k, policy) in POLICIES.iter().enumerate() {
@@ -571,6 +599,9 @@ fn run_policies(name: &'static str, steps: &[Step]) -> WorkloadFigures {
 
         let compacted = compacted.expect("zsmalloc compacts");
         pages.push([fill.frames, half.frames, compacted.frames]);
+        if let Some(j) = [ZSOS, LINUX_8].iter().position(|&p| p == k) {
+            above_live[j] = [&fill, &half, &compacted].map(|p| p.above_live.unwrap_or_default());
+        }
         if k == ZSOS {
             zsos_busy = [fill.busy_frames, half.busy_frames];
             zsos_by_kind =
@@ -611,6 +642,7 @@ fn run_policies(name: &'static str, steps: &[Step]) -> WorkloadFigures {
         pages,
         zsos_busy,
         zsos_by_kind,
+        above_live,
         rounds,
         moved,
         profiles,
@@ -703,8 +735,41 @@ pub fn policy_figures() {
     for (name, linux, zsos) in &halved {
         println!("    {name:<12} {linux:>6} / {zsos:<6}");
     }
+    above_live_figures(&all);
     cost_figures(&all);
     phase_figures(&all);
+}
+
+/// Where zsos's and Linux chain 8's pages beyond the bound go, at each point.
+fn above_live_figures(all: &[WorkloadFigures]) {
+    println!(
+        "  pages beyond the live bytes, zsos / Linux chain 8: slots larger than their objects (class size, header), free slots, zspage ends no slot covers"
+    );
+    println!(
+        "    {:<12} {:<10} {:>13} {:>13} {:>13}",
+        "workload", "point", "rounding", "free slots", "ends"
+    );
+    const KINDS: [&str; 3] = ["rounding", "free_slots", "ends"];
+    for w in all {
+        for (i, point) in ["fill", "half", "compacted"].into_iter().enumerate() {
+            let pages = |j: usize, kind: usize| w.above_live[j][i][kind] as f64 / PAGE as f64;
+            crate::print!("    {:<12} {:<10}", w.name, point);
+            for kind in 0..3 {
+                let cell = alloc::format!("{:.0} / {:.0}", pages(0, kind), pages(1, kind));
+                crate::print!(" {cell:>13}");
+            }
+            println!();
+            for (j, policy) in ["zsos", "linux"].into_iter().enumerate() {
+                for (kind, what) in KINDS.into_iter().enumerate() {
+                    println!(
+                        "BENCH name=above_live.{}.{policy}.{point}.{what} value={:.1} unit=frames",
+                        w.name,
+                        pages(j, kind)
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// The cost table of [`policy_figures`].
