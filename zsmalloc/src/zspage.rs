@@ -679,14 +679,14 @@ impl ClassState {
             objs += z.inuse as usize;
             pages += z.pages as usize;
         }
-        // No page to save if even zspages of the densest length, as many as the objects
-        // fill, need as many pages (the knapsack below costs objects x lengths: this check
-        // answers most calls, after each compaction of each class, without it).
-        let (densest_pages, densest_objs) = (1..=self.layout.pages_per_zspage)
-            .map(|p| (p, self.capacity(p)))
-            .max_by(|a, b| (a.1 * b.0).cmp(&(b.1 * a.0)))
-            .expect("a class has a length");
-        if count < 2 || (objs * densest_pages).div_ceil(densest_objs) >= pages {
+        // No page to save if even zspages of the class's own length, as many as the objects
+        // fill, need as many pages: no shorter length holds more objects per page (the table
+        // chose it for the least waste at a zspage's end, the first least winning, and a
+        // shorter zspage wastes more on fewer pages), so no repacking does better. The
+        // knapsack below costs objects x lengths; this check answers most calls (one after
+        // each compaction of each class) without it.
+        let (own_pages, own_objs) = (self.layout.pages_per_zspage, self.layout.objs_per_zspage);
+        if count < 2 || (objs * own_pages).div_ceil(own_objs) >= pages {
             return None;
         }
         let mut candidates: Vec<u32> = (0..self.zspages.len() as u32)
@@ -1396,9 +1396,18 @@ mod tests {
                 live[k]
             );
         }
-        // Six objects in two pages: nothing left to cut.
+        // Six objects in two pages: nothing left to cut; a cut to as many pages or more, or
+        // to fewer than hold the objects, changes nothing.
         assert_eq!(class.shrinkable(), None);
-        assert_eq!(class.shrink(&b, &slots, 0, 1), (0, 0));
+        for pages in [1, 2, 3] {
+            assert_eq!(
+                class.shrink(&b, &slots, 0, pages),
+                (0, 0),
+                "to {pages} pages"
+            );
+        }
+        assert_eq!((class.zspage(0).pages, class.pages), (2, 2));
+        assert_eq!(check_objects(&class, &b, &slots, &live), after);
     }
 
     /// A repacking keeps, for each length it needs, the fullest zspage of that length: only
