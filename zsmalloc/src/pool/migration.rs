@@ -146,8 +146,8 @@ impl<B: Backend> Pool<B> {
         done.pages
     }
 
-    /// Counts what a compaction step or a shrink of class `pos` did: objects and bytes moved,
-    /// pages given back (net).
+    /// Counts what a move of one kind in class `pos` did (a compaction step, a shrink or a
+    /// repacking): objects and bytes moved, pages given back (net).
     fn count_moves(&self, class: &ClassState, kind: MoveKind, moved: u64, pages: usize) -> Moved {
         self.note_free_slots(class.pos as usize, class);
         let bytes = moved * class.layout.size as u64;

@@ -61,7 +61,7 @@ trait Store {
     /// compaction under `AutoCompact::Deferred`).
     fn idle(&mut self) {}
     /// Where the bytes above the live bytes go (zsmalloc only): `[slot rounding and
-    /// headers, free slots, zspage tails]` (see [`ZsStore::above_live`]).
+    /// headers, free slots, zspage ends]` (see [`ZsStore::above_live`]).
     fn above_live(&self, _live_bytes: u64) -> Option<[u64; 3]> {
         None
     }
@@ -596,7 +596,6 @@ fn run_policies(name: &'static str, steps: &[Step]) -> WorkloadFigures {
     for (k, policy) in POLICIES.iter().enumerate() {
         let mut zs = ZsStore::new(policy_config(policy));
         let (fill, half, compacted) = measure(&mut zs, steps);
-
         let compacted = compacted.expect("zsmalloc compacts");
         pages.push([fill.frames, half.frames, compacted.frames]);
         if let Some(j) = [ZSOS, LINUX_8].iter().position(|&p| p == k) {
