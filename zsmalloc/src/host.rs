@@ -77,7 +77,13 @@ pub struct HostBackend {
     movable_ops: core::sync::atomic::AtomicU64,
     /// The "cycle counter": one tick per read, so a phase profile counts clock reads.
     ticks: core::sync::atomic::AtomicU64,
+    /// Called with each frame given back, before the backend takes it (see
+    /// [`HostBackend::on_free_page`]).
+    free_hook: Mutex<Option<FreeHook>>,
 }
+
+/// What [`HostBackend::on_free_page`] calls.
+pub type FreeHook = std::sync::Arc<dyn Fn(Pfn) + Send + Sync>;
 
 // SAFETY: frame bytes are only reached through raw pointers handed to the pool, which
 // coordinates access; all other state is behind locks or atomic.
@@ -121,7 +127,15 @@ impl HostBackend {
             reports: Mutex::new(Vec::new()),
             movable_ops: core::sync::atomic::AtomicU64::new(0),
             ticks: core::sync::atomic::AtomicU64::new(0),
+            free_hook: Mutex::new(None),
         }
+    }
+
+    /// From now on, `hook` is called with each frame the pool gives back, on the pool's
+    /// thread, before the backend takes the frame (and holding none of the backend's locks):
+    /// a test can see, or stretch, the moment a frame goes back.
+    pub fn on_free_page(&self, hook: FreeHook) {
+        *self.free_hook.lock().unwrap() = Some(hook);
     }
 
     /// As [`HostBackend::with_cpus`], with descriptors allocated apart from the frames, as
@@ -327,6 +341,11 @@ unsafe impl Backend for HostBackend {
     }
 
     unsafe fn free_page(&self, pfn: Pfn) {
+        // Cloned out first: the hook may wait for another thread that frees a frame too.
+        let hook = self.free_hook.lock().unwrap().clone();
+        if let Some(hook) = hook {
+            hook(pfn);
+        }
         let i = self.index(pfn);
         let mut s = self.state.lock().unwrap();
         assert!(s.allocated[i], "the pool freed frame {pfn:#x} twice");

@@ -1760,6 +1760,72 @@ fn pool_on_several_threads_keeps_every_object_on(config: PoolConfig, memdesc: bo
     assert_eq!(p.backend().frames_in_use(), 0);
 }
 
+/// A free that empties a zspage gives its frame back with the class unlocked (as Linux's
+/// `zs_free` does since 2026): while the backend is held taking the frame, another CPU
+/// allocates and frees an object of the same class. Were the class still locked, the other
+/// CPU would wait, and the hold would run out its five seconds.
+#[test]
+#[cfg_attr(miri, ignore = "waits on the clock")]
+fn an_emptied_zspages_frames_go_back_after_the_class_lock() {
+    use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    // 0: not yet; 1: the next frame given back is held; 2: it is held; 3: the other CPU is done.
+    let stage = Arc::new(AtomicU8::new(0));
+    let ran_out = Arc::new(AtomicBool::new(false));
+    let backend = HostBackend::with_cpus(64, 5, 2);
+    let (hold_stage, hold_ran_out) = (stage.clone(), ran_out.clone());
+    backend.on_free_page(Arc::new(move |_| {
+        if hold_stage
+            .compare_exchange(1, 2, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while hold_stage.load(Ordering::Acquire) != 3 {
+                if Instant::now() > deadline {
+                    hold_ran_out.store(true, Ordering::Release);
+                    return;
+                }
+                std::thread::yield_now();
+            }
+        }
+    }));
+    let p = Pool::new("release", backend, PoolConfig::default());
+    // An object of the huge class is alone in its zspage: its free empties it.
+    let size = p.huge_class_size();
+    let h = p.malloc(size).unwrap();
+    assert_eq!(p.total_pages(), 1);
+    stage.store(1, Ordering::Release);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            crate::host::set_this_cpu(0);
+            p.free(h).unwrap();
+        });
+        s.spawn(|| {
+            crate::host::set_this_cpu(1);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while stage.load(Ordering::Acquire) != 2 {
+                assert!(
+                    Instant::now() < deadline,
+                    "the first free gave back no frame"
+                );
+                std::thread::yield_now();
+            }
+            let other = p.malloc(size).unwrap();
+            p.free(other).unwrap();
+            stage.store(3, Ordering::Release);
+        });
+    });
+    assert!(
+        !ran_out.load(Ordering::Acquire),
+        "another CPU could not allocate in the class while a free gave a frame back: the \
+         class was still locked"
+    );
+    assert_eq!(p.total_pages(), 0);
+    assert_eq!(p.backend().frames_in_use(), 0);
+    p.check_invariants().unwrap();
+}
+
 #[test]
 #[cfg_attr(
     miri,

@@ -5,6 +5,7 @@ use core::sync::atomic::Ordering;
 
 use super::lock_order::ClassGuard;
 use super::profile::{Phase, Stopwatch};
+use super::release::FramesAfterUnlock;
 use super::{AutoCompact, Error, Pool};
 use crate::backend::Backend;
 use crate::class::MAX_ALLOC_SIZE;
@@ -171,7 +172,8 @@ impl<B: Backend> Pool<B> {
     }
 
     /// Frees an object (Linux: `zs_free`): the migrate lock for reading, then the class lock,
-    /// then the migrate lock is dropped. A zspage left empty is freed at once.
+    /// then the migrate lock is dropped. A zspage left empty leaves its class at once, and its
+    /// frames go back to the backend once the class lock is dropped.
     pub fn free(&self, handle: Handle) -> Result<(), Error> {
         let mut watch = self.stopwatch(true);
         let (p, slot) = self.slot_of(handle)?;
@@ -197,16 +199,23 @@ impl<B: Backend> Pool<B> {
             .expect("a live object's page belongs to a zspage");
         class.obj_free(&self.backend, owner.id, pfn, idx);
         watch.lap(Phase::ObjectReturn);
-        if class.fix_group(owner.id) == crate::zspage::GROUP_EMPTY {
+        // An emptied zspage leaves the class under its lock; its frames go back after it.
+        let emptied = (class.fix_group(owner.id) == crate::zspage::GROUP_EMPTY).then(|| {
             watch.lap(Phase::Fullness);
-            let freed = class.free_zspage(&self.backend, owner.id);
+            let frames = FramesAfterUnlock::new(&self.backend);
+            let freed = class.free_zspage(&frames, owner.id);
             self.pages_allocated.fetch_sub(freed, Ordering::Relaxed);
             watch.lap(Phase::ZspageRelease);
-        }
+            frames
+        });
         self.note_free_slots(p.class as usize, &class);
         let compact = self.auto_compact.due(&class);
         watch.lap(Phase::Fullness);
         drop(class);
+        if let Some(frames) = emptied {
+            frames.give_back();
+            watch.lap(Phase::ZspageRelease);
+        }
         self.slots.release(self.backend.cpu_index(), p.slot);
         // Compaction takes the pool-wide lock itself (under `Locking::PoolWide`).
         drop(pool);

@@ -3,8 +3,9 @@
 //!
 //! One file per concern: [`config`] and [`error`] (what a pool is asked and what it refuses),
 //! `lock_order` (the locks and the debug-build order check), `alloc` (malloc, free, handle
-//! checks), `mapping` (map/unmap, the copy path, read and write), `migration` (compaction and
-//! page migration), `invariants` (the from-scratch consistency check).
+//! checks), `release` (an emptied zspage's frames given back after the class lock), `mapping`
+//! (map/unmap, the copy path, read and write), `migration` (compaction and page migration),
+//! `invariants` (the from-scratch consistency check).
 //!
 //! Locking, as Linux 6.11's return to per-size-class locks (2024, "mm/zsmalloc: change back
 //! to per-size_class lock"), in this order:
@@ -26,6 +27,7 @@ mod lock_order;
 mod mapping;
 mod migration;
 pub mod profile;
+mod release;
 mod writer_first;
 
 use ::alloc::boxed::Box;

@@ -36,7 +36,8 @@ pub enum Phase {
     /// free: the object's zspage found from its page's descriptor, the object back on the
     /// freelist.
     ObjectReturn,
-    /// free: an emptied zspage's frames given back.
+    /// free: an emptied zspage leaving its class (under the class lock), then its frames given
+    /// back (after the lock is dropped, which this part also pays for).
     ZspageRelease,
     /// free: the lock dropped and the slot put behind the quarantine.
     SlotRelease,
@@ -246,7 +247,13 @@ mod tests {
         assert_eq!(p.of(Phase::HandleCheck), 2 * (n + 1));
         assert_eq!(p.of(Phase::FreeLocks), n + 1);
         assert_eq!(p.of(Phase::ObjectReturn), n + 1);
-        assert_eq!(p.of(Phase::ZspageRelease), zspages, "every zspage emptied");
+        // Twice per emptied zspage: it leaves its class under the lock, its frames go back
+        // after it.
+        assert_eq!(
+            p.of(Phase::ZspageRelease),
+            2 * zspages,
+            "every zspage emptied"
+        );
         assert_eq!(p.of(Phase::Fullness), n + (n + 1) + zspages);
         assert_eq!(p.of(Phase::SlotRelease), n + 1);
         assert_eq!(
