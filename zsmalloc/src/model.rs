@@ -376,8 +376,9 @@ pub fn fewest_pages(c: &ClassLayout, n: usize, growth: crate::Growth) -> usize {
     fewest[n]
 }
 
-/// Pages the live objects `handles` need after a perfect compaction: per class (where each
-/// object is now; compaction never changes an object's class), [`fewest_pages`].
+/// Pages the live objects `handles` need after a perfect compaction of each class: per class
+/// (where each object is now), [`fewest_pages`]. Computed after compaction, since compaction
+/// may take an object lent a larger class's slot home to its own class.
 pub fn pages_after_perfect_compaction<B: Backend>(
     pool: &Pool<B>,
     handles: impl IntoIterator<Item = Handle>,
@@ -439,7 +440,6 @@ pub fn compaction_case<B: Backend>(
         pool.free(h).map_err(|e| format!("free: {e}"))?;
     }
     let bound = perfect_repacking_bound(&pool.stats());
-    let oracle_pages = pages_after_perfect_compaction(pool, live.iter().map(|&(h, _)| h))?;
     let pages_before = pool.total_pages();
     let moved_before = pool.objs_moved();
     let locations: Vec<_> = live
@@ -463,6 +463,7 @@ pub fn compaction_case<B: Backend>(
             ));
         }
         pool.check_invariants()?;
+        let oracle_pages = pages_after_perfect_compaction(pool, live.iter().map(|&(h, _)| h))?;
         let mut changed = 0;
         for (i, ((h, bytes), before)) in live.iter().zip(&locations).enumerate() {
             changed += (pool.location(*h).map_err(|e| format!("{e}"))? != *before) as u64;
@@ -479,12 +480,12 @@ pub fn compaction_case<B: Backend>(
                 "{moved} objects reported moved, {changed} changed location"
             ));
         }
-        Ok(())
+        Ok(oracle_pages)
     })();
     for (h, _) in &live {
         let _ = pool.free(*h);
     }
-    result.map(|()| CompactionCase {
+    result.map(|oracle_pages| CompactionCase {
         pages_before,
         bound,
         oracle_pages,

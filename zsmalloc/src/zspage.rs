@@ -89,6 +89,19 @@ pub struct ClassState {
     pub pages: u64,
     /// Live zspages shorter than the class's length.
     pub short_zspages: u64,
+    /// Objects here whose own class is a smaller one (a placement rule lent them a slot).
+    pub lent: u64,
+}
+
+/// An object in a slot another class's object was lent (see [`ClassState::lent_objects`]).
+#[derive(Debug, Clone, Copy)]
+pub struct LentObject {
+    /// The object's handle slot.
+    pub slot: u32,
+    /// Its zspage, the page it starts in, its index there.
+    pub at: (u32, Pfn, u32),
+    /// Position of its own class.
+    pub home: usize,
 }
 
 /// Frames taken from the backend for a new zspage, before it is built: taken without the
@@ -166,6 +179,7 @@ impl ClassState {
             objs_inuse: 0,
             pages: 0,
             short_zspages: 0,
+            lent: 0,
         }
     }
 
@@ -958,45 +972,82 @@ impl ClassState {
 
     fn copy_slot_bytes<B: Backend>(&self, b: &B, from: (Pfn, u32), to: (Pfn, u32)) {
         let size = self.layout.size;
-        // Each slot as one or two pieces (pointer, length): the second in the next page.
-        let pieces = |(pfn, idx): (Pfn, u32)| {
-            let off = idx as usize * size % PAGE_SIZE;
-            let head = (PAGE_SIZE - off).min(size);
-            let next = if head < size {
-                zsdesc::next(b.desc(pfn)).map_or(core::ptr::null_mut(), |n| b.page_ptr(n))
-            } else {
-                core::ptr::null_mut()
-            };
-            [
-                (b.page_ptr(pfn).wrapping_add(off), head),
-                (next, size - head),
-            ]
-        };
-        let (src, dst) = (pieces(from), pieces(to));
-        // Copies straight from piece to piece (no bounce buffer: this runs once per object
-        // compaction moves, automatic compaction included).
-        let (mut si, mut s_done, mut di, mut d_done) = (0, 0, 0, 0);
-        let mut copied = 0;
-        while copied < size {
-            while src[si].1 == s_done {
-                (si, s_done) = (si + 1, 0);
-            }
-            while dst[di].1 == d_done {
-                (di, d_done) = (di + 1, 0);
-            }
-            let n = (src[si].1 - s_done).min(dst[di].1 - d_done);
-            // SAFETY: both locations are object slots of live zspages of this class, held under
-            // the class lock, and distinct slots do not overlap; neither is pinned for writing
-            // (sources are unpinned, the destination slot was just allocated); each piece lies
-            // inside its page (a second piece exists only when the slot spans, and then its
-            // pointer is the next page's).
-            unsafe {
-                core::ptr::copy_nonoverlapping(src[si].0.add(s_done), dst[di].0.add(d_done), n)
-            };
-            s_done += n;
-            d_done += n;
-            copied += n;
+        let at = |(pfn, idx): (Pfn, u32)| (pfn, idx as usize * size % PAGE_SIZE);
+        // SAFETY: both are slots of live zspages of this class, held under the class lock,
+        // and distinct slots do not overlap; neither is pinned for writing (sources are
+        // unpinned, the destination slot was just allocated).
+        unsafe { copy_between_slots(b, at(from), at(to), size) };
+    }
+
+    /// The objects lent a slot of this class whose zspages have no mapped object (their bytes
+    /// may move): read from each allocated object's header and its slot's own class. The
+    /// caller holds the migrate lock for writing (no mapping begins meanwhile) and the class
+    /// lock.
+    pub fn lent_objects<B: Backend>(&self, b: &B, slots: &SlotTable) -> Vec<LentObject> {
+        let mut out = Vec::new();
+        if self.lent == 0 || self.layout.huge {
+            return out;
         }
+        for id in self.live_zspages() {
+            let z = &self.zspages[id as usize];
+            if zsdesc::zspage_readers(b.desc(z.first)) != 0 {
+                continue;
+            }
+            let chain = self.chain(b, id);
+            for idx in 0..z.objs {
+                let Some(&pfn) = chain.get(idx as usize * self.layout.size / PAGE_SIZE) else {
+                    break;
+                };
+                let own_class = self
+                    .header_slot(b, pfn, idx)
+                    .map(|slot| (slot, slots.get(slot).map(|s| s.state().class)));
+                let Some((slot, Some(home))) = own_class else {
+                    continue;
+                };
+                let home = home as usize;
+                if home != self.pos as usize {
+                    out.push(LentObject {
+                        slot,
+                        at: (id, pfn, idx),
+                        home,
+                    });
+                }
+            }
+            if out.len() as u64 == self.lent {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Moves a lent object out of this class into `new_obj`, a slot its own class has taken
+    /// for it (`home_size` bytes, which hold the object and its header): copies the slot's
+    /// first `home_size` bytes, repoints the handle's slot and frees the old place (the
+    /// caller fixes the zspage's group afterwards). The caller holds the migrate lock for
+    /// writing and this class's lock; nothing else reaches the new slot.
+    pub fn move_home<B: Backend>(
+        &mut self,
+        b: &B,
+        slots: &SlotTable,
+        lent: LentObject,
+        new_obj: u64,
+        home_size: usize,
+    ) {
+        let (id, pfn, idx) = lent.at;
+        let (to_pfn, to_idx) = handle::decode_obj(new_obj);
+        let from = (pfn, idx as usize * self.layout.size % PAGE_SIZE);
+        let to = (to_pfn, to_idx as usize * home_size % PAGE_SIZE);
+        // SAFETY: the source is an allocated slot of a live zspage of this class with no
+        // mapping (no new one begins under the migrate lock), at least `home_size` bytes; the
+        // destination a slot of `home_size` bytes just taken for it in another class's zspage,
+        // which nothing else reaches; they are in different zspages, so do not overlap.
+        unsafe { copy_between_slots(b, from, to, home_size) };
+        slots
+            .get(lent.slot)
+            .expect("a lent object's slot exists")
+            .set_obj(new_obj);
+        self.obj_free(b, id, pfn, idx);
+        self.lent -= 1;
     }
 
     /// Moves page `pfn` of zspage `id` to the frame `new`; see `Pool::migrate_page_into`. The
@@ -1156,17 +1207,7 @@ impl ClassState {
     pub fn allocated_slots<B: Backend>(&self, b: &B, id: u32) -> Vec<bool> {
         let z = &self.zspages[id as usize];
         let huge = self.layout.huge;
-        // At most the zspage's own length: a chain broken into a loop (a lab tree's bug,
-        // which a failing test's picture is there to show) must not hang the snapshot.
-        let chain: Vec<Pfn> = core::iter::successors(Some(z.first), |&page| {
-            if huge {
-                None
-            } else {
-                zsdesc::next(b.desc(page))
-            }
-        })
-        .take(z.pages as usize)
-        .collect();
+        let chain = self.chain(b, id);
         (0..z.objs)
             .map(|idx| {
                 let page_no = if huge {
@@ -1180,6 +1221,23 @@ impl ClassState {
                     .is_some_and(|&pfn| self.header_slot(b, pfn, idx).is_some())
             })
             .collect()
+    }
+
+    /// The pages of zspage `id`, first to last. At most the zspage's own length: a chain
+    /// broken into a loop (a lab tree's bug, which a failing test's picture is there to show)
+    /// must not hang a walk; a chain cut short gives fewer.
+    fn chain<B: Backend>(&self, b: &B, id: u32) -> Vec<Pfn> {
+        let z = &self.zspages[id as usize];
+        let huge = self.layout.huge;
+        core::iter::successors(Some(z.first), |&page| {
+            if huge {
+                None
+            } else {
+                zsdesc::next(b.desc(page))
+            }
+        })
+        .take(z.pages as usize)
+        .collect()
     }
 
     /// The slot recorded in an allocated object's header (or, for huge, its descriptor).
@@ -1197,6 +1255,50 @@ impl ClassState {
         // let _ = (b, pfn, idx, handle::slot_from_header);
         // None
         // LAB 4: END
+    }
+}
+
+/// Copies `len` bytes from the slot that starts at `from` (page, offset) to the slot that
+/// starts at `to`; either may continue into the next page of its zspage.
+///
+/// # Safety
+/// Both are `len` bytes of slots of live zspages that nobody else reads or writes now, and
+/// they do not overlap.
+unsafe fn copy_between_slots<B: Backend>(b: &B, from: (Pfn, usize), to: (Pfn, usize), len: usize) {
+    let size = len;
+    // Each slot as one or two pieces (pointer, length): the second in the next page.
+    let pieces = |(pfn, off): (Pfn, usize)| {
+        let head = (PAGE_SIZE - off).min(size);
+        let next = if head < size {
+            zsdesc::next(b.desc(pfn)).map_or(core::ptr::null_mut(), |n| b.page_ptr(n))
+        } else {
+            core::ptr::null_mut()
+        };
+        [
+            (b.page_ptr(pfn).wrapping_add(off), head),
+            (next, size - head),
+        ]
+    };
+    let (src, dst) = (pieces(from), pieces(to));
+    // Copies straight from piece to piece (no bounce buffer: this runs once per object
+    // compaction moves, automatic compaction included).
+    let (mut si, mut s_done, mut di, mut d_done) = (0, 0, 0, 0);
+    let mut copied = 0;
+    while copied < size {
+        while src[si].1 == s_done {
+            (si, s_done) = (si + 1, 0);
+        }
+        while dst[di].1 == d_done {
+            (di, d_done) = (di + 1, 0);
+        }
+        let n = (src[si].1 - s_done).min(dst[di].1 - d_done);
+        // SAFETY: the caller's promise for both slots; each piece lies inside its page (a
+        // second piece exists only when the slot spans, and then its pointer is the next
+        // page's).
+        unsafe { core::ptr::copy_nonoverlapping(src[si].0.add(s_done), dst[di].0.add(d_done), n) };
+        s_done += n;
+        d_done += n;
+        copied += n;
     }
 }
 

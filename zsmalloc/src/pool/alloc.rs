@@ -17,7 +17,9 @@ use crate::zspage::ZsPageFrames;
 impl<B: Backend> Pool<B> {
     /// Allocates an object of `size` bytes (Linux: `zs_malloc`). The pool's placement rule
     /// picks the class; the handle's slot is taken before the class lock (as Linux takes its
-    /// handle from a cache first).
+    /// handle from a cache first). The handle names the object's own class (the smallest
+    /// whose slots fit it), wherever the object is: a rule may lend it a larger class's slot,
+    /// and compaction may take it home later.
     pub fn malloc(&self, size: usize) -> Result<Handle, Error> {
         if size == 0 || size > MAX_ALLOC_SIZE {
             return Err(Error::InvalidSize(size));
@@ -38,13 +40,16 @@ impl<B: Backend> Pool<B> {
         // A class other than the own one only while it still has room: the free-slot hint
         // may be stale by the time the class is locked, and a borrowed class must never grow.
         let (pos, slot, generation, mut class, id) =
-            match self.reserve_in(chosen, size, chosen == own, &mut watch)? {
+            match self.reserve_in(chosen, own, size, &mut watch)? {
                 Some(found) => found,
                 None => self
-                    .reserve_in(own, size, true, &mut watch)?
+                    .reserve_in(own, own, size, &mut watch)?
                     .expect("the own class may allocate a zspage"),
             };
         let obj = class.obj_malloc(&self.backend, id, slot);
+        if pos != own {
+            class.lent += 1;
+        }
         self.slots
             .get(slot)
             .expect("a reserved slot exists")
@@ -59,28 +64,29 @@ impl<B: Backend> Pool<B> {
         watch.lap(Phase::Publish);
         Ok(Handle::new(HandleParts {
             tag: self.tag,
-            class: pos as u8,
+            class: own as u8,
             generation,
             slot,
         }))
     }
 
-    /// Reserves a slot for an object of `size` bytes in class `pos` and finds it a zspage
-    /// with room, allocating a new zspage only if `may_grow` (always true for the object's
-    /// own class). Returns the class locked, or `None` if `pos` is not the own class and has no
-    /// room now (nothing is held then).
+    /// Reserves a slot for an object of `size` bytes whose own class is `own` and finds it a
+    /// zspage with room in class `pos`, allocating a new zspage only in the own class (a
+    /// borrowed class must never grow). Returns the class locked, or `None` if `pos` is not
+    /// the own class and has no room now (nothing is held then).
     #[allow(clippy::type_complexity)]
     fn reserve_in(
         &self,
         pos: usize,
+        own: usize,
         size: usize,
-        may_grow: bool,
         watch: &mut Stopwatch<'_, B>,
     ) -> Result<Option<(usize, u32, u32, ClassGuard<'_>, u32)>, Error> {
+        let may_grow = pos == own;
         let cpu = self.backend.cpu_index();
         let (slot, generation) = self
             .slots
-            .reserve(cpu, pos as u8, size as u16)
+            .reserve(cpu, own as u8, size as u16)
             .ok_or(Error::OutOfMemory)?;
         watch.lap(Phase::SlotReserve);
         let mut class = self.lock_class(pos);
@@ -171,32 +177,38 @@ impl<B: Backend> Pool<B> {
         Ok(())
     }
 
-    /// Frees an object (Linux: `zs_free`): the migrate lock for reading, then the class lock,
-    /// then the migrate lock is dropped. A zspage left empty leaves its class at once, and its
-    /// frames go back to the backend once the class lock is dropped.
+    /// Frees an object (Linux: `zs_free`): under the migrate lock held for reading, the slot
+    /// gives the object up and its page names its class (it may be lent another class's
+    /// slot); then the class lock, then the migrate lock is dropped. A zspage left empty
+    /// leaves its class at once, and its frames go back to the backend once the class lock is
+    /// dropped.
     pub fn free(&self, handle: Handle) -> Result<(), Error> {
         let mut watch = self.stopwatch(true);
         let (p, slot) = self.slot_of(handle)?;
         watch.lap(Phase::HandleCheck);
         let pool = self.pool_wide();
         let migrate = self.read_migrate();
-        let mut class = self.lock_class(p.class as usize);
-        drop(migrate);
         watch.lap(Phase::FreeLocks);
-        let freed = slot.update(|st| {
+        // The slot is given up first: from then on nobody else frees or maps the object, and
+        // under the migrate lock it does not move, so its page and class are stable.
+        slot.update(|st| {
             Self::check_state(handle, &p, st)?;
             if st.maps != 0 {
                 return Err(Error::ObjectBusy(handle));
             }
             Ok(SlotState { live: false, ..st })
         })?;
-        if self.placement != crate::Placement::Linux {
-            self.note_demand(self.table.class_for(freed.size as usize), -1);
-        }
-        watch.lap(Phase::HandleCheck);
+        self.note_demand(p.class as usize, -1);
         let (pfn, idx) = handle::decode_obj(slot.obj());
         let owner = zsdesc::owner(self.backend.desc(pfn))
             .expect("a live object's page belongs to a zspage");
+        watch.lap(Phase::HandleCheck);
+        let mut class = self.lock_class(owner.class as usize);
+        drop(migrate);
+        watch.lap(Phase::FreeLocks);
+        if owner.class != p.class {
+            class.lent -= 1;
+        }
         class.obj_free(&self.backend, owner.id, pfn, idx);
         watch.lap(Phase::ObjectReturn);
         // An emptied zspage leaves the class under its lock; its frames go back after it.
@@ -208,7 +220,8 @@ impl<B: Backend> Pool<B> {
             watch.lap(Phase::ZspageRelease);
             frames
         });
-        self.note_free_slots(p.class as usize, &class);
+        let pos = owner.class as usize;
+        self.note_free_slots(pos, &class);
         let compact = self.auto_compact.due(&class);
         watch.lap(Phase::Fullness);
         drop(class);
@@ -221,12 +234,12 @@ impl<B: Backend> Pool<B> {
         drop(pool);
         watch.lap(Phase::SlotRelease);
         if compact && matches!(self.auto_compact, AutoCompact::Deferred { .. }) {
-            self.queue_compaction(p.class as usize);
+            self.queue_compaction(pos);
         } else if compact {
             // The class lock is dropped first: compaction takes the migrate lock before it.
-            let (mut done, more) = self.compact_step(p.class as usize, 1);
+            let (mut done, more) = self.compact_step(pos, 1);
             if !more {
-                done = done.and(self.shrink_all(p.class as usize));
+                done = done.and(self.shrink_all(pos));
             }
             self.pages_auto_compacted
                 .fetch_add(done.pages, Ordering::Relaxed);

@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 
 use super::Pool;
 use crate::backend::Backend;
-use crate::class::PAGE_SIZE;
+use crate::class::{HANDLE_SIZE, PAGE_SIZE};
 use crate::handle;
 use crate::zsdesc;
 
@@ -16,14 +16,36 @@ impl<B: Backend> Pool<B> {
     pub fn check_invariants(&self) -> Result<(), String> {
         use alloc::format;
         let _migrate = self.read_migrate();
-        let mut live: Vec<Vec<(u32, u64)>> = (0..self.classes.len()).map(|_| Vec::new()).collect();
+        // Each live object under the class its page says it is in, with whether it is lent
+        // that class's slot (its own class, which its handle and slot name, is smaller).
+        let mut live: Vec<Vec<(u32, u64, bool)>> =
+            (0..self.classes.len()).map(|_| Vec::new()).collect();
         for (i, slot) in self.slots.iter() {
             let st = slot.state();
             if st.live {
-                let class = live
-                    .get_mut(st.class as usize)
-                    .ok_or_else(|| format!("slot {i}: class {} out of range", st.class))?;
-                class.push((i, slot.obj()));
+                let size = st.size as usize;
+                if size == 0 || st.class as usize != self.table.class_for(size) {
+                    return Err(format!(
+                        "slot {i}: class {} is not the own class of {size} bytes",
+                        st.class
+                    ));
+                }
+                let (pfn, _) = handle::decode_obj(slot.obj());
+                let at = self
+                    .backend
+                    .owner_of_any(pfn)
+                    .filter(|o| (o.class as usize) < self.classes.len())
+                    .ok_or_else(|| format!("slot {i}: object page {pfn:#x} is no zspage's"))?;
+                let layout = &self.table.classes[at.class as usize];
+                let needed = size + if layout.huge { 0 } else { HANDLE_SIZE };
+                if at.class < st.class || needed > layout.size {
+                    return Err(format!(
+                        "slot {i}: an object of {size} bytes in class {} (slots of {} bytes), \
+                         its own class {}",
+                        at.class, layout.size, st.class
+                    ));
+                }
+                live[at.class as usize].push((i, slot.obj(), at.class != st.class));
             }
         }
         let mut total_pages = 0;
@@ -131,7 +153,14 @@ impl<B: Backend> Pool<B> {
                 ));
             }
             let mut live_slots = 0;
-            for &(i, obj) in live {
+            let lent = live.iter().filter(|&&(_, _, lent)| lent).count() as u64;
+            if lent != c.lent {
+                return Err(format!(
+                    "class {pos}: {lent} objects lent its slots, {} counted",
+                    c.lent
+                ));
+            }
+            for &(i, obj, _) in live {
                 live_slots += 1;
                 let (pfn, idx) = handle::decode_obj(obj);
                 let owner = zsdesc::owner(self.backend.desc(pfn));

@@ -70,10 +70,15 @@ impl<B: Backend> Pool<B> {
         // let _: (MapMode, u16, Option<SlotState>) = (mode, WRITE_MAPPED, None);
         // LAB 5: END
         let (pfn, idx) = handle::decode_obj(slot.obj());
-        let first = zsdesc::first_page(self.backend.desc(pfn));
+        let desc = self.backend.desc(pfn);
+        let first = zsdesc::first_page(desc);
+        // The class the object is in now (the handle names its own; it may be lent another's).
+        let class = zsdesc::owner(desc)
+            .expect("a live object's page belongs to a zspage")
+            .class as usize;
         zsdesc::zspage_read_lock(self.backend.desc(first));
         Ok(Resolved {
-            class: p.class as usize,
+            class,
             slot: p.slot,
             first,
             pfn,
@@ -359,9 +364,9 @@ impl<B: Backend> Pool<B> {
         Self::check_state(handle, &p, st)?;
         let (pfn, idx) = handle::decode_obj(slot.obj());
         let size = st.size as usize;
-        let (pfn, data, second) = self.object_bytes(p.class as usize, pfn, idx, size);
         let zspage = crate::zsdesc::owner(self.backend.desc(pfn))
             .expect("a live object's page belongs to a zspage");
+        let (pfn, data, second) = self.object_bytes(zspage.class as usize, pfn, idx, size);
         Ok(Location {
             zspage,
             pfn,
@@ -369,7 +374,7 @@ impl<B: Backend> Pool<B> {
             data_offset: data,
             second_page: second,
             size,
-            class_index: self.table.classes[p.class as usize].index,
+            class_index: self.table.classes[zspage.class as usize].index,
         })
     }
 }

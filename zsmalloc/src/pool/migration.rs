@@ -9,7 +9,7 @@ use super::{AutoCompact, Error, Pool};
 use crate::backend::{Backend, Pfn};
 use crate::growth::Growth;
 use crate::zsdesc;
-use crate::zspage::{ClassState, ZsPageFrames};
+use crate::zspage::{ClassState, GROUP_EMPTY, LentObject, ZsPageFrames};
 
 /// Source zspages a step of [`Pool::compact_pending`] empties under one hold of the locks
 /// (the owner pauses for it; `compact`, like Linux's, lets others in after each zspage).
@@ -32,11 +32,19 @@ pub enum MoveKind {
     Shrink = 1,
     /// A class's short and partly used zspages repacked (`ClassState::merge`, zsos's rule).
     Merge = 2,
+    /// An object lent a larger class's slot, back to a free slot of its own class
+    /// (`Pool::take_home`, under a placement rule that lends).
+    Home = 3,
 }
 
 impl MoveKind {
     /// Every kind, in index order.
-    pub const ALL: [MoveKind; 3] = [MoveKind::Step, MoveKind::Shrink, MoveKind::Merge];
+    pub const ALL: [MoveKind; 4] = [
+        MoveKind::Step,
+        MoveKind::Shrink,
+        MoveKind::Merge,
+        MoveKind::Home,
+    ];
 
     /// The kind's name in the bench's output.
     pub fn name(self) -> &'static str {
@@ -44,6 +52,7 @@ impl MoveKind {
             MoveKind::Step => "step",
             MoveKind::Shrink => "shrink",
             MoveKind::Merge => "merge",
+            MoveKind::Home => "home",
         }
     }
 }
@@ -67,13 +76,86 @@ impl<B: Backend> Pool<B> {
     /// allocations get in between. Returns pages freed.
     pub fn compact(&self) -> usize {
         // Every class is compacted now: the queue of deferred compaction is done with too.
+        let home = self.take_home_all().pages;
         for w in &self.pending {
             w.store(0, Ordering::Relaxed);
         }
-        (0..self.classes.len())
+        home + (0..self.classes.len())
             .rev()
             .map(|pos| self.compact_class(pos, usize::MAX, 1).0.pages)
-            .sum()
+            .sum::<usize>()
+    }
+
+    /// Takes every object that the placement rule lent a larger class's slot back to a free
+    /// slot of its own class, where the own class has one (it never grows for it), largest
+    /// class first; a class that objects left is queued for deferred compaction (its holes).
+    /// Nothing to do under Linux's placement, which never lends. Returns what was done.
+    pub(super) fn take_home_all(&self) -> Moved {
+        let mut done = Moved::default();
+        if self.placement == crate::Placement::Linux {
+            return done;
+        }
+        for pos in (0..self.classes.len()).rev() {
+            if self.lock_class(pos).lent == 0 {
+                continue;
+            }
+            let moved = self.take_home(pos);
+            if moved.bytes > 0 {
+                self.queue_compaction(pos);
+            }
+            done = done.and(moved);
+        }
+        done
+    }
+
+    /// Moves the objects lent slots of class `pos` to free slots of their own classes:
+    /// under the migrate lock held for writing (no free, map or other move meanwhile), the
+    /// lent objects are listed under `pos`'s lock, slots are taken for them under each own
+    /// class's lock in turn, and they are copied and freed under `pos`'s lock again (one class
+    /// lock at a time: the lock order has no second class lock). Objects in zspages with a
+    /// mapped object stay. Returns what was done (pages given back: `pos`'s zspages emptied).
+    fn take_home(&self, pos: usize) -> Moved {
+        let _pool = self.pool_wide();
+        let _migrate = self.write_migrate();
+        let mut lent = self
+            .lock_class(pos)
+            .lent_objects(&self.backend, &self.slots);
+        lent.sort_unstable_by_key(|o| o.home);
+        // Each lent object with the slot its own class took for it, and that slot's size.
+        let mut taken: Vec<(LentObject, u64, usize)> = Vec::with_capacity(lent.len());
+        for group in lent.chunk_by(|a, b| a.home == b.home) {
+            let home = group[0].home;
+            let mut class = self.lock_class(home);
+            for &o in group {
+                let Some(id) = class.find_zspage() else {
+                    break;
+                };
+                let obj = class.obj_malloc(&self.backend, id, o.slot);
+                class.fix_group(id);
+                taken.push((o, obj, class.layout.size));
+            }
+            self.note_free_slots(home, &class);
+        }
+        if taken.is_empty() {
+            return Moved::default();
+        }
+        let mut class = self.lock_class(pos);
+        let mut bytes = 0;
+        let mut left: Vec<u32> = Vec::with_capacity(taken.len());
+        for &(o, obj, home_size) in &taken {
+            class.move_home(&self.backend, &self.slots, o, obj, home_size);
+            bytes += home_size as u64;
+            left.push(o.at.0);
+        }
+        left.sort_unstable();
+        left.dedup();
+        let mut freed = 0;
+        for id in left {
+            if class.fix_group(id) == GROUP_EMPTY {
+                freed += class.free_zspage(&self.backend, id);
+            }
+        }
+        self.count_bytes_moved(&class, MoveKind::Home, (taken.len() as u64, bytes), freed)
     }
 
     /// Compacts class `pos` step by step (each emptying up to `sources` source zspages under
@@ -108,7 +190,8 @@ impl<B: Backend> Pool<B> {
     /// with `usize::MAX` or a budget; a malloc that finds no frames calls it. Counted as
     /// automatic compaction. Returns pages given back.
     pub fn compact_pending(&self, max_pages: usize) -> usize {
-        let mut done = Moved::default();
+        // Lent objects go home first: the classes they leave are queued with their holes.
+        let mut done = self.take_home_all();
         // Classes left with work go back on the queue at the end (not at once: the loop
         // would take them again).
         let mut requeue = [0u64; 4];
@@ -149,8 +232,19 @@ impl<B: Backend> Pool<B> {
     /// Counts what a move of one kind in class `pos` did (a compaction step, a shrink or a
     /// repacking): objects and bytes moved, pages given back (net).
     fn count_moves(&self, class: &ClassState, kind: MoveKind, moved: u64, pages: usize) -> Moved {
-        self.note_free_slots(class.pos as usize, class);
         let bytes = moved * class.layout.size as u64;
+        self.count_bytes_moved(class, kind, (moved, bytes), pages)
+    }
+
+    /// As [`Pool::count_moves`], for `moved.0` objects whose copies took `moved.1` bytes.
+    fn count_bytes_moved(
+        &self,
+        class: &ClassState,
+        kind: MoveKind,
+        (moved, bytes): (u64, u64),
+        pages: usize,
+    ) -> Moved {
+        self.note_free_slots(class.pos as usize, class);
         self.objs_moved.fetch_add(moved, Ordering::Relaxed);
         self.bytes_moved.fetch_add(bytes, Ordering::Relaxed);
         self.bytes_moved_by[kind as usize].fetch_add(bytes, Ordering::Relaxed);

@@ -139,9 +139,9 @@ pub struct Pool<B: Backend> {
     /// Bytes moved by automatic compaction (also counted in `bytes_moved`).
     bytes_auto_moved: AtomicU64,
     /// `bytes_moved` by the kind of move, indexed by [`MoveKind`].
-    bytes_moved_by: [AtomicU64; 3],
+    bytes_moved_by: [AtomicU64; MoveKind::ALL.len()],
     /// Pages given back (net) by moves of one kind, indexed by [`MoveKind`].
-    pages_freed_by: [AtomicUsize; 3],
+    pages_freed_by: [AtomicUsize; MoveKind::ALL.len()],
     /// Cycles per phase of malloc and free, while profiling is on.
     phases: PhaseCounters,
 }
@@ -217,8 +217,8 @@ impl<B: Backend> Pool<B> {
             bytes_moved: AtomicU64::new(0),
             pages_auto_compacted: AtomicUsize::new(0),
             bytes_auto_moved: AtomicU64::new(0),
-            bytes_moved_by: [const { AtomicU64::new(0) }; 3],
-            pages_freed_by: [const { AtomicUsize::new(0) }; 3],
+            bytes_moved_by: [const { AtomicU64::new(0) }; MoveKind::ALL.len()],
+            pages_freed_by: [const { AtomicUsize::new(0) }; MoveKind::ALL.len()],
             phases: PhaseCounters::new(),
         }
     }

@@ -29,7 +29,8 @@ pub enum Phase {
     Fullness,
     /// malloc: the lock dropped, the object counted and its slot published.
     Publish,
-    /// free: the handle checked against its slot and the slot marked free.
+    /// free: the handle checked against its slot, the slot marked free and the object's
+    /// class read from its page.
     HandleCheck,
     /// free: the migrate lock (read) and the class lock.
     FreeLocks,
@@ -245,7 +246,8 @@ mod tests {
         let p = pool.phase_profile();
         assert_eq!(p.frees, n + 1);
         assert_eq!(p.of(Phase::HandleCheck), 2 * (n + 1));
-        assert_eq!(p.of(Phase::FreeLocks), n + 1);
+        // The migrate lock, then (once the slot names the object's class) the class lock.
+        assert_eq!(p.of(Phase::FreeLocks), 2 * (n + 1));
         assert_eq!(p.of(Phase::ObjectReturn), n + 1);
         // Twice per emptied zspage: it leaves its class under the lock, its frames go back
         // after it.

@@ -555,7 +555,7 @@ struct WorkloadFigures {
     above_live: [[[u64; 3]; 3]; 2],
     /// zsos's compaction by kind of move (indexed by [`MoveKind`]): bytes moved, pages given
     /// back.
-    zsos_by_kind: [(u64, usize); 3],
+    zsos_by_kind: [(u64, usize); MoveKind::ALL.len()],
     /// zsos's and Linux chain 8's phase profiles.
     profiles: [PhaseProfile; 2],
 }
@@ -589,7 +589,7 @@ fn run_policies(name: &'static str, steps: &[Step]) -> WorkloadFigures {
     measure(&mut ZsStore::new(PoolConfig::default()), steps);
     let mut pages = Vec::new();
     let mut zsos_busy = [0; 2];
-    let mut zsos_by_kind = [(0, 0); 3];
+    let mut zsos_by_kind = [(0, 0); MoveKind::ALL.len()];
     let mut above_live = [[[0; 3]; 3]; 2];
     let mut first = [[0f64; 4]; COSTED.len()];
     let mut moved = [(0, 0, 0); COSTED.len()];
