@@ -91,6 +91,9 @@ pub struct ClassState {
     pub short_zspages: u64,
     /// Objects here whose own class is a smaller one (a placement rule lent them a slot).
     pub lent: u64,
+    /// The own classes of the objects lent a slot here (bit `pos` of word `pos / 64`; a
+    /// class whose objects left stays marked until none is lent).
+    lent_homes: [u64; 4],
 }
 
 /// An object in a slot another class's object was lent (see [`ClassState::lent_objects`]).
@@ -180,7 +183,28 @@ impl ClassState {
             pages: 0,
             short_zspages: 0,
             lent: 0,
+            lent_homes: [0; 4],
         }
+    }
+
+    /// Counts an object of own class `home` lent a slot here.
+    pub fn lend(&mut self, home: usize) {
+        self.lent += 1;
+        self.lent_homes[home / 64] |= 1 << (home % 64);
+    }
+
+    /// Counts a lent object gone from here (freed, or moved home).
+    pub fn unlend(&mut self) {
+        self.lent -= 1;
+        if self.lent == 0 {
+            self.lent_homes = [0; 4];
+        }
+    }
+
+    /// Whether an object lent a slot here may belong to one of the classes in `homes` (a
+    /// bitmap as `lent_homes`).
+    pub fn may_lend_to(&self, homes: &[u64; 4]) -> bool {
+        self.lent_homes.iter().zip(homes).any(|(a, b)| a & b != 0)
     }
 
     /// The zspage with this id.
@@ -979,41 +1003,59 @@ impl ClassState {
         unsafe { copy_between_slots(b, at(from), at(to), size) };
     }
 
-    /// The objects lent a slot of this class whose zspages have no mapped object (their bytes
-    /// may move): read from each allocated object's header and its slot's own class. The
-    /// caller holds the migrate lock for writing (no mapping begins meanwhile) and the class
-    /// lock.
-    pub fn lent_objects<B: Backend>(&self, b: &B, slots: &SlotTable) -> Vec<LentObject> {
+    /// Objects lent a slot of this class, in zspages with no mapped object (their bytes may
+    /// move), at most `room[home]` of each own class `home` (the count is taken down): read
+    /// from each allocated object's header and its slot's own class, until every lent object
+    /// was seen or the room is used up. The caller holds the migrate lock for writing (no
+    /// mapping begins meanwhile) and the class lock.
+    pub fn lent_objects<B: Backend>(
+        &self,
+        b: &B,
+        slots: &SlotTable,
+        room: &mut [u64],
+    ) -> Vec<LentObject> {
         let mut out = Vec::new();
-        if self.lent == 0 || self.layout.huge {
+        let mut wanted: u64 = room.iter().sum();
+        if self.lent == 0 || self.layout.huge || wanted == 0 {
             return out;
         }
+        let mut seen = 0;
         for id in self.live_zspages() {
             let z = &self.zspages[id as usize];
             if zsdesc::zspage_readers(b.desc(z.first)) != 0 {
                 continue;
             }
-            let chain = self.chain(b, id);
-            for idx in 0..z.objs {
-                let Some(&pfn) = chain.get(idx as usize * self.layout.size / PAGE_SIZE) else {
-                    break;
-                };
-                let own_class = self
-                    .header_slot(b, pfn, idx)
-                    .map(|slot| (slot, slots.get(slot).map(|s| s.state().class)));
-                let Some((slot, Some(home))) = own_class else {
-                    continue;
-                };
-                let home = home as usize;
-                if home != self.pos as usize {
-                    out.push(LentObject {
-                        slot,
-                        at: (id, pfn, idx),
-                        home,
-                    });
+            // Page by page (no allocation: this walks every object of the class): the objects
+            // that start in page `n` are those below ⌈(n + 1) pages / size⌉.
+            let pages = core::iter::successors(Some(z.first), |&page| zsdesc::next(b.desc(page)));
+            let mut from = 0;
+            for (n, pfn) in pages.take(z.pages as usize).enumerate() {
+                let to = (((n + 1) * PAGE_SIZE).div_ceil(self.layout.size) as u32).min(z.objs);
+                for idx in from..to {
+                    let own_class = self
+                        .header_slot(b, pfn, idx)
+                        .map(|slot| (slot, slots.get(slot).map(|s| s.state().class)));
+                    let Some((slot, Some(home))) = own_class else {
+                        continue;
+                    };
+                    let home = home as usize;
+                    if home == self.pos as usize {
+                        continue;
+                    }
+                    seen += 1;
+                    if let Some(left) = room.get_mut(home).filter(|left| **left > 0) {
+                        *left -= 1;
+                        wanted -= 1;
+                        out.push(LentObject {
+                            slot,
+                            at: (id, pfn, idx),
+                            home,
+                        });
+                    }
                 }
+                from = to;
             }
-            if out.len() as u64 == self.lent {
+            if seen == self.lent || wanted == 0 {
                 break;
             }
         }
@@ -1047,7 +1089,7 @@ impl ClassState {
             .expect("a lent object's slot exists")
             .set_obj(new_obj);
         self.obj_free(b, id, pfn, idx);
-        self.lent -= 1;
+        self.unlend();
     }
 
     /// Moves page `pfn` of zspage `id` to the frame `new`; see `Pool::migrate_page_into`. The

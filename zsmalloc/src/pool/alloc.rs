@@ -48,7 +48,7 @@ impl<B: Backend> Pool<B> {
             };
         let obj = class.obj_malloc(&self.backend, id, slot);
         if pos != own {
-            class.lent += 1;
+            class.lend(own);
         }
         self.slots
             .get(slot)
@@ -207,7 +207,7 @@ impl<B: Backend> Pool<B> {
         drop(migrate);
         watch.lap(Phase::FreeLocks);
         if owner.class != p.class {
-            class.lent -= 1;
+            class.unlend();
         }
         class.obj_free(&self.backend, owner.id, pfn, idx);
         watch.lap(Phase::ObjectReturn);

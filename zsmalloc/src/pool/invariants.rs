@@ -18,7 +18,7 @@ impl<B: Backend> Pool<B> {
         let _migrate = self.read_migrate();
         // Each live object under the class its page says it is in, with whether it is lent
         // that class's slot (its own class, which its handle and slot name, is smaller).
-        let mut live: Vec<Vec<(u32, u64, bool)>> =
+        let mut live: Vec<Vec<(u32, u64, Option<u8>)>> =
             (0..self.classes.len()).map(|_| Vec::new()).collect();
         for (i, slot) in self.slots.iter() {
             let st = slot.state();
@@ -45,7 +45,8 @@ impl<B: Backend> Pool<B> {
                         at.class, layout.size, st.class
                     ));
                 }
-                live[at.class as usize].push((i, slot.obj(), at.class != st.class));
+                let lent = (at.class != st.class).then_some(st.class);
+                live[at.class as usize].push((i, slot.obj(), lent));
             }
         }
         let mut total_pages = 0;
@@ -153,12 +154,23 @@ impl<B: Backend> Pool<B> {
                 ));
             }
             let mut live_slots = 0;
-            let lent = live.iter().filter(|&&(_, _, lent)| lent).count() as u64;
+            let lent = live.iter().filter(|&&(_, _, lent)| lent.is_some()).count() as u64;
             if lent != c.lent {
                 return Err(format!(
                     "class {pos}: {lent} objects lent its slots, {} counted",
                     c.lent
                 ));
+            }
+            for &(i, _, home) in live {
+                if let Some(home) = home.map(usize::from) {
+                    let mut bit = [0u64; 4];
+                    bit[home / 64] = 1 << (home % 64);
+                    if !c.may_lend_to(&bit) {
+                        return Err(format!(
+                            "class {pos} slot {i}: lent by class {home}, which it does not list"
+                        ));
+                    }
+                }
             }
             for &(i, obj, _) in live {
                 live_slots += 1;
