@@ -1352,6 +1352,43 @@ mod tests {
 
     /// A class of 1,280-byte slots (5 pages and 16 objects a zspage at its own length) with
     /// zspages of the given lengths, each filled with `fill[i]` objects.
+    /// A class lists the own classes of the objects lent its slots, in whichever word of
+    /// the bitmap they fall, until none is lent; a search for classes with room asks it.
+    #[test]
+    fn a_class_lists_the_classes_it_lends_to_until_none_is_lent() {
+        let table = ClassTable::new(DEFAULT_MAX_CHAIN);
+        let pos = table.classes.len() - 1;
+        let mut class = ClassState::new(table.classes[pos], pos as u8);
+        let only = |home: usize| {
+            let mut bits = [0u64; 4];
+            bits[home / 64] |= 1 << (home % 64);
+            bits
+        };
+        let nobody = [0u64; 4];
+        assert!(!class.may_lend_to(&[u64::MAX; 4]), "nothing lent yet");
+        class.lend(3);
+        class.lend(70);
+        class.lend(70);
+        assert_eq!(class.lent, 3);
+        for home in [3, 70] {
+            assert!(class.may_lend_to(&only(home)), "class {home}");
+        }
+        for home in [2, 4, 6, 64, 69, 71, 131] {
+            assert!(!class.may_lend_to(&only(home)), "class {home}");
+        }
+        assert!(!class.may_lend_to(&nobody));
+        // Room in several classes, one of them a borrower's.
+        let mut some = only(5);
+        some[1] |= only(70)[1];
+        assert!(class.may_lend_to(&some));
+        class.unlend();
+        class.unlend();
+        assert!(class.may_lend_to(&only(3)), "listed until none is lent");
+        class.unlend();
+        assert_eq!(class.lent, 0);
+        assert!(!class.may_lend_to(&[u64::MAX; 4]), "none lent: none listed");
+    }
+
     fn class_with(b: &HostBackend, lengths: &[usize], fill: &[u32]) -> ClassState {
         let table = ClassTable::new(DEFAULT_MAX_CHAIN);
         let pos = table.class_for(1280 - crate::class::HANDLE_SIZE);
@@ -1464,6 +1501,60 @@ mod tests {
             class.fix_group(id as u32);
         }
         class
+    }
+
+    /// The lent objects of a class are found in every page of every zspage (each where its
+    /// handle's slot says), as many of each own class as it has room for, none in a zspage
+    /// with a mapped object.
+    #[test]
+    fn the_lent_objects_are_found_where_their_slots_say_up_to_the_room_there_is() {
+        let b = HostBackend::new(64, 9);
+        let slots = SlotTable::new(1);
+        let mut class = class_with(&b, &[5, 5], &[0, 0]);
+        let home = 2usize;
+        assert!(home < class.pos as usize);
+        let mut lent = Vec::new();
+        for id in 0..2u32 {
+            for k in 0..16u32 {
+                // Every third object is lent: its slot names a smaller own class.
+                let own = if k % 3 == 0 { home as u8 } else { class.pos };
+                let (slot, _) = slots.reserve(0, own, 1000).unwrap();
+                let obj = class.obj_malloc(&b, id, slot);
+                slots.get(slot).unwrap().set_obj(obj);
+                if own != class.pos {
+                    class.lend(home);
+                    lent.push((slot, id, obj));
+                }
+            }
+            class.fix_group(id);
+        }
+        assert_eq!(lent.len(), 12);
+        let list = |class: &ClassState, room_at_home: u64| {
+            let mut room = alloc::vec![0u64; class.pos as usize];
+            room[home] = room_at_home;
+            let found = class.lent_objects(&b, &slots, &mut room);
+            assert_eq!(room[home], room_at_home - found.len() as u64);
+            found
+        };
+        let found = list(&class, 100);
+        assert_eq!(
+            found.len(),
+            12,
+            "every lent object, in all five pages of both zspages"
+        );
+        for (o, &(slot, id, obj)) in found.iter().zip(&lent) {
+            let (pfn, idx) = handle::decode_obj(obj);
+            assert_eq!((o.slot, o.at, o.home), (slot, (id, pfn, idx), home));
+        }
+        assert_eq!(list(&class, 5).len(), 5, "no more than the room");
+        assert!(list(&class, 0).is_empty());
+        // A mapped object keeps its zspage's objects where they are.
+        let second = class.zspage(1).first;
+        zsdesc::zspage_read_lock(b.desc(second));
+        let found = list(&class, 100);
+        zsdesc::zspage_read_unlock(b.desc(second));
+        assert_eq!(found.len(), 6);
+        assert!(found.iter().all(|o| o.at.0 == 0));
     }
 
     /// Calls `f` on every byte of the object at `obj` after its header (which may span two
