@@ -1507,7 +1507,7 @@ fn compaction_takes_an_object_lent_a_larger_slot_home_once_its_class_has_room() 
         "objects still lent a larger slot"
     );
     assert_eq!(own_free(&p) as usize, room - home);
-    assert!(p.bytes_moved_by(crate::pool::MoveKind::Home) >= (home * (small + 8)) as u64);
+    assert!(p.bytes_moved_by(crate::pool::MoveKind::Home) >= (home * (small + HANDLE_SIZE)) as u64);
     p.check_invariants().unwrap();
     let mut buf = vec![0u8; MAX_ALLOC_SIZE];
     for (h, bytes) in objects.iter().chain([(lender, pattern(0, large))].iter()) {

@@ -201,6 +201,11 @@ impl ClassState {
         }
     }
 
+    /// Whether class `home` is listed among the own classes of the objects lent a slot here.
+    pub fn lends_to(&self, home: usize) -> bool {
+        self.lent_homes[home / 64] & (1 << (home % 64)) != 0
+    }
+
     /// Whether an object lent a slot here may belong to one of the classes in `homes` (a
     /// bitmap as `lent_homes`).
     pub fn may_lend_to(&self, homes: &[u64; 4]) -> bool {

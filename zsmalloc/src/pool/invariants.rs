@@ -153,27 +153,17 @@ impl<B: Backend> Pool<B> {
                     "class {pos}: {free} free slots, {published} published for placement (room bit {room_bit})"
                 ));
             }
-            let mut live_slots = 0;
-            let lent = live.iter().filter(|&&(_, _, lent)| lent.is_some()).count() as u64;
-            if lent != c.lent {
-                return Err(format!(
-                    "class {pos}: {lent} objects lent its slots, {} counted",
-                    c.lent
-                ));
-            }
-            for &(i, _, home) in live {
+            let (mut live_slots, mut lent) = (0, 0);
+            for &(i, obj, home) in live {
+                live_slots += 1;
                 if let Some(home) = home.map(usize::from) {
-                    let mut bit = [0u64; 4];
-                    bit[home / 64] = 1 << (home % 64);
-                    if !c.may_lend_to(&bit) {
+                    lent += 1;
+                    if !c.lends_to(home) {
                         return Err(format!(
                             "class {pos} slot {i}: lent by class {home}, which it does not list"
                         ));
                     }
                 }
-            }
-            for &(i, obj, _) in live {
-                live_slots += 1;
                 let (pfn, idx) = handle::decode_obj(obj);
                 let owner = zsdesc::owner(self.backend.desc(pfn));
                 if owner.map(|o| o.class as usize) != Some(pos) {
@@ -186,6 +176,12 @@ impl<B: Backend> Pool<B> {
                         "class {pos} slot {i}: object header names another slot"
                     ));
                 }
+            }
+            if lent != c.lent {
+                return Err(format!(
+                    "class {pos}: {lent} objects lent its slots, {} counted",
+                    c.lent
+                ));
             }
             if live_slots != c.objs_inuse {
                 return Err(format!(
